@@ -1,0 +1,3 @@
+from modelimport.cli.app import main
+
+main()

@@ -1,0 +1,1 @@
+"""The command-line front end: Typer commands over the core, rendered with Rich."""

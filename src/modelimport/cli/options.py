@@ -1,0 +1,53 @@
+"""Options shared by several commands, defined once.
+
+Global options may be given before the command (`modelimport --json status`) or after it
+(`modelimport status --json`); `resolve_options` merges both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+LibraryOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--library",
+        envvar="MODELIMPORT_LIBRARY",
+        help="Library root folder (default: the user data dir; env MODELIMPORT_LIBRARY).",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")
+]
+OfflineOpt = Annotated[
+    bool,
+    typer.Option("--offline", help="Never contact the Hugging Face Hub (also HF_HUB_OFFLINE=1)."),
+]
+YesOpt = Annotated[
+    bool, typer.Option("--yes", "-y", help="Accept the plan without asking; needed without a TTY.")
+]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Say more about each step.")]
+
+
+@dataclass
+class GlobalOptions:
+    library: Path | None = None
+    json: bool = False
+    offline: bool = False
+    yes: bool = False
+    verbose: bool = False
+
+
+def resolve_options(ctx: typer.Context, **given: object) -> GlobalOptions:
+    """Merge command-level options over the ones given before the command."""
+    base: GlobalOptions = ctx.find_root().obj or GlobalOptions()
+    merged = GlobalOptions(**vars(base))
+    for key, value in given.items():
+        if value not in (None, False):
+            setattr(merged, key, value)
+    return merged

@@ -1,0 +1,39 @@
+"""Exception types the core raises; the CLI maps each to one sentence and an exit code.
+
+Every error a person can cause is one of these, with a message that is a whole sentence.
+Anything else reaching the CLI is a bug and is reported as such.
+"""
+
+from __future__ import annotations
+
+
+class ModelImportError(Exception):
+    """Base class: `str(err)` is one sentence fit to show a person."""
+
+    exit_code = 1
+
+
+class UsageError(ModelImportError):
+    """The command line asks for something impossible (bad option combination, no terminal)."""
+
+    exit_code = 2
+
+
+class InvalidModelFile(ModelImportError):
+    """A file is not a model file we can import, or its header lies about itself."""
+
+
+class UnsafePickle(InvalidModelFile):
+    """A pickle imports globals that could execute code when loaded."""
+
+
+class IncompleteShardSet(ModelImportError):
+    """A sharded set misses shards or disagrees about its total."""
+
+
+class LibraryError(ModelImportError):
+    """The library on disk is missing, unwritable or inconsistent."""
+
+
+class ModelNotFound(LibraryError):
+    """A model id names no model in the library."""
