@@ -22,6 +22,12 @@ QUANT_TOKENS = re.compile(
     re.IGNORECASE,
 )
 SHARD_SUFFIX = re.compile(r"[-_.](\d{1,5})-of-(\d{1,5})$|\.part\d+$", re.IGNORECASE)
+# File names that say nothing about the model; people keep such files in a folder named
+# after the repo, so the folder's name stands in for them.
+GENERIC_STEMS = frozenset(
+    {"model", "pytorch_model", "diffusion_pytorch_model", "adapter_model", "consolidated",
+     "flax_model", "tf_model", "weights", "checkpoint", "ggml-model"}
+)
 _TOKEN_SPLIT = re.compile(r"[-_\s]+|(?<!\d)\.|\.(?!\d)")
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._+\-]+")
 
@@ -60,3 +66,15 @@ def clean_model_name(filename: str) -> str:
     stem = re.sub(r"(?i)(?<![A-Za-z0-9])i?q[1-8](_[0-9a-z]{1,2}){0,2}(?![A-Za-z0-9])", "", stem)
     tokens = [t for t in _TOKEN_SPLIT.split(stem) if t and not QUANT_TOKENS.match(t)]
     return "-".join(tokens) or stem or filename
+
+
+def is_generic_name(filename: str) -> bool:
+    """True for names like `model.safetensors` or `model-00001-of-00004.safetensors`."""
+    return clean_model_name(filename).lower() in GENERIC_STEMS
+
+
+def model_name_for(path: PurePath) -> str:
+    """The name a model file is known by: its cleaned name, or its folder's for generic names."""
+    if is_generic_name(path.name) and path.parent.name:
+        return clean_model_name(path.parent.name)
+    return clean_model_name(path.name)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 
 from modelimport.cli.options import (
@@ -54,21 +53,28 @@ def main() -> None:
     _register()
     command = typer.main.get_command(app)
     try:
-        command.main(prog_name="modelimport", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(2)
-    except click.exceptions.Abort:
-        sys.stderr.write("Aborted.\n")
-        sys.exit(130)
+        # Non-standalone: click returns an Exit's code instead of exiting, and lets our
+        # own exceptions through to the formatter below.
+        code = command.main(prog_name="modelimport", standalone_mode=False)
     except ModelImportError as exc:
         sys.stderr.write(f"Error: {exc}\n")
         sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.stderr.write("Aborted.\n")
+        sys.exit(130)
     except KeyboardInterrupt:
         sys.stderr.write("Interrupted; any partial import will be rolled back on the next run.\n")
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(1)
-    sys.exit(0)
+    except Exception as exc:
+        # Click's usage errors (bad option, missing argument) carry their exit code and
+        # know how to show themselves; typer vendors click, so match by shape, not class.
+        exit_code = getattr(exc, "exit_code", None)
+        if not isinstance(exit_code, int):
+            raise
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        sys.exit(exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

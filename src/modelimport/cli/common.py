@@ -1,0 +1,30 @@
+"""Helpers shared by command modules: opening the library, exit codes, size formatting."""
+
+from __future__ import annotations
+
+from modelimport.cli.options import GlobalOptions
+from modelimport.cli.output import Output
+from modelimport.config import resolve_library_root
+from modelimport.maintenance import OpenLibrary, open_library
+
+
+def open_for(opts: GlobalOptions, out: Output, create: bool = True) -> OpenLibrary:
+    opened = open_library(resolve_library_root(opts.library), create=create)
+    rec = opened.recovery
+    if rec.rolled_back or rec.completed:
+        out.info(
+            f"Recovered interrupted imports: {rec.rolled_back} rolled back, "
+            f"{rec.completed} completed."
+        )
+    for problem in rec.problems:
+        out.error(problem)
+    return opened
+
+
+def human_size(size: int | float) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"

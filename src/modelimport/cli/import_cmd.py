@@ -1,0 +1,182 @@
+"""`modelimport import`: plan, review, stage and commit models into the library."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from modelimport.cli.app import app
+from modelimport.cli.common import human_size, open_for
+from modelimport.cli.options import (
+    JsonOpt,
+    LibraryOpt,
+    OfflineOpt,
+    VerboseOpt,
+    YesOpt,
+    resolve_options,
+)
+from modelimport.cli.output import Output
+from modelimport.cli.progress import progress_sink
+from modelimport.config import hub_offline_by_env
+from modelimport.errors import UsageError
+
+IMPORT_EXAMPLES = """
+Examples:
+
+  modelimport import ~/Downloads/*.safetensors
+
+  modelimport import ./dl --yes --json > report.json
+
+  modelimport import ./llama-3-70b/ --move --yes
+"""
+
+
+@app.command("import", epilog=IMPORT_EXAMPLES)
+def import_command(
+    ctx: typer.Context,
+    paths: Annotated[
+        list[Path], typer.Argument(help="Model files and folders (folders are walked).")
+    ],
+    move: Annotated[
+        bool,
+        typer.Option(
+            "--move",
+            help="Move instead of copy: a rename on the same filesystem; across filesystems "
+            "the source is deleted only after the model is committed.",
+        ),
+    ] = False,
+    allow_incomplete: Annotated[
+        bool, typer.Option("--allow-incomplete", help="Import sharded sets that miss shards.")
+    ] = False,
+    allow_unsafe_pickle: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unsafe-pickle",
+            help="Import pickles that import code-executing globals (they are never loaded).",
+        ),
+    ] = False,
+    refresh: Annotated[
+        bool, typer.Option("--refresh", help="Bypass the on-disk Hub cache.")
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds per Hub call before giving up.")
+    ] = 5.0,
+    library: LibraryOpt = None,
+    json_: JsonOpt = False,
+    offline: OfflineOpt = False,
+    yes: YesOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Import model files into the library: hash, identify, describe, index.
+
+    Each file is read once: SHA256 and BLAKE3 are computed while it is copied into a
+    staging folder inside the library, then the model appears by one atomic rename.
+    """
+    from modelimport.importer import FAILED, REJECTED, ImportOptions, execute_plan, plan_import
+
+    opts = resolve_options(
+        ctx, library=library, json=json_, offline=offline, yes=yes, verbose=verbose
+    )
+    out = Output(opts.json, opts.verbose)
+    if not opts.yes and not out.interactive:
+        raise UsageError(
+            "No terminal to ask for confirmation; pass --yes to import without review."
+        )
+    offline_mode = opts.offline or hub_offline_by_env()
+    options = ImportOptions(
+        move=move,
+        allow_incomplete=allow_incomplete,
+        allow_unsafe_pickle=allow_unsafe_pickle,
+        offline=offline_mode,
+    )
+    opened = open_for(opts, out)
+    hub_session = None if offline_mode else _hub_session(timeout=timeout, refresh=refresh)
+    with progress_sink(opts.json, out.err) as sink:
+        plan = plan_import(paths, opened.library, opened.db, options, sink, hub_session)
+    if not opts.yes and plan.models:
+        _render_plan(out.err, plan)
+        if not typer.confirm(f"Import {len(plan.models)} model(s)?", default=True, err=True):
+            out.info("Nothing imported.")
+            raise typer.Exit(0)
+    with progress_sink(opts.json, out.err) as sink:
+        results = execute_plan(plan, opened.library, opened.db, options, sink)
+    report = _report(results)
+    out.result(report, lambda console: _render_results(console, report))
+    failed = any(r.status in (FAILED, REJECTED) for r in results)
+    raise typer.Exit(1 if failed else 0)
+
+
+def _hub_session(timeout: float, refresh: bool) -> Any:
+    from modelimport.hub import HubSession
+
+    return HubSession(timeout=timeout, refresh=refresh)
+
+
+def _report(results: list[Any]) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    imported_bytes = sum(f["size"] for r in results if r.status == "imported" for f in r.files)
+    return {
+        "results": [r.to_json() for r in results],
+        "summary": {
+            "imported": counts.get("imported", 0),
+            "duplicate": counts.get("duplicate", 0),
+            "failed": counts.get("failed", 0),
+            "rejected": counts.get("rejected", 0),
+            "skipped": counts.get("skipped", 0),
+            "imported_bytes": imported_bytes,
+        },
+    }
+
+
+def _render_plan(console: Console, plan: Any) -> None:
+    table = Table(title="Import plan")
+    for col in ("file(s)", "type", "family", "precision", "size", "match"):
+        table.add_column(col)
+    for m in plan.models:
+        lookup = m.lookup
+        match = "offline (lookup pending)"
+        if lookup is not None:
+            match = f"{lookup.trust} {lookup.repo_id or ''}".strip()
+            if lookup.hub_error:
+                match = f"Hub unavailable ({lookup.hub_error})"
+        label = m.group.display_name
+        if m.group.is_sharded:
+            label += f" (+{len(m.group.all_paths) - 1} files)"
+        table.add_row(label, m.model_type, m.family, m.probe.precision,
+                      human_size(m.total_size), match)
+    console.print(table)
+    for r in plan.settled:
+        if r.status != "skipped":
+            console.print(f"{r.status}: {', '.join(r.sources)}: {r.error or r.model_id}",
+                          markup=False)
+
+
+def _render_results(console: Console, report: dict[str, Any]) -> None:
+    table = Table(title="Import results")
+    for col in ("status", "model", "source(s)", "detail"):
+        table.add_column(col, overflow="fold")
+    skipped = 0
+    for r in report["results"]:
+        if r["status"] == "skipped":
+            skipped += 1
+            continue
+        detail = r["error"] or ""
+        if r["status"] == "imported":
+            detail = f"{r.get('trust_level', '')} {r.get('repo_id') or ''}".strip()
+        elif r["status"] == "duplicate":
+            detail = "already in the library"
+        sources = r["sources"][0] + (f" (+{len(r['sources']) - 1})" if len(r["sources"]) > 1
+                                     else "")
+        table.add_row(r["status"], r["model_id"] or "-", sources, detail)
+    console.print(table)
+    s = report["summary"]
+    console.print(
+        f"{s['imported']} imported ({human_size(s['imported_bytes'])}), {s['duplicate']} "
+        f"duplicate, {s['rejected']} rejected, {s['failed']} failed, {skipped} skipped."
+    )

@@ -1,0 +1,144 @@
+"""Library commands: `status`, `rescan`, `mark-manual`, `shards`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from modelimport.cli.app import app
+from modelimport.cli.common import human_size, open_for
+from modelimport.cli.options import JsonOpt, LibraryOpt, VerboseOpt, resolve_options
+from modelimport.cli.output import Output
+from modelimport.cli.progress import progress_sink
+
+
+@app.command(epilog="Examples:\n\n  modelimport status\n\n  modelimport status --json")
+def status(
+    ctx: typer.Context,
+    library: LibraryOpt = None,
+    json_: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Show the library: where it is, how many models, their size, pending lookups."""
+    from modelimport.maintenance import library_status
+
+    opts = resolve_options(ctx, library=library, json=json_, verbose=verbose)
+    out = Output(opts.json, opts.verbose)
+    data = library_status(open_for(opts, out))
+    out.result(data, lambda console: _render_status(console, data))
+
+
+def _render_status(console: Console, data: dict[str, Any]) -> None:
+    console.print(f"Library: {data['library']}")
+    console.print(f"Models: {data['models']} ({human_size(data['total_bytes'])})")
+    for model_type, count in data["by_type"].items():
+        console.print(f"  {model_type}: {count}")
+    console.print(f"Pending online lookups: {data['pending_lookups']}")
+    console.print(f"Incomplete sharded sets: {data['incomplete_sets']}")
+    console.print(f"Manual records: {data['manual_records']}")
+    rescan = data["rescan"]
+    if rescan:
+        console.print(f"Rescan running: {rescan.get('done', 0)} / {rescan.get('total', '?')}")
+    else:
+        console.print("Rescan: not running")
+
+
+@app.command(epilog="Examples:\n\n  modelimport rescan")
+def rescan(
+    ctx: typer.Context,
+    library: LibraryOpt = None,
+    json_: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Rebuild the index from every metadata.json in the library (records are not changed)."""
+    from modelimport.maintenance import rescan as run_rescan
+
+    opts = resolve_options(ctx, library=library, json=json_, verbose=verbose)
+    out = Output(opts.json, opts.verbose)
+    opened = open_for(opts, out, create=False)
+    with progress_sink(opts.json, out.err) as sink:
+        data = run_rescan(opened, sink)
+    out.result(
+        data,
+        lambda console: console.print(
+            f"Indexed {data['models']} models from metadata.json"
+            + (f"; {len(data['unreadable'])} unreadable: {', '.join(data['unreadable'])}"
+               if data["unreadable"] else ".")
+        ),
+    )
+    raise typer.Exit(1 if data["unreadable"] else 0)
+
+
+@app.command(
+    "mark-manual",
+    epilog="Examples:\n\n  modelimport mark-manual llm/llama/llama-3-8b-instruct-q4_k_m",
+)
+def mark_manual(
+    ctx: typer.Context,
+    model_ids: Annotated[list[str], typer.Argument(help="Model ids (type/family/slug).")],
+    library: LibraryOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Protect models from automatic updates (retry-pending, rescan keep them as they are)."""
+    from modelimport.maintenance import mark_manual as run_mark
+
+    opts = resolve_options(ctx, library=library, json=json_)
+    out = Output(opts.json, opts.verbose)
+    results = run_mark(open_for(opts, out, create=False), model_ids)
+
+    def render(console: Console) -> None:
+        for r in results:
+            console.print(f"{r['model_id']}: {r['error'] or 'marked manual'}", markup=False)
+
+    out.result({"results": results}, render)
+    raise typer.Exit(1 if any(r["status"] == "failed" for r in results) else 0)
+
+
+@app.command(epilog="Examples:\n\n  modelimport shards ./llama-3-70b/\n\n  modelimport shards dl --json")
+def shards(
+    ctx: typer.Context,
+    paths: Annotated[list[Path], typer.Argument(help="Files and folders to group.")],
+    json_: JsonOpt = False,
+) -> None:
+    """Group sharded sets and report whether each is complete (reads names, not data)."""
+    from modelimport.collect import collect_paths
+    from modelimport.shards import group_files
+
+    opts = resolve_options(ctx, json=json_)
+    out = Output(opts.json, opts.verbose)
+    collected = collect_paths(paths)
+    groups = [
+        {
+            "name": g.display_name,
+            "folder": str((g.files or (g.index_file,))[0].parent),  # type: ignore[union-attr]
+            "sharded": g.is_sharded,
+            "complete": g.complete,
+            "shard_total": g.shard_total,
+            "files": [p.name for p in g.all_paths],
+            "missing": list(g.missing),
+            "problems": list(g.problems),
+        }
+        for g in group_files(collected.files)
+        if g.is_sharded
+    ]
+    failures = [{"path": str(p), "error": e} for p, e in collected.failures]
+    data = {"sets": groups, "failures": failures}
+
+    def render(console: Console) -> None:
+        table = Table(title="Sharded sets")
+        for col in ("set", "folder", "files", "complete", "missing / problems"):
+            table.add_column(col, overflow="fold")
+        for g in groups:
+            issues = "; ".join([*g["problems"], *(f"missing {m}" for m in g["missing"])])
+            table.add_row(g["name"], g["folder"], str(len(g["files"])),
+                          "yes" if g["complete"] else "no", issues or "-")
+        console.print(table if groups else "No sharded sets found.")
+        for f in failures:
+            console.print(f["error"], markup=False)
+
+    out.result(data, render)
+    raise typer.Exit(1 if failures or any(not g["complete"] for g in groups) else 0)

@@ -1,0 +1,107 @@
+"""Collect: expand the paths a person names into candidate model files.
+
+Folders are walked recursively. Symlinked folders are followed once (loops are detected by
+device and inode); fifos, sockets and devices are never opened. A file named on the
+command line that cannot be imported is a failure; unsupported files met in a folder are
+skipped and counted.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from modelimport.names import MODEL_EXTENSIONS
+from modelimport.shards import INDEX_SUFFIX, parse_shard_name
+
+SKIPPED_DIR_NAMES = {".modelimport", ".git", "__pycache__"}
+
+
+@dataclass
+class Collected:
+    files: list[Path] = field(default_factory=list)
+    failures: list[tuple[Path, str]] = field(default_factory=list)  # named paths we can't use
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # met while walking
+
+
+def is_candidate_name(name: str) -> bool:
+    lower = name.lower()
+    if lower.endswith(INDEX_SUFFIX):
+        return True
+    if lower.endswith(MODEL_EXTENSIONS):
+        return True
+    shard = parse_shard_name(name)
+    return shard is not None and shard.ext in MODEL_EXTENSIONS
+
+
+def collect_paths(paths: list[Path], exclude: Path | None = None) -> Collected:
+    """Expand files and folders; `exclude` (the library root) is never walked into."""
+    out = Collected()
+    seen_files: set[tuple[int, int]] = set()
+    excluded = _identity(exclude) if exclude is not None else None
+    for given in paths:
+        try:
+            st = given.stat()  # follows symlinks: a named link means its target
+        except FileNotFoundError:
+            out.failures.append((given, f"{given} does not exist."))
+            continue
+        except OSError as exc:
+            out.failures.append((given, f"{given} cannot be read: {exc.strerror or exc}."))
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            _walk(given, out, seen_files, {(st.st_dev, st.st_ino)}, excluded)
+        elif not stat.S_ISREG(st.st_mode):
+            out.failures.append((given, f"{given} is not a regular file."))
+        elif not is_candidate_name(given.name):
+            out.failures.append(
+                (given, f"{given.name} has an unsupported extension "
+                 f"(supported: {', '.join(MODEL_EXTENSIONS)}).")
+            )
+        elif (st.st_dev, st.st_ino) not in seen_files:
+            seen_files.add((st.st_dev, st.st_ino))
+            out.files.append(given.absolute())
+    return out
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _walk(
+    folder: Path,
+    out: Collected,
+    seen_files: set[tuple[int, int]],
+    seen_dirs: set[tuple[int, int]],
+    excluded: tuple[int, int] | None,
+) -> None:
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as exc:
+        out.skipped.append((folder, f"cannot list folder: {exc.strerror or exc}"))
+        return
+    for entry in entries:
+        path = Path(entry.path)
+        try:
+            st = entry.stat(follow_symlinks=True)
+        except OSError:
+            out.skipped.append((path, "broken symlink or unreadable entry"))
+            continue
+        ident = (st.st_dev, st.st_ino)
+        if stat.S_ISDIR(st.st_mode):
+            if entry.name in SKIPPED_DIR_NAMES or ident == excluded or ident in seen_dirs:
+                continue
+            seen_dirs.add(ident)
+            _walk(path, out, seen_files, seen_dirs, excluded)
+        elif not stat.S_ISREG(st.st_mode):
+            out.skipped.append((path, "not a regular file"))
+        elif not is_candidate_name(entry.name):
+            out.skipped.append((path, "unsupported file type"))
+        elif ident not in seen_files:
+            seen_files.add(ident)
+            out.files.append(path.absolute())

@@ -1,0 +1,450 @@
+"""The import pipeline: collect -> group -> identify -> (review) -> stage -> commit.
+
+`plan_import` reads only headers and a fast hash of each file and decides what each model
+is; `execute_plan` then stages every model in its own transaction and commits it.
+
+Invariants (checked by the crash tests):
+- The library only changes by one atomic rename of a complete staged model directory
+  (files + metadata.json, all fsynced), done under the commit lock; the index row follows.
+- A source file is never deleted or lost: copies leave it alone; a same-filesystem move
+  renames it into staging only after a journal entry says where it came from, and a
+  rollback (now, or by `recover` after a crash) renames it back; a cross-filesystem move
+  deletes the source only after the commit.
+- A file whose SHA256 is already in the library is a duplicate: nothing is copied, and the
+  check is repeated under the commit lock so two processes cannot both add it.
+- A failed model leaves nothing in the library and nothing in staging.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modelimport import index, staging
+from modelimport.collect import collect_paths
+from modelimport.errors import InvalidModelFile, ModelImportError
+from modelimport.events import ProgressEvent, ProgressSink, Stage, ignore_progress
+from modelimport.formats import FileFacts, inspect_file
+from modelimport.hashing import FileDigests, copy_and_hash, fast_hash, hash_file
+from modelimport.library import Library, fsync_dir, make_model_id
+from modelimport.metadata import new_record, now_iso, resolve_fields, set_candidate
+from modelimport.names import is_generic_name, model_name_for, sanitize_component, slugify
+from modelimport.probe import ModelProbe, probe_model
+from modelimport.shards import ModelFiles, group_files
+
+# Result statuses, as the JSON contract names them.
+IMPORTED, DUPLICATE, FAILED, REJECTED, SKIPPED = (
+    "imported", "duplicate", "failed", "rejected", "skipped"
+)
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    move: bool = False
+    allow_incomplete: bool = False
+    allow_unsafe_pickle: bool = False
+    offline: bool = True
+
+
+@dataclass
+class ItemResult:
+    status: str
+    sources: list[str]
+    model_id: str | None = None
+    files: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "model_id": self.model_id,
+            "sources": self.sources,
+            "files": self.files,
+            "error": self.error,
+            **self.details,
+        }
+
+
+@dataclass
+class PlannedModel:
+    """One model the plan will import; the review may edit name, model_type and family."""
+
+    group: ModelFiles
+    facts: list[FileFacts]
+    probe: ModelProbe
+    fast_hashes: dict[str, str]
+    name: str
+    model_type: str
+    family: str
+    lookup: Any = None  # modelimport.hub.LookupResult when the Hub was asked
+    user_edits: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def sources(self) -> list[str]:
+        return [str(p) for p in self.group.all_paths]
+
+    @property
+    def total_size(self) -> int:
+        return sum(f.size for f in self.facts)
+
+
+@dataclass
+class ImportPlan:
+    models: list[PlannedModel] = field(default_factory=list)
+    settled: list[ItemResult] = field(default_factory=list)  # decided without importing
+
+
+def plan_import(
+    paths: list[Path],
+    library: Library,
+    db: sqlite3.Connection,
+    options: ImportOptions,
+    progress: ProgressSink = ignore_progress,
+    hub_session: Any = None,
+) -> ImportPlan:
+    plan = ImportPlan()
+    collected = collect_paths(paths, exclude=library.root)
+    for path, reason in collected.failures:
+        status = FAILED if not path.exists() else REJECTED
+        plan.settled.append(ItemResult(status, [str(path)], error=reason))
+    for path, reason in collected.skipped:
+        plan.settled.append(ItemResult(SKIPPED, [str(path)], error=reason))
+    for group in group_files(collected.files):
+        progress(ProgressEvent(Stage.IDENTIFYING, group.display_name))
+        try:
+            planned = _plan_model(group, options)
+        except ModelImportError as exc:
+            plan.settled.append(ItemResult(REJECTED, [str(p) for p in group.all_paths],
+                                           error=str(exc)))
+            continue
+        duplicate_of = _find_duplicate(db, planned)
+        if duplicate_of:
+            plan.settled.append(_duplicate_result(planned, duplicate_of))
+            continue
+        if hub_session is not None and not options.offline:
+            planned.lookup = hub_session.identify(_lookup_request(planned))
+        plan.models.append(planned)
+    return plan
+
+
+def _plan_model(group: ModelFiles, options: ImportOptions) -> PlannedModel:
+    if not group.files:
+        raise InvalidModelFile(
+            f"{group.display_name} names a sharded set but none of its shards are here."
+        )
+    if not group.complete and not options.allow_incomplete:
+        raise InvalidModelFile(
+            f"{group.display_name} is an incomplete sharded set ({group.describe_incomplete()});"
+            " pass --allow-incomplete to import it anyway."
+        )
+    facts = [inspect_file(path) for path in group.files]
+    probe = probe_model(facts, display_name=group.files[0].name)
+    if probe.unsafe_pickle and not options.allow_unsafe_pickle:
+        raise InvalidModelFile(
+            f"{group.display_name} is a pickle that imports code-executing globals; "
+            "pass --allow-unsafe-pickle to import it anyway."
+        )
+    return PlannedModel(
+        group=group,
+        facts=facts,
+        probe=probe,
+        fast_hashes={f.path.name: fast_hash(f.path) for f in facts},
+        name=model_name_for(group.files[0]) if is_generic_name(group.files[0].name) else probe.name,
+        model_type=probe.model_type,
+        family=probe.family,
+    )
+
+
+def _lookup_request(planned: PlannedModel) -> Any:
+    from modelimport.hub import LocalFile, LookupRequest
+
+    return LookupRequest(
+        name=planned.name,
+        files=tuple(
+            LocalFile(f.path.name, f.size, planned.fast_hashes.get(f.path.name))
+            for f in planned.facts
+        ),
+        folder_name=planned.group.files[0].parent.name,
+        embedded_repos=planned.probe.embedded_repos,
+    )
+
+
+def _find_duplicate(db: sqlite3.Connection, planned: PlannedModel) -> str | None:
+    """The model id already holding every file of `planned`, confirmed by full SHA256.
+
+    The fast hash finds candidates without reading whole files; only a candidate's files are
+    read once more to confirm, and nothing is written.
+    """
+    owners: set[str] = set()
+    for facts in planned.facts:
+        rows = index.find_by_fast_hash(db, facts.size, planned.fast_hashes[facts.path.name])
+        if not rows:
+            return None
+        owners.update(r["model_id"] for r in rows)
+    for owner in sorted(owners):
+        wanted = {
+            r["sha256"]
+            for r in db.execute("SELECT sha256 FROM files WHERE model_id = ?", (owner,))
+        }
+        if all(hash_file(f.path).sha256 in wanted for f in planned.facts):
+            return owner
+    return None
+
+
+def _duplicate_result(planned: PlannedModel, owner: str) -> ItemResult:
+    return ItemResult(
+        DUPLICATE,
+        planned.sources,
+        model_id=owner,
+        error=None,
+        details={"duplicate_of": owner},
+    )
+
+
+def execute_plan(
+    plan: ImportPlan,
+    library: Library,
+    db: sqlite3.Connection,
+    options: ImportOptions,
+    progress: ProgressSink = ignore_progress,
+) -> list[ItemResult]:
+    results = list(plan.settled)
+    for planned in plan.models:
+        results.append(import_model(planned, library, db, options, progress))
+    return results
+
+
+def import_model(
+    planned: PlannedModel,
+    library: Library,
+    db: sqlite3.Connection,
+    options: ImportOptions,
+    progress: ProgressSink = ignore_progress,
+) -> ItemResult:
+    item = planned.group.display_name
+    txn = staging.begin(library, "move" if options.move else "copy")
+    try:
+        files = _stage_files(planned, txn, options, progress)
+        record = _build_record(planned, files, txn.txn_id)
+        progress(ProgressEvent(Stage.WRITING_METADATA, item))
+        result = _commit(planned, record, txn, library, db, progress)
+    except BaseException as exc:
+        staging.rollback(txn)
+        if isinstance(exc, OSError | ModelImportError):
+            progress(ProgressEvent(Stage.ERROR, item, message=_describe_error(exc, item)))
+            return ItemResult(FAILED, planned.sources, error=_describe_error(exc, item))
+        raise
+    txn.close()
+    if result.status == IMPORTED and options.move:
+        _delete_copied_sources(txn.entries)
+    progress(ProgressEvent(Stage.COMPLETE if result.status == IMPORTED else Stage.DUPLICATE, item))
+    return result
+
+
+def _stage_files(
+    planned: PlannedModel,
+    txn: staging.StagingTxn,
+    options: ImportOptions,
+    progress: ProgressSink,
+) -> list[dict[str, Any]]:
+    item = planned.group.display_name
+    total = sum(p.stat().st_size for p in planned.group.all_paths)
+    done_before = 0
+    files: list[dict[str, Any]] = []
+    staging_dev = txn.model_path.stat().st_dev
+    used_names: set[str] = set()
+    for number, source in enumerate(planned.group.all_paths):
+        name = sanitize_component(source.name, fallback=f"file-{number}")
+        if name in used_names:
+            name = f"{number}-{name}"
+        used_names.add(name)
+        staged = txn.model_path / name
+
+        def on_bytes(done: int, base: int = done_before) -> None:
+            progress(ProgressEvent(stage, item, base + done, total))
+
+        same_fs = source.stat().st_dev == staging_dev
+        if options.move and same_fs:
+            stage = Stage.HASHING
+            digests = hash_file(source, on_bytes)
+            txn.record(source, name, moved=True)
+            os.rename(source, staged)
+        else:
+            stage = Stage.COPYING
+            txn.record(source, name, moved=False)
+            digests = copy_and_hash(source, staged, on_bytes)
+        done_before += digests.size
+        files.append(_file_entry(planned, source, name, digests, number))
+    fsync_dir(txn.model_path)
+    return files
+
+
+def _file_entry(
+    planned: PlannedModel, source: Path, name: str, digests: FileDigests, number: int
+) -> dict[str, Any]:
+    group = planned.group
+    facts = next((f for f in planned.facts if f.path == source), None)
+    is_shard = group.is_sharded and source != group.index_file
+    return {
+        "name": name,
+        "size": digests.size,
+        "sha256": digests.sha256,
+        "blake3": digests.blake3,
+        "fast_hash": planned.fast_hashes.get(source.name),
+        "format": facts.format if facts else "index-json",
+        "shard_index": group.shard_numbers[number] if is_shard and group.shard_numbers else None,
+        "shard_total": group.shard_total if is_shard else None,
+        "original_name": source.name,
+    }
+
+
+def _build_record(planned: PlannedModel, files: list[dict[str, Any]], txn_id: str) -> dict:
+    probe = planned.probe
+    record = new_record(
+        official_name=None,
+        is_sharded_set=planned.group.is_sharded,
+        incomplete_set=not planned.group.complete,
+        missing_shards=list(planned.group.missing),
+        files=files,
+        file_says=probe.file_says,
+        embedded_repos=list(probe.embedded_repos),
+        unsafe_pickle=probe.unsafe_pickle,
+        sources=[
+            {"path": s, "size": f["size"]} for s, f in zip(planned.sources, files, strict=True)
+        ],
+        import_txn=txn_id,
+        pending_online_lookup=planned.lookup is None,
+    )
+    for fld, value in (
+        ("model_type", probe.model_type),
+        ("family", probe.family),
+        ("precision", probe.precision),
+        ("variant", probe.variant),
+        ("cleaned_name", planned.name),
+    ):
+        source = probe.field_sources.get(fld, "file")
+        set_candidate(record, fld, "filename" if source == "filename" else "file", value)
+    resolve_fields(record)
+    if planned.lookup is not None:
+        from modelimport.hub import settle_verification
+        from modelimport.metadata import apply_lookup
+
+        sha_by_name = {f["original_name"]: f["sha256"] for f in files}
+        apply_lookup(record, settle_verification(planned.lookup, sha_by_name))
+    for fld, value in planned.user_edits.items():
+        set_candidate(record, fld, "user", value)
+    resolve_fields(record)
+    return record
+
+
+def _slug_for(planned: PlannedModel, record: dict[str, Any]) -> str:
+    name = record.get("cleaned_name") or planned.name
+    slug = slugify(name)
+    precision = str(record.get("precision") or "")
+    # Two quantisations of one model are two models; keep them apart by name.
+    if (
+        planned.facts[0].format == "gguf"
+        and precision not in ("", "unknown")
+        and precision.lower() not in slug
+    ):
+        slug = slugify(f"{slug}-{precision}")
+    return slug
+
+
+def _commit(
+    planned: PlannedModel,
+    record: dict[str, Any],
+    txn: staging.StagingTxn,
+    library: Library,
+    db: sqlite3.Connection,
+    progress: ProgressSink,
+) -> ItemResult:
+    item = planned.group.display_name
+    slug = _slug_for(planned, record)
+    with library.lock("commit"):
+        model_files = [f for f in record["files"] if f["format"] != "index-json"]
+        owners = {index.find_by_sha256(db, f["sha256"]) for f in model_files}
+        if len(owners) == 1 and None not in owners:
+            owner = owners.pop()
+            staging.rollback(txn)
+            return _duplicate_result(planned, owner)  # type: ignore[arg-type]
+        model_id = _unique_model_id(library, db, record["model_type"], record["family"], slug)
+        record["model_id"] = model_id
+        from modelimport.library import write_json_atomic
+
+        write_json_atomic(txn.model_path / "metadata.json", record)
+        dest = library.root / model_id
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        txn.dest = model_id
+        txn.state = "committing"
+        txn.save()
+        os.rename(txn.model_path, dest)
+        fsync_dir(dest.parent)
+        progress(ProgressEvent(Stage.INDEXING, item))
+        index.upsert_model(db, model_id, record)
+    return ItemResult(
+        IMPORTED,
+        planned.sources,
+        model_id=model_id,
+        files=[{k: f[k] for k in ("name", "size", "sha256", "blake3")} for f in record["files"]],
+        details={
+            "model_type": record["model_type"],
+            "family": record["family"],
+            "precision": record["precision"],
+            "trust_level": record["trust_level"],
+            "match_method": record["match_method"],
+            "match_confidence": record["match_confidence"],
+            "repo_id": record["repo_id"],
+            "pending_online_lookup": record["pending_online_lookup"],
+        },
+    )
+
+
+def _unique_model_id(
+    library: Library, db: sqlite3.Connection, model_type: str, family: str, slug: str
+) -> str:
+    base = make_model_id(model_type, family, slug)
+    candidate, n = base, 1
+    while (library.root / candidate).exists() or index.model_exists(db, candidate):
+        n += 1
+        candidate = f"{base}-{n}"
+    return candidate
+
+
+def _delete_copied_sources(entries: list[dict[str, Any]]) -> None:
+    """After a commit, a cross-filesystem move removes the sources it copied."""
+    for entry in entries:
+        if not entry["moved"]:
+            Path(entry["source"]).unlink(missing_ok=True)
+
+
+def _describe_error(exc: BaseException, item: str) -> str:
+    if isinstance(exc, ModelImportError):
+        return str(exc)
+    assert isinstance(exc, OSError)
+    where = f" ({exc.filename})" if exc.filename else ""
+    if exc.errno == errno.ENOSPC:
+        return f"The disk is full while importing {item}{where}."
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"Permission denied while importing {item}{where}."
+    if exc.errno == errno.ENOENT:
+        return f"A file of {item} disappeared during the import{where}."
+    return f"Importing {item} failed: {exc.strerror or exc}{where}."
+
+
+def recover_library(library: Library, db: sqlite3.Connection) -> staging.RecoveryReport:
+    """Run before any command: finish or roll back imports whose process died."""
+
+    def reindex(model_id: str) -> None:
+        index.upsert_model(db, model_id, library.read_metadata(model_id))
+
+    return staging.recover(library, reindex)
+
+
+def mark_updated(record: dict[str, Any]) -> None:
+    record["updated_at"] = now_iso()

@@ -1,0 +1,244 @@
+"""The SQLite index: a fast, rebuildable view of every metadata.json in the library.
+
+Invariants:
+- metadata.json is the source of truth; the index can always be rebuilt from it (`rescan`),
+  and nothing is stored only here except the rescan bookkeeping.
+- WAL mode with a busy timeout, so two processes can import into one library at once;
+  each model's rows are written in one transaction.
+- The schema grows by small named migrations, applied once each, in order, and recorded in
+  `schema_migrations`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+def _run_statements(db: sqlite3.Connection, script: str) -> None:
+    # Not executescript(): it commits first, which would break the migration's transaction.
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _m001_models_and_files(db: sqlite3.Connection) -> None:
+    _run_statements(
+        db,
+        """
+        CREATE TABLE models (
+            model_id TEXT PRIMARY KEY,
+            model_type TEXT NOT NULL,
+            family TEXT NOT NULL,
+            official_name TEXT,
+            cleaned_name TEXT,
+            precision TEXT,
+            repo_id TEXT,
+            match_source TEXT,
+            match_method TEXT,
+            match_confidence REAL,
+            trust TEXT,
+            pending_online_lookup INTEGER NOT NULL DEFAULT 0,
+            is_sharded_set INTEGER NOT NULL DEFAULT 0,
+            incomplete INTEGER NOT NULL DEFAULT 0,
+            total_size INTEGER NOT NULL DEFAULT 0,
+            file_count INTEGER NOT NULL DEFAULT 0,
+            added_at TEXT,
+            updated_at TEXT
+        );
+        CREATE TABLE files (
+            model_id TEXT NOT NULL REFERENCES models(model_id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            sha256 TEXT,
+            blake3 TEXT,
+            fast_hash TEXT,
+            PRIMARY KEY (model_id, name)
+        );
+        CREATE INDEX files_sha256 ON files(sha256);
+        CREATE INDEX files_size_fast_hash ON files(size, fast_hash);
+        CREATE INDEX models_type ON models(model_type);
+        CREATE INDEX models_pending ON models(pending_online_lookup);
+        """
+    )
+
+
+# Append new migrations here; never edit or reorder an applied one.
+MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
+    ("001_models_and_files", _m001_models_and_files),
+]
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    db.row_factory = sqlite3.Row
+    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = NORMAL")
+    db.execute("PRAGMA foreign_keys = ON")
+    migrate(db)
+    return db
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT)"
+    )
+    applied = {row[0] for row in db.execute("SELECT name FROM schema_migrations")}
+    for name, step in MIGRATIONS:
+        if name in applied:
+            continue
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            # Another process may have applied it while we waited for the write lock.
+            if db.execute("SELECT 1 FROM schema_migrations WHERE name = ?", (name,)).fetchone():
+                db.execute("ROLLBACK")
+                continue
+            step(db)
+            db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (name, _now()))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+
+def schema_version(db: sqlite3.Connection) -> int:
+    return db.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _model_row(model_id: str, meta: dict[str, Any]) -> tuple[Any, ...]:
+    files = meta.get("files") or []
+    return (
+        model_id,
+        meta.get("model_type") or "unknown",
+        meta.get("family") or "unknown",
+        meta.get("official_name"),
+        meta.get("cleaned_name"),
+        meta.get("precision"),
+        meta.get("repo_id"),
+        meta.get("match_source"),
+        meta.get("match_method"),
+        meta.get("match_confidence"),
+        meta.get("trust_level"),
+        int(bool(meta.get("pending_online_lookup"))),
+        int(bool(meta.get("is_sharded_set"))),
+        int(bool(meta.get("incomplete_set"))),
+        sum(int(f.get("size") or 0) for f in files),
+        len(files),
+        meta.get("added_at"),
+        meta.get("updated_at"),
+    )
+
+
+def _write_model(db: sqlite3.Connection, model_id: str, meta: dict[str, Any]) -> None:
+    db.execute("DELETE FROM files WHERE model_id = ?", (model_id,))
+    db.execute(
+        "INSERT OR REPLACE INTO models VALUES (" + ",".join("?" * 18) + ")",
+        _model_row(model_id, meta),
+    )
+    db.executemany(
+        "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (
+                model_id,
+                f["name"],
+                int(f.get("size") or 0),
+                f.get("sha256"),
+                f.get("blake3"),
+                f.get("fast_hash"),
+            )
+            for f in meta.get("files") or []
+        ],
+    )
+
+
+def upsert_model(db: sqlite3.Connection, model_id: str, meta: dict[str, Any]) -> None:
+    """Insert or replace one model's rows in a single transaction."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        _write_model(db, model_id, meta)
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+def replace_all(db: sqlite3.Connection, models: Iterable[tuple[str, dict[str, Any]]]) -> int:
+    """Rebuild: every model's rows replaced by `models`, atomically."""
+    count = 0
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("DELETE FROM files")
+        db.execute("DELETE FROM models")
+        for model_id, meta in models:
+            _write_model(db, model_id, meta)
+            count += 1
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    return count
+
+
+def find_by_sha256(db: sqlite3.Connection, sha256: str) -> str | None:
+    row = db.execute("SELECT model_id FROM files WHERE sha256 = ? LIMIT 1", (sha256,)).fetchone()
+    return row[0] if row else None
+
+
+def find_by_fast_hash(db: sqlite3.Connection, size: int, fast_hash: str) -> list[sqlite3.Row]:
+    return db.execute(
+        "SELECT model_id, name, sha256 FROM files WHERE size = ? AND fast_hash = ?",
+        (size, fast_hash),
+    ).fetchall()
+
+
+def model_exists(db: sqlite3.Connection, model_id: str) -> bool:
+    return db.execute("SELECT 1 FROM models WHERE model_id = ?", (model_id,)).fetchone() is not None
+
+
+def summary(db: sqlite3.Connection) -> dict[str, Any]:
+    row = db.execute(
+        "SELECT COUNT(*), COALESCE(SUM(total_size), 0), COALESCE(SUM(pending_online_lookup), 0),"
+        " COALESCE(SUM(incomplete), 0), COALESCE(SUM(match_source = 'manual'), 0) FROM models"
+    ).fetchone()
+    by_type = {
+        r[0]: r[1]
+        for r in db.execute(
+            "SELECT model_type, COUNT(*) FROM models GROUP BY model_type ORDER BY 2 DESC, 1"
+        )
+    }
+    return {
+        "models": row[0],
+        "total_bytes": row[1],
+        "pending_lookups": row[2],
+        "incomplete_sets": row[3],
+        "manual_records": row[4],
+        "by_type": by_type,
+    }
+
+
+def list_models(db: sqlite3.Connection, model_type: str | None = None) -> list[dict[str, Any]]:
+    sql = "SELECT * FROM models"
+    args: tuple[Any, ...] = ()
+    if model_type:
+        sql += " WHERE model_type = ?"
+        args = (model_type,)
+    return [dict(r) for r in db.execute(sql + " ORDER BY model_id", args)]
+
+
+def pending_model_ids(db: sqlite3.Connection) -> list[str]:
+    return [
+        r[0]
+        for r in db.execute(
+            "SELECT model_id FROM models WHERE pending_online_lookup = 1 ORDER BY model_id"
+        )
+    ]

@@ -1,0 +1,161 @@
+"""The library on disk: layout, model ids, metadata.json, and the locks that guard them.
+
+Layout:
+    <root>/<model_type>/<family>/<slug>/metadata.json   source of truth
+    <root>/<model_type>/<family>/<slug>/<model files>
+    <root>/.modelimport/index.sqlite                    rebuildable from metadata.json
+    <root>/.modelimport/staging/<txn>/                  in-flight imports (same filesystem)
+
+Invariants:
+- A model directory in the library is complete: it appears only by one atomic rename of a
+  staged directory that already holds every file and metadata.json.
+- metadata.json is only ever replaced atomically (temp file, fsync, rename, fsync dir).
+- Every path component comes from `sanitize_component`; a model id is exactly three such
+  components, so no id can point outside the root.
+- Destinations are chosen and claimed under the commit lock (an flock), never by checking
+  first and writing later without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from modelimport.errors import LibraryError, ModelNotFound
+from modelimport.names import sanitize_component
+
+METADATA_NAME = "metadata.json"
+SCHEMA_VERSION = 1
+META_DIR = ".modelimport"
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Replace `path` with `data` as JSON so readers see the old file or the new, never half."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, sort_keys=False, default=str)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def make_model_id(model_type: str, family: str, slug: str) -> str:
+    return "/".join(
+        (
+            sanitize_component(model_type.lower(), "unknown"),
+            sanitize_component(family.lower(), "unknown"),
+            sanitize_component(slug, "model"),
+        )
+    )
+
+
+def validate_model_id(model_id: str) -> str:
+    parts = model_id.strip("/").split("/")
+    if len(parts) != 3 or any(sanitize_component(p, "") != p for p in parts):
+        raise ModelNotFound(f"{model_id!r} is not a model id (expected type/family/slug).")
+    return "/".join(parts)
+
+
+class Library:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.meta_dir = root / META_DIR
+        self.staging_dir = self.meta_dir / "staging"
+        self.index_path = self.meta_dir / "index.sqlite"
+
+    def ensure(self) -> Library:
+        """Create the library folders; a person-readable error if that is impossible."""
+        try:
+            self.staging_dir.mkdir(parents=True, exist_ok=True)
+        except FileExistsError as exc:
+            raise LibraryError(f"The library path {self.root} is not a folder.") from exc
+        except PermissionError as exc:
+            raise LibraryError(f"Permission denied creating the library at {self.root}.") from exc
+        except OSError as exc:
+            raise LibraryError(
+                f"Cannot create the library at {self.root}: {exc.strerror or exc}."
+            ) from exc
+        if not os.access(self.meta_dir, os.W_OK):
+            raise LibraryError(f"The library at {self.root} is not writable.")
+        return self
+
+    @property
+    def exists(self) -> bool:
+        return self.meta_dir.is_dir()
+
+    def model_dir(self, model_id: str) -> Path:
+        return self.root / validate_model_id(model_id)
+
+    def metadata_path(self, model_id: str) -> Path:
+        return self.model_dir(model_id) / METADATA_NAME
+
+    def read_metadata(self, model_id: str) -> dict[str, Any]:
+        path = self.metadata_path(model_id)
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ModelNotFound(f"No model {model_id} in the library at {self.root}.") from exc
+        except (OSError, ValueError) as exc:
+            raise LibraryError(f"The metadata of {model_id} cannot be read: {exc}.") from exc
+
+    def write_metadata(self, model_id: str, data: dict[str, Any]) -> None:
+        write_json_atomic(self.metadata_path(model_id), data)
+
+    def iter_metadata_paths(self) -> Iterator[Path]:
+        """Every `<type>/<family>/<slug>/metadata.json`, found by listing three levels."""
+        for type_dir in _subdirs(self.root):
+            if type_dir.name == META_DIR:
+                continue
+            for family_dir in _subdirs(type_dir):
+                for model_dir in _subdirs(family_dir):
+                    meta = model_dir / METADATA_NAME
+                    if meta.is_file():
+                        yield meta
+
+    def model_id_of(self, metadata_path: Path) -> str:
+        return metadata_path.parent.relative_to(self.root).as_posix()
+
+    @contextlib.contextmanager
+    def lock(self, name: str, blocking: bool = True) -> Iterator[bool]:
+        """An exclusive flock on `.modelimport/<name>.lock`; yields False if not blocking and busy."""
+        fd = os.open(self.meta_dir / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)
+
+
+def _subdirs(path: Path) -> Iterator[Path]:
+    try:
+        with os.scandir(path) as it:
+            entries = [e for e in it if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return
+    for entry in sorted(entries, key=lambda e: e.name):
+        yield Path(entry.path)

@@ -1,0 +1,119 @@
+"""metadata.json records: built from what the file says, what the Hub says, and the digests.
+
+Where sources disagree, the more trustworthy wins (FIELD_PRECEDENCE, highest first):
+user edit > manual record > verified Hub match > file contents > unverified Hub match >
+filename. The record keeps, per field, where its value came from (`field_sources`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from modelimport.library import SCHEMA_VERSION
+
+FIELD_PRECEDENCE = ("user", "manual", "hub_verified", "file", "hub", "filename", "default")
+MERGED_FIELDS = ("model_type", "family", "precision", "variant", "cleaned_name")
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def choose(candidates: dict[str, Any]) -> tuple[Any, str]:
+    """The value from the most trusted source that has one; `candidates` maps source -> value."""
+    for source in FIELD_PRECEDENCE:
+        value = candidates.get(source)
+        if value not in (None, "", "unknown"):
+            return value, source
+    return "unknown", "default"
+
+
+def new_record(**fields: Any) -> dict[str, Any]:
+    """A metadata.json skeleton with every documented key present."""
+    stamp = now_iso()
+    record: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "model_id": None,
+        "official_name": None,
+        "cleaned_name": None,
+        "family": "unknown",
+        "model_type": "unknown",
+        "subtype": None,
+        "variant": None,
+        "precision": None,
+        "tags": [],
+        "base_model": None,
+        "repo_id": None,
+        "download_url": None,
+        "license": None,
+        "match_source": "auto",
+        "match_method": None,
+        "match_confidence": 0.0,
+        "trust_level": "no_match",
+        "hash_mismatch": False,
+        "pending_online_lookup": False,
+        "lookup_attempts": 0,
+        "last_lookup_attempt": None,
+        "is_sharded_set": False,
+        "incomplete_set": False,
+        "missing_shards": [],
+        "files": [],
+        "file_says": {},
+        "hub": {},
+        "field_sources": {},
+        "notes": "",
+        "sources": [],
+        "import_txn": None,
+        "added_at": stamp,
+        "updated_at": stamp,
+    }
+    record.update(fields)
+    return record
+
+
+def set_candidate(record: dict[str, Any], field: str, source: str, value: Any) -> None:
+    """Offer `value` for `field` from `source`; `resolve_fields` picks the winner."""
+    if value in (None, "", "unknown"):
+        return
+    record.setdefault("field_candidates", {}).setdefault(field, {})[source] = value
+
+
+def resolve_fields(record: dict[str, Any]) -> None:
+    """Set each merged field from its most trusted candidate and note where it came from."""
+    candidates = record.get("field_candidates", {})
+    for field in MERGED_FIELDS:
+        value, source = choose(candidates.get(field, {}))
+        record[field] = value
+        record.setdefault("field_sources", {})[field] = source
+
+
+def apply_lookup(record: dict[str, Any], result: Any) -> None:
+    """Merge a Hub `LookupResult` into a record (not for manual records: callers check)."""
+    record["lookup_attempts"] = int(record.get("lookup_attempts") or 0) + 1
+    record["last_lookup_attempt"] = now_iso()
+    if result.hub_error:
+        record["pending_online_lookup"] = True
+        record["hub_error"] = result.hub_error
+        return
+    record["pending_online_lookup"] = False
+    record.pop("hub_error", None)
+    record["match_method"] = result.match_method
+    record["match_confidence"] = result.confidence
+    record["trust_level"] = str(result.trust)
+    record["hash_mismatch"] = result.match_method == "hash_mismatch"
+    record["pending_verification"] = bool(result.pending_verification)
+    record["repo_id"] = result.repo_id
+    meta = dict(result.metadata or {})
+    record["hub"] = meta
+    for key in ("official_name", "subtype", "tags", "base_model", "license", "download_url",
+                "pipeline_tag", "library_name", "gated", "matched_filename"):
+        if key in meta:
+            record[key] = meta[key]
+    if result.repo_id is None:
+        return
+    source = "hub_verified" if str(result.trust) == "verified" else "hub"
+    for field, key in (("model_type", "model_type"), ("family", "family"),
+                       ("cleaned_name", "cleaned_name")):
+        set_candidate(record, field, source, meta.get(key))
+    resolve_fields(record)

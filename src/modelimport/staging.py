@@ -1,0 +1,173 @@
+"""Staging transactions: the journal that makes an import all-or-nothing, and its recovery.
+
+Each model imports in its own transaction directory `staging/<txn>/`:
+    journal.json   intent log: mode, sources, where each staged file came from, destination
+    lock           flock held by the live process for the life of the transaction
+    model/         the model directory being assembled; renamed into the library to commit
+
+Invariants:
+- A journal entry is written before the action it describes (a rename-move, the commit
+  rename), so recovery can always tell what happened by looking at which paths exist.
+- A source file is never deleted before its model is committed; a rename-moved source is
+  renamed back to its path when its transaction is rolled back.
+- Recovery only touches transactions whose lock is free (their process is dead), and never
+  mutates a library model directory: a committed model is only (re)indexed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modelimport.library import METADATA_NAME, Library, fsync_dir, write_json_atomic
+
+JOURNAL = "journal.json"
+
+
+@dataclass
+class StagingTxn:
+    library: Library
+    txn_id: str
+    path: Path
+    mode: str
+    lock_fd: int
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    dest: str | None = None
+    state: str = "staging"
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / "model"
+
+    def save(self) -> None:
+        write_json_atomic(
+            self.path / JOURNAL,
+            {
+                "txn": self.txn_id,
+                "pid": os.getpid(),
+                "mode": self.mode,
+                "state": self.state,
+                "dest": self.dest,
+                "entries": self.entries,
+            },
+        )
+
+    def record(self, source: Path, staged_name: str, moved: bool) -> None:
+        """Log where a staged file came from; written before a rename-move happens."""
+        self.entries.append({"source": str(source), "staged": staged_name, "moved": moved})
+        self.save()
+
+    def close(self) -> None:
+        """Forget the transaction: remove what is left of its directory and release the lock."""
+        shutil.rmtree(self.path, ignore_errors=True)
+        os.close(self.lock_fd)
+
+
+def begin(library: Library, mode: str) -> StagingTxn:
+    txn_id = uuid.uuid4().hex[:16]
+    path = library.staging_dir / txn_id
+    path.mkdir(parents=True)
+    lock_fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(lock_fd, fcntl.LOCK_EX)
+    txn = StagingTxn(library, txn_id, path, mode, lock_fd)
+    (path / "model").mkdir()
+    txn.save()
+    return txn
+
+
+def rollback(txn: StagingTxn) -> None:
+    """Undo an uncommitted transaction of this process: moved sources go back first."""
+    _restore_moved_sources(txn.path, txn.entries)
+    txn.close()
+
+
+def _restore_moved_sources(path: Path, entries: list[dict[str, Any]]) -> list[str]:
+    problems = []
+    for entry in entries:
+        if not entry.get("moved"):
+            continue
+        staged = path / "model" / entry["staged"]
+        source = Path(entry["source"])
+        if staged.exists():
+            if source.exists():
+                problems.append(f"{source} exists again; the moved copy stays at {staged}")
+                continue
+            os.rename(staged, source)
+            fsync_dir(source.parent)
+    return problems
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    rolled_back: int = 0
+    completed: int = 0
+    restored_sources: int = 0
+    problems: tuple[str, ...] = ()
+
+
+def recover(library: Library, reindex: Any) -> RecoveryReport:
+    """Roll back or finish every transaction whose process died.
+
+    `reindex(model_id)` indexes a model that was committed to disk but not yet indexed.
+    """
+    if not library.staging_dir.is_dir():
+        return RecoveryReport()
+    rolled_back = completed = restored = 0
+    problems: list[str] = []
+    for path in sorted(p for p in library.staging_dir.iterdir() if p.is_dir()):
+        lock_path = path / "lock"
+        try:
+            fd = os.open(lock_path, os.O_RDWR)
+        except FileNotFoundError:
+            # Crashed between mkdir and lock creation: nothing was staged yet.
+            shutil.rmtree(path, ignore_errors=True)
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live process owns it
+            journal = _read_journal(path)
+            dest = journal.get("dest")
+            committed = (
+                dest is not None
+                and not (path / "model").exists()
+                and _committed_by(library, dest, journal.get("txn"))
+            )
+            if committed:
+                reindex(dest)
+                completed += 1
+            else:
+                moved = [e for e in journal.get("entries", []) if e.get("moved")]
+                txn_problems = _restore_moved_sources(path, journal.get("entries", []))
+                if txn_problems:
+                    # Keep the directory: it still holds the only copy of a moved file.
+                    problems += txn_problems
+                    continue
+                restored += len(moved)
+                rolled_back += 1
+            shutil.rmtree(path, ignore_errors=True)
+        finally:
+            os.close(fd)
+    return RecoveryReport(rolled_back, completed, restored, tuple(problems))
+
+
+def _read_journal(path: Path) -> dict[str, Any]:
+    with contextlib.suppress(OSError, ValueError):
+        return json.loads((path / JOURNAL).read_text(encoding="utf-8"))
+    return {}
+
+
+def _committed_by(library: Library, model_id: str, txn_id: str | None) -> bool:
+    try:
+        meta = json.loads((library.root / model_id / METADATA_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return meta.get("import_txn") == txn_id
