@@ -89,5 +89,6 @@ def make_sharded_safetensors(folder: Path, total: int = 3, stem: str = "model") 
         files.append(make_safetensors(folder / name, {tensor: ("F16", [8, 8])}, fill=bytes([i])))
         weight_map[tensor] = name
     index = folder / f"{stem}.safetensors.index.json"
-    index.write_text(json.dumps({"metadata": {"total_size": 128 * total}, "weight_map": weight_map}))
+    body = {"metadata": {"total_size": 128 * total}, "weight_map": weight_map}
+    index.write_text(json.dumps(body))
     return [*files, index]

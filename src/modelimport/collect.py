@@ -56,8 +56,11 @@ def collect_paths(paths: list[Path], exclude: Path | None = None) -> Collected:
             out.failures.append((given, f"{given} is not a regular file."))
         elif not is_candidate_name(given.name):
             out.failures.append(
-                (given, f"{given.name} has an unsupported extension "
-                 f"(supported: {', '.join(MODEL_EXTENSIONS)}).")
+                (
+                    given,
+                    f"{given.name} has an unsupported extension "
+                    f"(supported: {', '.join(MODEL_EXTENSIONS)}).",
+                )
             )
         elif (st.st_dev, st.st_ino) not in seen_files:
             seen_files.add((st.st_dev, st.st_ino))

@@ -8,6 +8,7 @@ throttles the reader instead of letting the queue grow.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import queue
@@ -113,10 +114,8 @@ def _pipeline(
 
 def _advise_sequential(fd: int) -> None:
     if hasattr(os, "posix_fadvise"):
-        try:
+        with contextlib.suppress(OSError):  # advice only; some filesystems refuse it
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-        except OSError:
-            pass
 
 
 def _writer(fd: int) -> Callable[[memoryview], None]:

@@ -38,7 +38,11 @@ from modelimport.shards import ModelFiles, group_files
 
 # Result statuses, as the JSON contract names them.
 IMPORTED, DUPLICATE, FAILED, REJECTED, SKIPPED = (
-    "imported", "duplicate", "failed", "rejected", "skipped"
+    "imported",
+    "duplicate",
+    "failed",
+    "rejected",
+    "skipped",
 )
 
 
@@ -119,8 +123,9 @@ def plan_import(
         try:
             planned = _plan_model(group, options)
         except ModelImportError as exc:
-            plan.settled.append(ItemResult(REJECTED, [str(p) for p in group.all_paths],
-                                           error=str(exc)))
+            plan.settled.append(
+                ItemResult(REJECTED, [str(p) for p in group.all_paths], error=str(exc))
+            )
             continue
         duplicate_of = _find_duplicate(db, planned)
         if duplicate_of:
@@ -188,8 +193,7 @@ def _find_duplicate(db: sqlite3.Connection, planned: PlannedModel) -> str | None
         owners.update(r["model_id"] for r in rows)
     for owner in sorted(owners):
         wanted = {
-            r["sha256"]
-            for r in db.execute("SELECT sha256 FROM files WHERE model_id = ?", (owner,))
+            r["sha256"] for r in db.execute("SELECT sha256 FROM files WHERE model_id = ?", (owner,))
         }
         if all(hash_file(f.path).sha256 in wanted for f in planned.facts):
             return owner
@@ -265,17 +269,17 @@ def _stage_files(
         used_names.add(name)
         staged = txn.model_path / name
 
-        def on_bytes(done: int, base: int = done_before) -> None:
+        same_fs = source.stat().st_dev == staging_dev
+        stage = Stage.HASHING if options.move and same_fs else Stage.COPYING
+
+        def on_bytes(done: int, base: int = done_before, stage: Stage = stage) -> None:
             progress(ProgressEvent(stage, item, base + done, total))
 
-        same_fs = source.stat().st_dev == staging_dev
         if options.move and same_fs:
-            stage = Stage.HASHING
             digests = hash_file(source, on_bytes)
             txn.record(source, name, moved=True)
             os.rename(source, staged)
         else:
-            stage = Stage.COPYING
             txn.record(source, name, moved=False)
             digests = copy_and_hash(source, staged, on_bytes)
         done_before += digests.size

@@ -64,7 +64,7 @@ def _m001_models_and_files(db: sqlite3.Connection) -> None:
         CREATE INDEX files_size_fast_hash ON files(size, fast_hash);
         CREATE INDEX models_type ON models(model_type);
         CREATE INDEX models_pending ON models(pending_online_lookup);
-        """
+        """,
     )
 
 

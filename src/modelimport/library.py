@@ -138,7 +138,7 @@ class Library:
 
     @contextlib.contextmanager
     def lock(self, name: str, blocking: bool = True) -> Iterator[bool]:
-        """An exclusive flock on `.modelimport/<name>.lock`; yields False if not blocking and busy."""
+        """Exclusive flock on `.modelimport/<name>.lock`; yields False if non-blocking and busy."""
         fd = os.open(self.meta_dir / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             try:

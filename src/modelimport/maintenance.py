@@ -34,12 +34,10 @@ def open_library(root: Path, create: bool = True) -> OpenLibrary:
     from modelimport.importer import recover_library
 
     library = Library(root)
-    if not library.exists:
-        if not create:
-            raise LibraryError(
-                f"There is no model library at {root} yet; import something first "
-                "or pass --library."
-            )
+    if not library.exists and not create:
+        raise LibraryError(
+            f"There is no model library at {root} yet; import something first or pass --library."
+        )
     library.ensure()
     try:
         db = index.connect(library.index_path)

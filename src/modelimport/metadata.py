@@ -106,14 +106,27 @@ def apply_lookup(record: dict[str, Any], result: Any) -> None:
     record["repo_id"] = result.repo_id
     meta = dict(result.metadata or {})
     record["hub"] = meta
-    for key in ("official_name", "subtype", "tags", "base_model", "license", "download_url",
-                "pipeline_tag", "library_name", "gated", "matched_filename"):
+    for key in (
+        "official_name",
+        "subtype",
+        "tags",
+        "base_model",
+        "license",
+        "download_url",
+        "pipeline_tag",
+        "library_name",
+        "gated",
+        "matched_filename",
+    ):
         if key in meta:
             record[key] = meta[key]
     if result.repo_id is None:
         return
     source = "hub_verified" if str(result.trust) == "verified" else "hub"
-    for field, key in (("model_type", "model_type"), ("family", "family"),
-                       ("cleaned_name", "cleaned_name")):
+    for field, key in (
+        ("model_type", "model_type"),
+        ("family", "family"),
+        ("cleaned_name", "cleaned_name"),
+    ):
         set_candidate(record, field, source, meta.get(key))
     resolve_fields(record)

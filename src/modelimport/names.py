@@ -25,8 +25,18 @@ SHARD_SUFFIX = re.compile(r"[-_.](\d{1,5})-of-(\d{1,5})$|\.part\d+$", re.IGNOREC
 # File names that say nothing about the model; people keep such files in a folder named
 # after the repo, so the folder's name stands in for them.
 GENERIC_STEMS = frozenset(
-    {"model", "pytorch_model", "diffusion_pytorch_model", "adapter_model", "consolidated",
-     "flax_model", "tf_model", "weights", "checkpoint", "ggml-model"}
+    {
+        "model",
+        "pytorch_model",
+        "diffusion_pytorch_model",
+        "adapter_model",
+        "consolidated",
+        "flax_model",
+        "tf_model",
+        "weights",
+        "checkpoint",
+        "ggml-model",
+    }
 )
 _TOKEN_SPLIT = re.compile(r"[-_\s]+|(?<!\d)\.|\.(?!\d)")
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._+\-]+")

@@ -148,13 +148,15 @@ def _render_plan(console: Console, plan: Any) -> None:
         label = m.group.display_name
         if m.group.is_sharded:
             label += f" (+{len(m.group.all_paths) - 1} files)"
-        table.add_row(label, m.model_type, m.family, m.probe.precision,
-                      human_size(m.total_size), match)
+        table.add_row(
+            label, m.model_type, m.family, m.probe.precision, human_size(m.total_size), match
+        )
     console.print(table)
     for r in plan.settled:
         if r.status != "skipped":
-            console.print(f"{r.status}: {', '.join(r.sources)}: {r.error or r.model_id}",
-                          markup=False)
+            console.print(
+                f"{r.status}: {', '.join(r.sources)}: {r.error or r.model_id}", markup=False
+            )
 
 
 def _render_results(console: Console, report: dict[str, Any]) -> None:
@@ -171,8 +173,9 @@ def _render_results(console: Console, report: dict[str, Any]) -> None:
             detail = f"{r.get('trust_level', '')} {r.get('repo_id') or ''}".strip()
         elif r["status"] == "duplicate":
             detail = "already in the library"
-        sources = r["sources"][0] + (f" (+{len(r['sources']) - 1})" if len(r["sources"]) > 1
-                                     else "")
+        sources = r["sources"][0] + (
+            f" (+{len(r['sources']) - 1})" if len(r["sources"]) > 1 else ""
+        )
         table.add_row(r["status"], r["model_id"] or "-", sources, detail)
     console.print(table)
     s = report["summary"]

@@ -66,8 +66,11 @@ def rescan(
         data,
         lambda console: console.print(
             f"Indexed {data['models']} models from metadata.json"
-            + (f"; {len(data['unreadable'])} unreadable: {', '.join(data['unreadable'])}"
-               if data["unreadable"] else ".")
+            + (
+                f"; {len(data['unreadable'])} unreadable: {', '.join(data['unreadable'])}"
+                if data["unreadable"]
+                else "."
+            )
         ),
     )
     raise typer.Exit(1 if data["unreadable"] else 0)
@@ -98,7 +101,12 @@ def mark_manual(
     raise typer.Exit(1 if any(r["status"] == "failed" for r in results) else 0)
 
 
-@app.command(epilog="Examples:\n\n  modelimport shards ./llama-3-70b/\n\n  modelimport shards dl --json")
+SHARDS_EXAMPLES = (
+    "Examples:\n\n  modelimport shards ./llama-3-70b/\n\n  modelimport shards dl --json"
+)
+
+
+@app.command(epilog=SHARDS_EXAMPLES)
 def shards(
     ctx: typer.Context,
     paths: Annotated[list[Path], typer.Argument(help="Files and folders to group.")],
@@ -134,8 +142,13 @@ def shards(
             table.add_column(col, overflow="fold")
         for g in groups:
             issues = "; ".join([*g["problems"], *(f"missing {m}" for m in g["missing"])])
-            table.add_row(g["name"], g["folder"], str(len(g["files"])),
-                          "yes" if g["complete"] else "no", issues or "-")
+            table.add_row(
+                g["name"],
+                g["folder"],
+                str(len(g["files"])),
+                "yes" if g["complete"] else "no",
+                issues or "-",
+            )
         console.print(table if groups else "No sharded sets found.")
         for f in failures:
             console.print(f["error"], markup=False)

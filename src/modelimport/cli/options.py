@@ -21,9 +21,7 @@ LibraryOpt = Annotated[
         show_default=False,
     ),
 ]
-JsonOpt = Annotated[
-    bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")
-]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 OfflineOpt = Annotated[
     bool,
     typer.Option("--offline", help="Never contact the Hugging Face Hub (also HF_HUB_OFFLINE=1)."),

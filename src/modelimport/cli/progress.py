@@ -41,8 +41,13 @@ def _json_lines(event: ProgressEvent) -> None:
         event.bytes_total,
     ):
         return  # per-chunk byte counts would flood a log; start and end are enough
-    line = {"event": "progress", "stage": str(event.stage), "item": event.item,
-            "bytes_done": event.bytes_done, "bytes_total": event.bytes_total}
+    line = {
+        "event": "progress",
+        "stage": str(event.stage),
+        "item": event.item,
+        "bytes_done": event.bytes_done,
+        "bytes_total": event.bytes_total,
+    }
     if event.message:
         line["message"] = event.message
     sys.stderr.write(json.dumps(line) + "\n")
