@@ -1,0 +1,35 @@
+"""Identify model files on the Hugging Face Hub: candidates, trust levels, cache, bounded calls.
+
+Public API (what the importer and the `lookup` command use):
+
+    session = HubSession(offline=False, timeout=5.0, refresh=False)
+    result = session.identify(LookupRequest(name, files, folder_name, embedded_repos))
+    result = settle_verification(result, {"file.safetensors": sha256})
+
+Submodules: `records` (dataclasses), `client` (HubSession, settle_verification), `candidates`
+(search queries, generic names), `scoring` (per-file evidence -> trust level), `describe`
+(metadata from a repo), `cache` (disk cache), `fasthash` (fast hash, full sha256).
+"""
+
+from modelimport.hub.client import HubSession, HubUnavailable, settle_verification
+from modelimport.hub.fasthash import fast_hash, sha256_file
+from modelimport.hub.records import (
+    Candidate,
+    LocalFile,
+    LookupRequest,
+    LookupResult,
+    TrustLevel,
+)
+
+__all__ = [
+    "Candidate",
+    "HubSession",
+    "HubUnavailable",
+    "LocalFile",
+    "LookupRequest",
+    "LookupResult",
+    "TrustLevel",
+    "fast_hash",
+    "settle_verification",
+    "sha256_file",
+]

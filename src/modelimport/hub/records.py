@@ -1,0 +1,170 @@
+"""Records crossing the hub boundary: what we ask (LookupRequest), what we learn (LookupResult)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class TrustLevel(StrEnum):
+    VERIFIED = "verified"
+    HIGH = "high_confidence"
+    LOW = "low_confidence"
+    MODIFIED = "modified"
+    NONE = "no_match"
+
+
+# How strongly a level identifies a repo, for choosing between candidates. A file whose exact
+# name is in a repo but whose bytes differ (MODIFIED) is better evidence of *which* repo it came
+# from than a fuzzy name, although it is less trustworthy as a copy of it.
+SELECTION_RANK: dict[TrustLevel, int] = {
+    TrustLevel.VERIFIED: 4,
+    TrustLevel.HIGH: 3,
+    TrustLevel.MODIFIED: 2,
+    TrustLevel.LOW: 1,
+    TrustLevel.NONE: 0,
+}
+
+# match_method -> confidence, for the methods with a fixed confidence.
+CONFIDENCE = {"hash": 1.0, "filename_exact": 0.95, "hash_mismatch": 0.7}
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    """One file of the model being identified."""
+
+    name: str
+    size: int
+    fast_hash: str | None = None
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class LookupRequest:
+    name: str  # cleaned model name (probe.name)
+    files: tuple[LocalFile, ...]
+    folder_name: str | None = None  # used when the file names are generic (model.safetensors)
+    embedded_repos: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RepoFileEntry:
+    """One file of a Hub repo as its listing gives it; `sha256` only for LFS files."""
+
+    path: str
+    size: int | None
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class RepoListing:
+    """What one `model_info(files_metadata=True)` call tells us about a repo; cached 24 h."""
+
+    repo_id: str
+    sha: str | None
+    downloads: int
+    tags: tuple[str, ...]
+    pipeline_tag: str | None
+    library_name: str | None
+    gated: Any
+    card_data: dict[str, Any]
+    files: tuple[RepoFileEntry, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "repo_id": self.repo_id,
+            "sha": self.sha,
+            "downloads": self.downloads,
+            "tags": list(self.tags),
+            "pipeline_tag": self.pipeline_tag,
+            "library_name": self.library_name,
+            "gated": self.gated,
+            "card_data": self.card_data,
+            "files": [[f.path, f.size, f.sha256] for f in self.files],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RepoListing:
+        return cls(
+            repo_id=str(data["repo_id"]),
+            sha=data.get("sha"),
+            downloads=int(data.get("downloads") or 0),
+            tags=tuple(str(t) for t in data.get("tags") or ()),
+            pipeline_tag=data.get("pipeline_tag"),
+            library_name=data.get("library_name"),
+            gated=data.get("gated"),
+            card_data=dict(data.get("card_data") or {}),
+            files=tuple(RepoFileEntry(str(p), s, h) for p, s, h in data.get("files") or ()),
+        )
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    repo_id: str
+    downloads: int
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One row of the lookup table: how well one repo explains the local files."""
+
+    repo_id: str
+    matched_file: str | None
+    size: int | None
+    match_method: str | None
+    confidence: float
+    trust: TrustLevel
+    downloads: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "repo_id": self.repo_id,
+            "matched_file": self.matched_file,
+            "size": self.size,
+            "match_method": self.match_method,
+            "confidence": self.confidence,
+            "trust": self.trust.value,
+            "downloads": self.downloads,
+        }
+
+
+@dataclass(frozen=True)
+class LookupResult:
+    trust: TrustLevel
+    # "hash" | "filename_exact" | "filename_fuzzy" | "hash_mismatch" | None
+    match_method: str | None
+    confidence: float
+    repo_id: str | None
+    pending_verification: bool  # sha256 not yet compared (the import's copy stream will)
+    expected_sha256: dict[str, str] = field(default_factory=dict)  # local name -> LFS sha256
+    matched_files: dict[str, str] = field(default_factory=dict)  # local name -> repo path
+    metadata: dict[str, Any] = field(default_factory=dict)
+    candidates: tuple[Candidate, ...] = ()
+    hub_error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "trust": self.trust.value,
+            "match_method": self.match_method,
+            "confidence": self.confidence,
+            "repo_id": self.repo_id,
+            "pending_verification": self.pending_verification,
+            "expected_sha256": dict(self.expected_sha256),
+            "matched_files": dict(self.matched_files),
+            "metadata": self.metadata,
+            "candidates": [c.to_json() for c in self.candidates],
+            "hub_error": self.hub_error,
+        }
+
+
+def no_match(hub_error: str | None = None, candidates: tuple[Candidate, ...] = ()) -> LookupResult:
+    return LookupResult(
+        trust=TrustLevel.NONE,
+        match_method=None,
+        confidence=0.0,
+        repo_id=None,
+        pending_verification=False,
+        candidates=candidates,
+        hub_error=hub_error,
+    )

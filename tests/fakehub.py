@@ -1,0 +1,361 @@
+"""A fake Hugging Face Hub for tests: stdlib HTTP server on 127.0.0.1, data-driven repos.
+
+The real huggingface_hub client reaches it through HF_ENDPOINT (see the `fake_hub` fixture in
+conftest.py). It answers the endpoints the client uses, counts requests per endpoint, and can
+inject latency, 5xx errors and 429s with Retry-After.
+
+    hub.add_repo("org/name", files={"model.safetensors": b"...", "big.gguf": (size, sha256)},
+                 downloads=10, tags=["gguf"], pipeline_tag="text-generation")
+    hub.counts["search"], hub.counts["model_info"], hub.total
+    hub.fail(500, times=None)            # every request answers 500 (times=n: the next n)
+    hub.fail(429, times=1, retry_after=1)
+    hub.latency = 0.05                   # seconds before each answer
+
+Files given as bytes can be downloaded; files given as (size, sha256) exist only as metadata
+(listings, HEAD), and GET answers 404 for them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+@dataclass
+class FakeFile:
+    path: str
+    size: int
+    sha256: str
+    content: bytes | None = None
+    lfs: bool = True
+
+    @property
+    def blob_id(self) -> str:
+        return hashlib.sha1(f"blob {self.path}".encode()).hexdigest()
+
+
+@dataclass
+class FakeRepo:
+    repo_id: str
+    files: dict[str, FakeFile]
+    downloads: int = 0
+    likes: int = 0
+    tags: list[str] = field(default_factory=list)
+    pipeline_tag: str | None = None
+    library_name: str | None = None
+    license: str | None = None
+    card_data: dict[str, Any] = field(default_factory=dict)
+    gated: bool | str = False
+
+    def summary(self) -> dict[str, Any]:
+        """What a search result shows for this repo."""
+        return {
+            "_id": hashlib.sha1(self.repo_id.encode()).hexdigest()[:24],
+            "id": self.repo_id,
+            "modelId": self.repo_id,
+            "likes": self.likes,
+            "downloads": self.downloads,
+            "private": False,
+            "tags": self.tags,
+            "pipeline_tag": self.pipeline_tag,
+            "library_name": self.library_name,
+            "createdAt": "2024-01-01T00:00:00.000Z",
+        }
+
+    def info(self, blobs: bool) -> dict[str, Any]:
+        card = dict(self.card_data)
+        if self.license and "license" not in card:
+            card["license"] = self.license
+        data = {
+            **self.summary(),
+            "author": self.repo_id.split("/")[0],
+            "sha": COMMIT,
+            "lastModified": "2024-01-02T00:00:00.000Z",
+            "gated": self.gated,
+            "disabled": False,
+            "cardData": card,
+            "siblings": [],
+        }
+        for f in self.files.values():
+            sibling: dict[str, Any] = {"rfilename": f.path}
+            if blobs:
+                sibling.update(size=f.size, blobId=f.blob_id)
+                if f.lfs:
+                    sibling["lfs"] = {"sha256": f.sha256, "size": f.size, "pointerSize": 134}
+            data["siblings"].append(sibling)
+        return data
+
+    def tree_entry(self, f: FakeFile) -> dict[str, Any]:
+        entry: dict[str, Any] = {"type": "file", "oid": f.blob_id, "size": f.size, "path": f.path}
+        if f.lfs:
+            entry["lfs"] = {"oid": f.sha256, "size": f.size, "pointerSize": 134}
+        return entry
+
+
+class FakeHub:
+    def __init__(self) -> None:
+        self.repos: dict[str, FakeRepo] = {}
+        self.counts: Counter[str] = Counter()
+        self.log: list[tuple[str, str]] = []  # (endpoint, path) per request
+        self.latency = 0.0
+        self._failures: list[tuple[int, int | None, float | None, str | None]] = []
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- data -----------------------------------------------------------------------------
+
+    def add_repo(
+        self,
+        repo_id: str,
+        files: dict[str, bytes | tuple[int, str]],
+        **attrs: Any,
+    ) -> FakeRepo:
+        fake_files = {}
+        for path, spec in files.items():
+            if isinstance(spec, bytes):
+                lfs = not path.endswith((".json", ".md", ".txt"))
+                fake_files[path] = FakeFile(
+                    path, len(spec), hashlib.sha256(spec).hexdigest(), spec, lfs
+                )
+            else:
+                size, sha256 = spec
+                fake_files[path] = FakeFile(path, size, sha256)
+        repo = FakeRepo(repo_id, fake_files, **attrs)
+        self.repos[repo_id] = repo
+        return repo
+
+    def fail(
+        self,
+        status: int,
+        times: int | None = None,
+        retry_after: float | None = None,
+        endpoint: str | None = None,
+    ) -> None:
+        """Answer `status` to the next `times` requests (None: all) of `endpoint` (None: any)."""
+        with self._lock:
+            self._failures.append((status, times, retry_after, endpoint))
+
+    def heal(self) -> None:
+        with self._lock:
+            self._failures.clear()
+
+    def reset_counts(self) -> None:
+        with self._lock:
+            self.counts.clear()
+            self.log.clear()
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    # -- server ---------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> FakeHub:
+        hub = self
+
+        class Handler(_Handler):
+            fake = hub
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FakeHub:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _injected_failure(self, endpoint: str) -> tuple[int, float | None] | None:
+        with self._lock:
+            for i, (status, times, retry_after, only) in enumerate(self._failures):
+                if only is not None and only != endpoint:
+                    continue
+                if times is not None:
+                    if times <= 1:
+                        self._failures.pop(i)
+                    else:
+                        self._failures[i] = (status, times - 1, retry_after, only)
+                return status, retry_after
+        return None
+
+    def _record(self, endpoint: str, path: str) -> None:
+        with self._lock:
+            self.counts[endpoint] += 1
+            self.log.append((endpoint, path))
+
+
+def _classify(method: str, path: str) -> tuple[str, str | None, str | None, str | None]:
+    """(endpoint, repo_id, revision, rest) for a request path."""
+    if path == "/api/models":
+        return "search", None, None, None
+    if path.startswith("/api/models/"):
+        rest = path[len("/api/models/") :]
+        for marker, endpoint in (
+            ("/revision/", "model_info"),
+            ("/tree/", "tree"),
+            ("/paths-info/", "paths_info"),
+        ):
+            if marker in rest:
+                repo, tail = rest.split(marker, 1)
+                rev, _, sub = tail.partition("/")
+                return endpoint, repo, unquote(rev), sub
+        return "model_info", rest, None, None
+    if "/resolve/" in path:
+        repo, tail = path.lstrip("/").split("/resolve/", 1)
+        rev, _, file_path = tail.partition("/")
+        return "resolve", repo, unquote(rev), unquote(file_path)
+    return "unknown", None, None, None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeHub
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
+        pass
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_HEAD(self) -> None:
+        self._dispatch("HEAD")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def _send(
+        self,
+        status: int,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
+        self._send(status, json.dumps(data).encode(), headers)
+
+    def _not_found(self, code: str, message: str) -> None:
+        self._json(404, {"error": message}, {"X-Error-Code": code, "X-Error-Message": message})
+
+    def _dispatch(self, method: str) -> None:
+        split = urlsplit(self.path)
+        query = parse_qs(split.query)
+        body = b""
+        if method == "POST":
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        endpoint, repo_id, rev, rest = _classify(method, unquote(split.path))
+        self.fake._record(endpoint, self.path)
+        if self.fake.latency:
+            time.sleep(self.fake.latency)
+        failure = self.fake._injected_failure(endpoint)
+        if failure is not None:
+            status, retry_after = failure
+            headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
+            self._json(status, {"error": f"injected {status}"}, headers)
+            return
+        if endpoint == "search":
+            self._search(query)
+            return
+        repo = self.fake.repos.get(repo_id or "")
+        if repo is None:
+            self._not_found("RepoNotFound", "Repository not found")
+            return
+        if rev not in (None, "main", COMMIT):
+            self._not_found("RevisionNotFound", "Invalid rev id")
+            return
+        if endpoint == "model_info":
+            blobs = query.get("blobs", [""])[0].lower() == "true"
+            self._json(200, repo.info(blobs))
+        elif endpoint == "tree":
+            prefix = (rest or "").strip("/")
+            entries = [
+                repo.tree_entry(f)
+                for f in repo.files.values()
+                if not prefix or f.path.startswith(prefix + "/")
+            ]
+            self._json(200, entries)
+        elif endpoint == "paths_info":
+            form = parse_qs(body.decode())
+            paths = form.get("paths", [])
+            self._json(200, [repo.tree_entry(repo.files[p]) for p in paths if p in repo.files])
+        elif endpoint == "resolve":
+            self._resolve(method, repo, rest or "")
+        else:
+            self._not_found("EntryNotFound", "Not found")
+
+    def _search(self, query: dict[str, list[str]]) -> None:
+        text = query.get("search", [""])[0].lower()
+        limit = int(query.get("limit", ["1000"])[0])
+        sort = query.get("sort", [None])[0]
+        repos = [r for r in self.fake.repos.values() if text in r.repo_id.lower()]
+        if sort in ("downloads", "likes"):
+            repos.sort(key=lambda r: getattr(r, sort), reverse=True)
+        self._json(200, [r.summary() for r in repos[:limit]])
+
+    def _resolve(self, method: str, repo: FakeRepo, file_path: str) -> None:
+        f = repo.files.get(file_path)
+        if f is None:
+            self._not_found("EntryNotFound", "Entry not found")
+            return
+        etag = f'"{f.sha256 if f.lfs else f.blob_id}"'
+        headers = {
+            "X-Repo-Commit": COMMIT,
+            "ETag": etag,
+            "Accept-Ranges": "bytes",
+        }
+        if f.lfs:
+            headers.update({"X-Linked-Etag": etag, "X-Linked-Size": str(f.size)})
+        if f.content is None:
+            if method == "HEAD":
+                self.send_response(200)
+                self.send_header("Content-Length", str(f.size))
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.end_headers()
+            else:
+                self._not_found("EntryNotFound", "This fake file has no content")
+            return
+        content = f.content
+        status = 200
+        range_header = self.headers.get("Range")
+        if range_header and range_header.startswith("bytes="):
+            start_s, _, end_s = range_header[6:].partition("-")
+            start = int(start_s or 0)
+            end = int(end_s) if end_s else len(content) - 1
+            headers["Content-Range"] = f"bytes {start}-{end}/{len(content)}"
+            content = content[start : end + 1]
+            status = 206
+        self._send(status, content, headers, content_type="application/octet-stream")
