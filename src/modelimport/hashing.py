@@ -19,6 +19,8 @@ from pathlib import Path
 
 import blake3
 
+from modelimport.faults import fault_point
+
 CHUNK_SIZE = 8 * 1024 * 1024
 POOL_SIZE = 6
 FAST_HASH_SPAN = 8 * 1024 * 1024
@@ -97,6 +99,7 @@ def _pipeline(
                     free.put(chunk)
                     break
                 total += chunk.length
+                fault_point("read.bytes", total)
                 chunk.pending = len(sinks)
                 for box in inboxes:
                     box.put(chunk)
@@ -119,7 +122,12 @@ def _advise_sequential(fd: int) -> None:
 
 
 def _writer(fd: int) -> Callable[[memoryview], None]:
+    written_total = 0
+
     def write(view: memoryview) -> None:
+        nonlocal written_total
+        written_total += len(view)
+        fault_point("copy.bytes", written_total)
         while view:
             written = os.write(fd, view)
             view = view[written:]

@@ -28,6 +28,7 @@ from modelimport import index, staging
 from modelimport.collect import collect_paths
 from modelimport.errors import InvalidModelFile, ModelImportError
 from modelimport.events import ProgressEvent, ProgressSink, Stage, ignore_progress
+from modelimport.faults import fault_point
 from modelimport.formats import FileFacts, inspect_file
 from modelimport.hashing import FileDigests, copy_and_hash, fast_hash, hash_file
 from modelimport.library import Library, fsync_dir, make_model_id
@@ -122,12 +123,16 @@ def plan_import(
         progress(ProgressEvent(Stage.IDENTIFYING, group.display_name))
         try:
             planned = _plan_model(group, options)
+            duplicate_of = _find_duplicate(db, planned)
         except ModelImportError as exc:
             plan.settled.append(
                 ItemResult(REJECTED, [str(p) for p in group.all_paths], error=str(exc))
             )
             continue
-        duplicate_of = _find_duplicate(db, planned)
+        except OSError as exc:
+            error = _describe_error(exc, group.display_name)
+            plan.settled.append(ItemResult(FAILED, [str(p) for p in group.all_paths], error=error))
+            continue
         if duplicate_of:
             plan.settled.append(_duplicate_result(planned, duplicate_of))
             continue
@@ -279,6 +284,7 @@ def _stage_files(
             digests = hash_file(source, on_bytes)
             txn.record(source, name, moved=True)
             os.rename(source, staged)
+            fault_point("move.after_rename")
         else:
             txn.record(source, name, moved=False)
             digests = copy_and_hash(source, staged, on_bytes)
@@ -389,6 +395,7 @@ def _commit(
         txn.save()
         os.rename(txn.model_path, dest)
         fsync_dir(dest.parent)
+        fault_point("commit.after_rename")
         progress(ProgressEvent(Stage.INDEXING, item))
         index.upsert_model(db, model_id, record)
     return ItemResult(

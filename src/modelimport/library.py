@@ -86,9 +86,11 @@ class Library:
 
     def ensure(self) -> Library:
         """Create the library folders; a person-readable error if that is impossible."""
+        if self.root.exists() and not self.root.is_dir():
+            raise LibraryError(f"The library path {self.root} is not a folder.")
         try:
             self.staging_dir.mkdir(parents=True, exist_ok=True)
-        except FileExistsError as exc:
+        except (FileExistsError, NotADirectoryError) as exc:
             raise LibraryError(f"The library path {self.root} is not a folder.") from exc
         except PermissionError as exc:
             raise LibraryError(f"Permission denied creating the library at {self.root}.") from exc

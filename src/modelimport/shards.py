@@ -151,7 +151,11 @@ def _build_set(members: list[tuple[ShardName, Path]], index_file: Path | None) -
     present = set(numbers)
     if len(present) != len(numbers):
         problems.append("the same shard number appears twice")
-    missing = [str(n) for n in range(1, expected_count + 1) if n not in present]
+    missing = [
+        _shard_filename(members[0], n, total)
+        for n in range(1, expected_count + 1)
+        if n not in present
+    ]
     if index_file is not None:
         expected, problem = _read_weight_map(index_file)
         if problem:
@@ -161,8 +165,6 @@ def _build_set(members: list[tuple[ShardName, Path]], index_file: Path | None) -
         extra = sorted(n for n in names if expected and n not in expected)
         if extra:
             problems.append(f"{index_file.name} does not list {', '.join(extra)}")
-    else:
-        missing = [_shard_filename(members[0], int(n), total) for n in missing]
     return ModelFiles(
         files=tuple(p for _, p in members),
         index_file=index_file,

@@ -66,8 +66,11 @@ class StagingTxn:
 
     def close(self) -> None:
         """Forget the transaction: remove what is left of its directory and release the lock."""
+        if self.lock_fd < 0:
+            return
         shutil.rmtree(self.path, ignore_errors=True)
         os.close(self.lock_fd)
+        self.lock_fd = -1
 
 
 def begin(library: Library, mode: str) -> StagingTxn:

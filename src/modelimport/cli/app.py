@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -72,9 +73,20 @@ def main() -> None:
         # know how to show themselves; typer vendors click, so match by shape, not class.
         exit_code = getattr(exc, "exit_code", None)
         if not isinstance(exit_code, int):
-            raise
+            _report_bug(exc)
         show = getattr(exc, "show", None)
         if callable(show):
             show()
         sys.exit(exit_code)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _report_bug(exc: BaseException) -> None:
+    """An exception we did not expect is a bug: one line, the traceback only on request."""
+    if os.environ.get("MODELIMPORT_DEBUG"):
+        raise exc
+    sys.stderr.write(
+        f"Internal error ({type(exc).__name__}: {exc}). This is a bug in modelimport; "
+        "set MODELIMPORT_DEBUG=1 to see the traceback.\n"
+    )
+    sys.exit(70)

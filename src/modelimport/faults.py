@@ -1,0 +1,51 @@
+"""Fault injection for the crash and fault tests: named points in the pipeline that can be
+told, through the environment, to hang (so a test can SIGKILL the process there) or fail.
+
+    MODELIMPORT_FAULTS="copy.bytes>=67108864:hang,commit.after_rename:hang"
+
+Each entry is `point[>=N]:action`, action `hang`, `crash` (os._exit(70)), `enospc` or
+`eacces` (raise the OSError a full disk or a denied permission would). A point that is not
+listed costs one dict lookup. The variable is read once per process; it is for tests only.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from functools import cache
+
+ENV = "MODELIMPORT_FAULTS"
+
+
+@cache
+def _plan() -> dict[str, tuple[int, str]]:
+    faults: dict[str, tuple[int, str]] = {}
+    for entry in filter(None, (e.strip() for e in os.environ.get(ENV, "").split(","))):
+        where, _, action = entry.rpartition(":")
+        point, _, threshold = where.partition(">=")
+        faults[point] = (int(threshold or 0), action)
+    return faults
+
+
+def fault_point(point: str, value: int = 0) -> None:
+    """Trigger the fault configured for `point` once `value` reaches its threshold."""
+    plan = _plan()
+    if not plan or point not in plan:
+        return
+    threshold, action = plan[point]
+    if value < threshold:
+        return
+    if action == "hang":
+        marker = os.environ.get("MODELIMPORT_FAULT_MARKER")
+        if marker:
+            with open(marker, "w") as fh:
+                fh.write(point)
+        while True:
+            time.sleep(3600)
+    if action == "crash":
+        os._exit(70)
+    if action == "enospc":
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    if action == "eacces":
+        raise OSError(errno.EACCES, os.strerror(errno.EACCES))

@@ -1,0 +1,63 @@
+"""Run the real `modelimport` CLI in a subprocess, as a user or a script would."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class CliRun:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELIMPORT_", "HF_"))}
+    env["HF_HUB_OFFLINE"] = "1"  # tests that want a Hub point HF_ENDPOINT at the fake one
+    env["NO_COLOR"] = "1"
+    env["COLUMNS"] = "200"
+    env.update(extra or {})
+    return env
+
+
+def run_cli(*args: str | Path, env: dict[str, str] | None = None, timeout: float = 120) -> CliRun:
+    proc = subprocess.run(
+        [sys.executable, "-m", "modelimport", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=cli_env(env),
+        stdin=subprocess.DEVNULL,
+        timeout=timeout,
+    )
+    return CliRun(proc.returncode, proc.stdout, proc.stderr)
+
+
+def start_cli(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "modelimport", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=cli_env(env),
+    )
+
+
+def library_files(root: Path) -> list[Path]:
+    """Every file in the library outside `.modelimport` (what a user would see)."""
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file() and ".modelimport" not in p.relative_to(root).parts
+    )

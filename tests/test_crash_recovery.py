@@ -1,0 +1,224 @@
+"""A SIGKILL at any moment leaves no partial model and never loses a source file.
+
+Fault points (modelimport.faults) make the process hang at a chosen moment; the test then
+kills it with SIGKILL, the way a power cut or the OOM killer would, and runs the next command.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from cli import library_files, run_cli, start_cli
+from factories import make_safetensors
+
+BIG = 256 * 1024 * 1024
+
+
+def _big_model(path: Path, size: int = BIG) -> Path:
+    """A valid safetensors file of `size` bytes (mostly sparse, so cheap to create)."""
+    make_safetensors(path, {"w": ("U8", [1024])}, fill=os.urandom(1024))
+    with open(path, "r+b") as fh:
+        fh.truncate(size)
+    return path
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(8 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _kill_at(fault: str, marker: Path, *args: str | Path) -> None:
+    """Run the CLI until it hangs at `fault`, then SIGKILL it."""
+    proc = start_cli(
+        *args, env={"MODELIMPORT_FAULTS": fault, "MODELIMPORT_FAULT_MARKER": str(marker)}
+    )
+    deadline = time.monotonic() + 60
+    try:
+        while not marker.exists():
+            if proc.poll() is not None:
+                out, err = proc.communicate()
+                pytest.fail(f"process ended before the fault point: {proc.returncode} {err}")
+            if time.monotonic() > deadline:
+                pytest.fail("fault point never reached")
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+        proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+
+
+def _assert_library_empty(lib: Path) -> None:
+    status = run_cli("--library", lib, "status", "--json")
+    assert status.code == 0, status.stderr
+    assert status.json["models"] == 0
+    assert library_files(lib) == []
+    assert list((lib / ".modelimport" / "staging").iterdir()) == []
+
+
+def test_sigkill_during_copy_leaves_nothing_and_source_intact(tmp_path: Path):
+    source = _big_model(tmp_path / "big.safetensors")
+    digest = _sha256(source)
+    lib = tmp_path / "lib"
+    _kill_at(
+        f"copy.bytes>={BIG // 4}:hang",
+        tmp_path / "marker",
+        "--library",
+        lib,
+        "import",
+        source,
+        "--yes",
+        "--json",
+    )
+    staged = list((lib / ".modelimport" / "staging").rglob("big.safetensors"))
+    assert staged and staged[0].stat().st_size < BIG  # it really died mid-copy
+
+    _assert_library_empty(lib)
+    assert _sha256(source) == digest
+
+    again = run_cli("--library", lib, "import", source, "--yes", "--json")
+    assert again.code == 0, again.stderr
+    [result] = again.json["results"]
+    assert result["status"] == "imported"
+    assert result["files"][0]["sha256"] == digest
+
+
+def test_sigkill_during_same_filesystem_move_hashing_keeps_source(tmp_path: Path):
+    source = _big_model(tmp_path / "big.safetensors")
+    digest = _sha256(source)
+    lib = tmp_path / "lib"
+    _kill_at(
+        f"read.bytes>={BIG // 4}:hang",
+        tmp_path / "marker",
+        "--library",
+        lib,
+        "import",
+        source,
+        "--move",
+        "--yes",
+    )
+    assert source.exists()
+    _assert_library_empty(lib)
+    assert _sha256(source) == digest
+
+
+def test_sigkill_after_move_rename_puts_source_back(tmp_path: Path):
+    source = _big_model(tmp_path / "big.safetensors", size=8 << 20)
+    digest = _sha256(source)
+    lib = tmp_path / "lib"
+    _kill_at(
+        "move.after_rename:hang",
+        tmp_path / "marker",
+        "--library",
+        lib,
+        "import",
+        source,
+        "--move",
+        "--yes",
+    )
+    assert not source.exists()  # it was in staging when the process died
+
+    _assert_library_empty(lib)  # any command recovers first
+    assert source.exists()
+    assert _sha256(source) == digest
+
+    again = run_cli("--library", lib, "import", source, "--move", "--yes", "--json")
+    assert again.code == 0, again.stderr
+    assert not source.exists()
+    model_id = again.json["results"][0]["model_id"]
+    assert _sha256(lib / model_id / "big.safetensors") == digest
+
+
+def test_sigkill_after_commit_rename_completes_the_model(tmp_path: Path):
+    source = make_safetensors(tmp_path / "small.safetensors")
+    lib = tmp_path / "lib"
+    _kill_at(
+        "commit.after_rename:hang",
+        tmp_path / "marker",
+        "--library",
+        lib,
+        "import",
+        source,
+        "--move",
+        "--yes",
+    )
+    [meta_path] = [p for p in library_files(lib) if p.name == "metadata.json"]
+
+    status = run_cli("--library", lib, "status", "--json")
+    assert status.json["models"] == 1  # recovery indexed the committed model
+    assert list((lib / ".modelimport" / "staging").iterdir()) == []
+    meta = json.loads(meta_path.read_text())
+    assert (meta_path.parent / "small.safetensors").stat().st_size == meta["files"][0]["size"]
+    assert not source.exists()  # the model is complete, so the move stands
+
+
+@pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="needs /dev/shm as a second filesystem")
+def test_cross_filesystem_move_deletes_source_only_after_commit(tmp_path: Path):
+    shm = Path(f"/dev/shm/modelimport-test-{os.getpid()}")
+    shm.mkdir(exist_ok=True)
+    try:
+        source = _big_model(shm / "x.safetensors", size=32 << 20)
+        digest = _sha256(source)
+        lib = tmp_path / "lib"
+        _kill_at(
+            f"copy.bytes>={16 << 20}:hang",
+            tmp_path / "marker",
+            "--library",
+            lib,
+            "import",
+            source,
+            "--move",
+            "--yes",
+        )
+        assert _sha256(source) == digest
+        _assert_library_empty(lib)
+
+        run = run_cli("--library", lib, "import", source, "--move", "--yes", "--json")
+        assert run.code == 0, run.stderr
+        assert not source.exists()
+        assert run.json["results"][0]["files"][0]["sha256"] == digest
+    finally:
+        subprocess.run(["rm", "-rf", str(shm)], check=False)
+
+
+def test_two_processes_importing_the_same_file_add_it_once(tmp_path: Path):
+    source = _big_model(tmp_path / "same.safetensors", size=64 << 20)
+    lib = tmp_path / "lib"
+    run_cli("--library", lib, "status")  # create the library first
+    procs = [start_cli("--library", lib, "import", source, "--yes", "--json") for _ in range(2)]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    statuses = sorted(json.loads(out)["results"][0]["status"] for out, _ in outputs)
+    assert statuses == ["duplicate", "imported"], [err for _, err in outputs]
+    assert run_cli("--library", lib, "status", "--json").json["models"] == 1
+    assert len([p for p in library_files(lib) if p.name == "same.safetensors"]) == 1
+
+
+def test_disk_full_during_copy_fails_cleanly(tmp_path: Path):
+    source = _big_model(tmp_path / "big.safetensors", size=32 << 20)
+    lib = tmp_path / "lib"
+    run = run_cli(
+        "--library",
+        lib,
+        "import",
+        source,
+        "--yes",
+        "--json",
+        env={"MODELIMPORT_FAULTS": f"copy.bytes>={8 << 20}:enospc"},
+    )
+    assert run.code == 1
+    [result] = run.json["results"]
+    assert result["status"] == "failed"
+    assert "disk is full" in result["error"]
+    assert "Traceback" not in run.stderr
+    _assert_library_empty(lib)
+    assert source.stat().st_size == 32 << 20
