@@ -92,3 +92,108 @@ def make_sharded_safetensors(folder: Path, total: int = 3, stem: str = "model") 
     body = {"metadata": {"total_size": 128 * total}, "weight_map": weight_map}
     index.write_text(json.dumps(body))
     return [*files, index]
+
+
+# --- PyTorch pickles, written opcode by opcode: torch is never imported, nothing is unpickled.
+
+_STORAGE_CLASSES = {"F32": "FloatStorage", "F16": "HalfStorage", "BF16": "BFloat16Storage",
+                    "I64": "LongStorage", "I32": "IntStorage", "I8": "CharStorage",
+                    "U8": "ByteStorage", "F64": "DoubleStorage"}
+
+
+def _p_str(text: str) -> bytes:
+    raw = text.encode()
+    return b"X" + struct.pack("<I", len(raw)) + raw  # BINUNICODE
+
+
+def _p_int(value: int) -> bytes:
+    return b"J" + struct.pack("<i", value)  # BININT
+
+
+def _p_global(module: str, name: str) -> bytes:
+    return b"c" + f"{module}\n{name}\n".encode()  # GLOBAL
+
+
+def _p_tuple(items: list[bytes]) -> bytes:
+    return b"(" + b"".join(items) + b"t"  # MARK ... TUPLE
+
+
+def torch_state_dict_pickle(
+    tensors: dict[str, tuple[str, list[int]]], wrap: str | None = None
+) -> bytes:
+    """The bytes `torch.save(state_dict)` puts in data.pkl (protocol 2, persistent storages)."""
+    out = [b"\x80\x02"]
+    if wrap:
+        out += [b"}", _p_str(wrap)]  # {wrap: OrderedDict(...)}
+    out += [_p_global("collections", "OrderedDict"), b")R(" ]
+    for index, (name, (dtype, shape)) in enumerate(tensors.items()):
+        numel = int(np.prod(shape)) if shape else 1
+        stride, acc = [], 1
+        for dim in reversed(shape):
+            stride.insert(0, acc)
+            acc *= dim
+        pid = _p_tuple([_p_str("storage"), _p_global("torch", _STORAGE_CLASSES[dtype]),
+                        _p_str(str(index)), _p_str("cpu"), _p_int(numel)])
+        out += [
+            _p_str(name),
+            _p_global("torch._utils", "_rebuild_tensor_v2"),
+            _p_tuple([pid + b"Q", _p_int(0), _p_tuple([_p_int(d) for d in shape]),
+                      _p_tuple([_p_int(s) for s in stride]), b"\x89",
+                      _p_global("collections", "OrderedDict") + b")R"]),
+            b"R",
+        ]
+    out.append(b"u")  # SETITEMS
+    if wrap:
+        out.append(b"s")  # SETITEM into the wrapper dict
+    out.append(b".")
+    return b"".join(out)
+
+
+def make_torch_zip(
+    path: Path,
+    tensors: dict[str, tuple[str, list[int]]] | None = None,
+    wrap: str | None = None,
+    pickle_bytes: bytes | None = None,
+) -> Path:
+    """A ZIP checkpoint laid out as torch.save writes it: archive/data.pkl, data/N, version."""
+    import zipfile
+
+    tensors = tensors or {"weight": ("F16", [4, 4])}
+    data_pkl = pickle_bytes if pickle_bytes is not None else torch_state_dict_pickle(tensors, wrap)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
+        zf.writestr("archive/data.pkl", data_pkl)
+        for index, (dtype, shape) in enumerate(tensors.values()):
+            numel = int(np.prod(shape)) if shape else 1
+            zf.writestr(f"archive/data/{index}", b"\x00" * numel * _DTYPE_SIZES[dtype])
+        zf.writestr("archive/version", "3\n")
+    return path
+
+
+def evil_pickle_bytes(command: str = "echo pwned", stack_global: bool = False) -> bytes:
+    """A pickle that would call os.system(command) if loaded. Only ever written, never loaded."""
+    if stack_global:  # protocol 4 spelling
+        call = b"\x8c\x02os\x8c\x06system\x93"
+        return b"\x80\x04" + call + _p_str(command) + b"\x85R."
+    return b"\x80\x02" + _p_global("os", "system") + _p_str(command) + b"\x85R."
+
+
+def make_evil_pickle(path: Path, stack_global: bool = False) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(evil_pickle_bytes(stack_global=stack_global))
+    return path
+
+
+def make_legacy_torch(path: Path, tensors: dict[str, tuple[str, list[int]]]) -> Path:
+    """Pre-1.6 torch.save: magic, protocol, sys info and state pickles, keys, raw storages."""
+    magic = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little") + b"."
+    protocol = b"\x80\x02" + _p_int(1001) + b"."
+    sys_info = b"\x80\x02}" + _p_str("little_endian") + b"\x88s."
+    keys = b"\x80\x02(" + b"".join(_p_str(str(i)) for i in range(len(tensors))) + b"l."
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as fh:
+        fh.write(magic + protocol + sys_info + torch_state_dict_pickle(tensors) + keys)
+        for dtype, shape in tensors.values():
+            numel = int(np.prod(shape)) if shape else 1
+            fh.write(struct.pack("<q", numel) + b"\x00" * numel * _DTYPE_SIZES[dtype])
+    return path

@@ -1,21 +1,47 @@
 """Model file formats: validate a file by its content and read what it says about itself.
 
-`inspect_file` is the one entry point: it reads a bounded amount of the file, never
-unpickles, and either returns `FileFacts` or raises `InvalidModelFile` with one sentence.
+`inspect_file` is the one entry point. It recognises a file by its first bytes, never by its
+name, reads a bounded amount (headers, never tensor data), never unpickles, and either returns
+`FileFacts` or raises `InvalidModelFile` with one sentence naming the file.
+
+Invariants:
+- A declared length (safetensors header, GGUF string or array, pickle member) is checked
+  against the file size and a fixed cap *before* anything of that length is allocated.
+- Pickles are only disassembled (`pickletools.genops`) and interpreted symbolically; no
+  global they name is ever imported or called.
+- `details` is JSON-serialisable and small: it goes into metadata.json. The tensor table,
+  which can be large, travels separately in `FileFacts.tensors` for the probe.
 """
 
 from __future__ import annotations
 
-import json
-import struct
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from modelimport.errors import InvalidModelFile
 
-MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
+# Formats, by the magic bytes they start with. A safetensors file has no magic: it starts
+# with its header length, so it is what remains once the others are ruled out.
+GGUF_MAGIC = b"GGUF"
+ZIP_MAGIC = b"PK\x03\x04"
+PICKLE_PROTOCOLS = range(2, 6)
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One tensor as a header describes it; `dtype` uses safetensors spelling (F16, BF16, ...)
+    or, for GGUF, the ggml type name (Q4_K, F16, ...)."""
+
+    dtype: str
+    shape: tuple[int, ...]
+
+    @property
+    def numel(self) -> int:
+        count = 1
+        for dim in self.shape:
+            count *= dim
+        return count
 
 
 @dataclass(frozen=True)
@@ -26,39 +52,42 @@ class FileFacts:
     format: str  # "safetensors" | "gguf" | "torch-zip" | "pickle"
     size: int
     details: dict[str, Any] = field(default_factory=dict)
+    # name -> TensorInfo, in file order; for the probe only (too big for metadata.json).
+    tensors: dict[str, TensorInfo] = field(default_factory=dict, repr=False, compare=False)
 
 
 def inspect_file(path: Path) -> FileFacts:
-    size = path.stat().st_size
+    """Validate `path` by content and read its header; raise `InvalidModelFile` if it is not
+    a model file we can import."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except IsADirectoryError as exc:
+        raise InvalidModelFile(f"{path.name} is a folder, not a model file.") from exc
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise InvalidModelFile(f"{path.name} could not be read ({reason}).") from exc
     if size == 0:
         raise InvalidModelFile(f"{path.name} is empty.")
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-        if head[:4] == b"GGUF":
-            return FileFacts(path, "gguf", size, {})
-        if head[:4] == b"PK\x03\x04":
-            return _inspect_zip(path, size)
-        if head[:1] == b"\x80" and len(head) > 1 and 2 <= head[1] <= 5:
-            return FileFacts(path, "pickle", size, {})
-        if len(head) == 8:
-            (length,) = struct.unpack("<Q", head)
-            if 2 <= length <= min(size - 8, MAX_SAFETENSORS_HEADER):
-                raw = fh.read(length)
-                try:
-                    header = json.loads(raw)
-                except (UnicodeDecodeError, json.JSONDecodeError):
-                    header = None
-                if isinstance(header, dict):
-                    return FileFacts(path, "safetensors", size, {"tensor_count": len(header)})
+    if head[:4] == GGUF_MAGIC:
+        from modelimport.formats.gguf_file import inspect_gguf
+
+        return inspect_gguf(path, size)
+    if head[:4] == ZIP_MAGIC:
+        from modelimport.formats.torch_file import inspect_torch_zip
+
+        return inspect_torch_zip(path, size)
+    if len(head) >= 2 and head[0] == 0x80 and head[1] in PICKLE_PROTOCOLS:
+        from modelimport.formats.torch_file import inspect_pickle
+
+        return inspect_pickle(path, size)
+    if len(head) == 8:
+        from modelimport.formats.safetensors_file import inspect_safetensors
+
+        return inspect_safetensors(path, size, head)
     raise InvalidModelFile(f"{path.name} is not a safetensors, GGUF or PyTorch file.")
 
 
-def _inspect_zip(path: Path, size: int) -> FileFacts:
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-    except zipfile.BadZipFile as exc:
-        raise InvalidModelFile(f"{path.name} is a damaged ZIP archive.") from exc
-    if not any(n.endswith("data.pkl") for n in names):
-        raise InvalidModelFile(f"{path.name} is a ZIP archive but not a PyTorch checkpoint.")
-    return FileFacts(path, "torch-zip", size, {"entries": len(names)})
+__all__ = ["FileFacts", "TensorInfo", "inspect_file"]

@@ -1,0 +1,296 @@
+"""formats: files known by content, headers read within bounds, lies refused in a sentence."""
+
+from __future__ import annotations
+
+import json
+import struct
+import time
+import tracemalloc
+from pathlib import Path
+
+import pytest
+from factories import (
+    evil_pickle_bytes,
+    make_evil_pickle,
+    make_gguf,
+    make_legacy_torch,
+    make_safetensors,
+    make_torch_zip,
+)
+
+from modelimport.errors import InvalidModelFile
+from modelimport.formats import FileFacts, inspect_file
+
+SMALL_PEAK = 1024 * 1024  # bytes; a refused header must not cost more than this
+
+
+def refused(path: Path) -> str:
+    """Inspect `path`, expecting a refusal; return its message after checking its shape."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(InvalidModelFile) as caught:
+            inspect_file(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    message = str(caught.value)
+    assert path.name in message
+    assert message.endswith(".") and "\n" not in message
+    assert peak < SMALL_PEAK, f"refusing {path.name} allocated {peak} bytes"
+    return message
+
+
+def raw_safetensors(
+    path: Path, header: bytes, length: int | None = None, data: bytes = b""
+) -> Path:
+    length = len(header) if length is None else length
+    path.write_bytes(struct.pack("<Q", length) + header + data)
+    return path
+
+
+# --- safetensors
+
+
+def test_safetensors_header_is_read(tmp_path):
+    path = make_safetensors(
+        tmp_path / "m.safetensors",
+        {"a.weight": ("F16", [4, 8]), "b.weight": ("BF16", [8]), "ids": ("I64", [3])},
+        metadata={"modelspec.architecture": "stable-diffusion-v1", "ss_tag_frequency": "x" * 9000},
+    )
+    facts = inspect_file(path)
+    assert facts.format == "safetensors"
+    assert facts.size == path.stat().st_size
+    assert facts.details["tensor_count"] == 3
+    assert facts.details["parameter_count"] == 32 + 8 + 3
+    assert facts.details["tensor_dtypes"] == {"F16": 1, "BF16": 1, "I64": 1}
+    assert facts.details["metadata"]["modelspec.architecture"] == "stable-diffusion-v1"
+    assert len(facts.details["metadata"]["ss_tag_frequency"]) < 5000  # bounded in metadata.json
+    assert facts.tensors["a.weight"].shape == (4, 8)
+    json.dumps(facts.details)  # goes into metadata.json as is
+
+
+def test_big_safetensors_costs_only_its_header(tmp_path):
+    # A 2 GiB file whose tensor data is a hole: reading it would take seconds and show in RSS.
+    path = tmp_path / "big.safetensors"
+    n = 2**30
+    header = json.dumps({"w": {"dtype": "F16", "shape": [n], "data_offsets": [0, 2 * n]}}).encode()
+    raw_safetensors(path, header)
+    with open(path, "r+b") as fh:
+        fh.truncate(8 + len(header) + 2 * n)
+    tracemalloc.start()
+    started = time.perf_counter()
+    facts = inspect_file(path)
+    elapsed = time.perf_counter() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert facts.details["parameter_count"] == n
+    assert peak < SMALL_PEAK
+    assert elapsed < 1.0
+
+
+def test_header_longer_than_file_is_refused(tmp_path):
+    path = raw_safetensors(tmp_path / "lies.safetensors", b'{"a": 1}', length=10_000)
+    assert "header claims 10000 bytes" in refused(path)
+
+
+def test_header_of_2_pow_60_is_refused_without_allocating(tmp_path):
+    path = raw_safetensors(tmp_path / "huge.safetensors", b"{}" * 10, length=2**60)
+    assert "header claims" in refused(path)
+
+
+def test_header_over_the_cap_is_refused(tmp_path, monkeypatch):
+    from modelimport.formats import safetensors_file
+
+    monkeypatch.setattr(safetensors_file, "MAX_HEADER_BYTES", 16)
+    path = raw_safetensors(tmp_path / "capped.safetensors", b'{"__metadata__": {"a": "bbbbbb"}}')
+    assert "limit" in refused(path)
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (b'{"a": {"dtype": "F16", "shape": [2], "data_of', "not valid JSON"),
+        (b"[1, 2, 3]", "not a JSON object"),
+        (b'{"a": {"dtype": "F16", "shape": [2], "data_offsets": [0, 400]}}', "beyond"),
+        (b'{"a": {"dtype": "F16", "shape": [8], "data_offsets": [0, 4]}}', "claims 4 bytes"),
+        (b'{"a": {"dtype": "F16", "shape": [-1], "data_offsets": [0, 0]}}', "malformed shape"),
+        (b'{"a": {"shape": [2], "data_offsets": [0, 4]}}', "lacks a dtype"),
+        (b'{"a": 5}', "not described by a JSON object"),
+        (b"\xff\xfe{}", "not valid JSON"),
+    ],
+)
+def test_lying_or_broken_safetensors_headers_are_refused(tmp_path, header, expected):
+    path = raw_safetensors(tmp_path / "bad.safetensors", header, data=b"\x00" * 4)
+    assert expected in refused(path)
+
+
+def test_empty_file_is_refused(tmp_path):
+    path = tmp_path / "empty.safetensors"
+    path.write_bytes(b"")
+    assert "empty" in refused(path)
+
+
+def test_html_page_renamed_safetensors_is_refused(tmp_path):
+    path = tmp_path / "model.safetensors"
+    path.write_text("<!DOCTYPE html><html><body>Sign in to download</body></html>")
+    assert "HTML" in refused(path)
+
+
+def test_tiny_file_is_refused(tmp_path):
+    path = tmp_path / "tiny.bin"
+    path.write_bytes(b"abc")
+    assert "not a safetensors, GGUF or PyTorch file" in refused(path)
+
+
+# --- GGUF
+
+
+def test_gguf_metadata_is_read(tmp_path):
+    path = make_gguf(
+        tmp_path / "m.gguf",
+        name="Meta Llama 3 8B Instruct",
+        kv={"general.file_type": 15, "llama.context_length": 8192,
+            "general.source.huggingface.repository": "meta-llama/Meta-Llama-3-8B-Instruct"},
+        tensors={"token_embd.weight": [16, 8], "blk.0.attn_q.weight": [8, 8]},
+    )
+    facts = inspect_file(path)
+    assert facts.format == "gguf"
+    assert facts.details["gguf_version"] == 3
+    assert facts.details["architecture"] == "llama"
+    assert facts.details["quantization"] == "Q4_K_M"
+    assert facts.details["context_length"] == 8192
+    assert facts.details["parameter_count"] == 16 * 8 + 8 * 8
+    assert facts.details["metadata"]["general.name"] == "Meta Llama 3 8B Instruct"
+    assert facts.tensors["token_embd.weight"].shape == (16, 8)
+    json.dumps(facts.details)
+
+
+def test_gguf_tokenizer_arrays_are_summarised_not_kept(tmp_path):
+    import gguf
+
+    path = tmp_path / "tok.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_token_list([f"tok{i}" for i in range(5000)])
+    writer.add_array("general.tags", ["a", "b"])
+    writer.add_tensor("w", __import__("numpy").ones([4, 4], dtype="float32"))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    meta = inspect_file(path).details["metadata"]
+    assert meta["tokenizer.ggml.tokens"] == {"array_of": "string", "count": 5000}
+    assert meta["general.tags"] == ["a", "b"]
+
+
+@pytest.mark.parametrize("version", [1, 4, 99, 2**31])
+def test_wrong_gguf_version_is_refused(tmp_path, version):
+    path = tmp_path / f"v{version}.gguf"
+    path.write_bytes(b"GGUF" + struct.pack("<IQQ", version, 1, 1) + b"\x00" * 64)
+    assert f"version {version}" in refused(path)
+
+
+def test_truncated_gguf_is_refused(tmp_path):
+    whole = make_gguf(tmp_path / "whole.gguf", name="x" * 40, tensors={"w": [64, 64]})
+    data = whole.read_bytes()
+    for cut in (10, 40, 90, len(data) - 100):
+        path = tmp_path / f"cut{cut}.gguf"
+        path.write_bytes(data[:cut])
+        assert "truncated" in refused(path)
+
+
+def test_gguf_with_absurd_counts_or_lengths_is_refused(tmp_path):
+    huge_counts = tmp_path / "counts.gguf"
+    huge_counts.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 2**62, 2**62) + b"\x00" * 64)
+    assert "truncated or corrupt" in refused(huge_counts)
+    huge_key = tmp_path / "key.gguf"
+    huge_key.write_bytes(b"GGUF" + struct.pack("<IQQQ", 3, 0, 1, 2**60) + b"\x00" * 64)
+    assert "truncated or corrupt" in refused(huge_key)
+
+
+# --- PyTorch ZIP and pickles
+
+
+def test_torch_zip_lists_tensors_without_unpickling(tmp_path):
+    path = make_torch_zip(tmp_path / "m.ckpt",
+                          {"a.weight": ("F16", [4, 3]), "b.bias": ("F32", [4])}, wrap="state_dict")
+    facts = inspect_file(path)
+    assert facts.format == "torch-zip"
+    assert facts.details["pickle_member"] == "archive/data.pkl"
+    assert facts.tensors["a.weight"].dtype == "F16" and facts.tensors["a.weight"].shape == (4, 3)
+    assert facts.details["parameter_count"] == 16
+    assert facts.details["pickle_scan"]["verdict"] == "safe"
+    assert "torch._utils._rebuild_tensor_v2" in facts.details["pickle_scan"]["globals"]
+    json.dumps(facts.details)
+
+
+def test_zip_without_data_pkl_is_refused(tmp_path):
+    import zipfile
+
+    path = tmp_path / "notes.pt"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("readme.txt", "hello")
+    assert "not a PyTorch checkpoint" in refused(path)
+
+
+def test_damaged_zip_is_refused(tmp_path):
+    path = tmp_path / "broken.pt"
+    path.write_bytes(b"PK\x03\x04" + b"\x00" * 100)
+    assert "damaged ZIP" in refused(path)
+
+
+@pytest.mark.parametrize("stack_global", [False, True])
+def test_pickle_importing_os_system_is_unsafe(tmp_path, stack_global):
+    path = make_evil_pickle(tmp_path / "evil.bin", stack_global=stack_global)
+    facts = inspect_file(path)
+    assert facts.format == "pickle"
+    scan = facts.details["pickle_scan"]
+    assert scan["verdict"] == "unsafe"
+    assert "os.system" in scan["dangerous"]
+
+
+def test_zip_whose_data_pkl_imports_os_system_is_unsafe(tmp_path):
+    path = make_torch_zip(tmp_path / "evil.pt", pickle_bytes=evil_pickle_bytes())
+    scan = inspect_file(path).details["pickle_scan"]
+    assert scan["verdict"] == "unsafe" and "os.system" in scan["dangerous"]
+
+
+def test_payload_hidden_in_a_second_pickle_is_found(tmp_path):
+    path = tmp_path / "two.pkl"
+    path.write_bytes(b"\x80\x02}." + evil_pickle_bytes())
+    assert inspect_file(path).details["pickle_scan"]["verdict"] == "unsafe"
+
+
+def test_unknown_global_is_not_trusted(tmp_path):
+    path = tmp_path / "odd.pkl"
+    path.write_bytes(b"\x80\x02cmypkg.helpers\nLoader\n)R.")
+    scan = inspect_file(path).details["pickle_scan"]
+    assert scan["verdict"] == "unsafe"
+    assert scan["unknown"] == ["mypkg.helpers.Loader"] and scan["dangerous"] == []
+
+
+def test_computed_global_name_is_unsafe(tmp_path):
+    # STACK_GLOBAL whose module name is built at load time cannot be vetted.
+    path = tmp_path / "computed.pkl"
+    path.write_bytes(b"\x80\x04\x8c\x01o\x8c\x01s\x86\x8c\x06system\x93N\x85R.")
+    assert inspect_file(path).details["pickle_scan"]["verdict"] == "unsafe"
+
+
+def test_legacy_torch_file_is_read(tmp_path):
+    path = make_legacy_torch(tmp_path / "old.pth", {"conv.weight": ("F32", [2, 3, 3, 3])})
+    facts = inspect_file(path)
+    assert facts.format == "pickle"
+    assert facts.details["legacy_torch"] is True
+    assert facts.tensors["conv.weight"].shape == (2, 3, 3, 3)
+    assert facts.details["pickle_scan"]["verdict"] == "safe"
+
+
+def test_garbage_after_pickle_header_is_refused(tmp_path):
+    path = tmp_path / "junk.pt"
+    path.write_bytes(b"\x80\x02" + b"\xff" * 64)
+    assert "not a readable pickle" in refused(path)
+
+
+def test_facts_keep_the_contract_fields(tmp_path):
+    facts = inspect_file(make_safetensors(tmp_path / "a.safetensors"))
+    assert isinstance(facts, FileFacts)
+    assert (facts.path, facts.format) == (tmp_path / "a.safetensors", "safetensors")
