@@ -1,0 +1,215 @@
+"""`modelimport lookup`: what a model file says about itself, and what the Hub says it is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from modelimport.cli.app import app
+from modelimport.cli.options import JsonOpt, OfflineOpt, VerboseOpt, resolve_options
+from modelimport.cli.output import Output
+from modelimport.errors import InvalidModelFile, UsageError
+
+if TYPE_CHECKING:
+    from modelimport.hub import LookupResult
+
+LOOKUP_EXAMPLES = """
+Examples:
+
+  modelimport lookup Meta-Llama-3-8B-Instruct-Q4_K_M.gguf
+
+  modelimport lookup ./sd_xl_base_1.0.safetensors --verify
+
+  modelimport lookup ~/models/*/model.safetensors --json --top 3
+"""
+
+TRUST_LABELS = {
+    "verified": "Verified",
+    "high_confidence": "High confidence",
+    "low_confidence": "Low confidence (confirm)",
+    "modified": "Modified version",
+    "no_match": "No match",
+}
+TRUST_STYLES = {
+    "verified": "green",
+    "high_confidence": "cyan",
+    "low_confidence": "yellow",
+    "modified": "yellow",
+    "no_match": "dim",
+}
+
+
+@app.command("lookup", epilog=LOOKUP_EXAMPLES)
+def lookup_command(
+    ctx: typer.Context,
+    paths: Annotated[list[Path], typer.Argument(help="Model files to identify.")],
+    top: Annotated[int, typer.Option("--top", min=1, help="Candidates to show per file.")] = 5,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Read each file whole to compare its SHA256 now (otherwise: pending "
+            "verification, decided when the file is imported).",
+        ),
+    ] = False,
+    refresh: Annotated[
+        bool, typer.Option("--refresh", help="Bypass the on-disk Hub cache.")
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0.1, help="Seconds per Hub call before giving up.")
+    ] = 5.0,
+    json_: JsonOpt = False,
+    offline: OfflineOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Identify model files on the Hugging Face Hub, with a trust level for each match.
+
+    Without --verify a file is never read whole: its format, header and a fast hash (first
+    and last 8 MiB) are read, and the Hub's sizes and SHA256s are compared when importing.
+    """
+    from modelimport.hub import HubSession
+
+    opts = resolve_options(ctx, json=json_, offline=offline, verbose=verbose)
+    out = Output(opts.json, opts.verbose)
+    files = [_checked_file(p) for p in paths]
+    session = HubSession(
+        offline=opts.offline, timeout=timeout, refresh=refresh, search_limit=max(top, 5)
+    )
+    reports = []
+    for path in files:
+        out.debug(f"Looking up {path}")
+        reports.append(_lookup_one(session, path, verify=verify, top=top))
+    data = {"results": reports, "hub_calls": dict(session.calls)}
+    out.result(data, lambda console: _render(console, reports))
+
+
+def _checked_file(path: Path) -> Path:
+    if not path.exists():
+        raise UsageError(f"{path} does not exist.")
+    if path.is_dir():
+        raise UsageError(f"{path} is a folder; lookup takes model files.")
+    return path
+
+
+def _lookup_one(session: Any, path: Path, *, verify: bool, top: int) -> dict[str, Any]:
+    from modelimport.formats import inspect_file
+    from modelimport.hub import LocalFile, LookupRequest, fast_hash, sha256_file
+    from modelimport.probe import probe_model
+
+    try:
+        facts = inspect_file(path)
+    except InvalidModelFile as exc:
+        raise UsageError(str(exc)) from exc
+    probe = probe_model([facts])
+    local = LocalFile(
+        name=path.name,
+        size=facts.size,
+        fast_hash=fast_hash(path),
+        sha256=sha256_file(path) if verify else None,
+    )
+    request = LookupRequest(
+        name=probe.name,
+        files=(local,),
+        folder_name=path.resolve().parent.name or None,
+        embedded_repos=tuple(getattr(probe, "embedded_repos", ()) or ()),
+    )
+    result = session.identify(request)
+    return {
+        "path": str(path),
+        "file": {
+            "name": path.name,
+            "size": facts.size,
+            "format": facts.format,
+            "model_type": probe.model_type,
+            "family": probe.family,
+            "precision": probe.precision,
+            "variant": probe.variant,
+            "parameters": _parameters(probe, facts),
+            "fast_hash": local.fast_hash,
+            "sha256": local.sha256,
+            "embedded_repos": list(request.embedded_repos),
+        },
+        "status": _status(result),
+        **_trimmed(result, top),
+    }
+
+
+def _parameters(probe: Any, facts: Any) -> Any:
+    for source in (getattr(probe, "file_says", {}) or {}, facts.details or {}):
+        for key in ("parameter_count", "parameters", "params"):
+            if source.get(key):
+                return source[key]
+    return None
+
+
+def _status(result: LookupResult) -> str:
+    if result.hub_error:
+        return f"not looked up: {result.hub_error}"
+    if result.pending_verification:
+        return "pending verification"
+    return TRUST_LABELS[result.trust.value].lower()
+
+
+def _trimmed(result: LookupResult, top: int) -> dict[str, Any]:
+    data = result.to_json()
+    data["candidates"] = data["candidates"][:top]
+    return data
+
+
+def _render(console: Console, reports: list[dict[str, Any]]) -> None:
+    from modelimport.cli.common import human_size
+
+    for report in reports:
+        f = report["file"]
+        says = ", ".join(
+            f"{label} {value}"
+            for label, value in (
+                ("format", f["format"]),
+                ("type", f["model_type"]),
+                ("family", f["family"]),
+                ("precision", f["precision"]),
+                ("parameters", f["parameters"]),
+            )
+            if value not in (None, "", "unknown")
+        )
+        console.print(f"[bold]{report['path']}[/bold]  {human_size(f['size'])}")
+        console.print(f"  File says: {says or 'nothing beyond its format'}")
+        if report["hub_error"]:
+            console.print(f"  Hub: not looked up ({report['hub_error']})")
+            continue
+        if report["candidates"]:
+            table = Table(show_edge=False, pad_edge=False)
+            for column in ("Repo", "Matched file", "Size", "Method", "Confidence", "Trust"):
+                table.add_column(column, justify="right" if column == "Confidence" else "left")
+            for c in report["candidates"]:
+                style = TRUST_STYLES[c["trust"]]
+                table.add_row(
+                    c["repo_id"],
+                    c["matched_file"] or "-",
+                    human_size(c["size"]) if c["size"] is not None else "-",
+                    c["match_method"] or "-",
+                    f"{c['confidence']:.2f}",
+                    f"[{style}]{TRUST_LABELS[c['trust']]}[/{style}]",
+                )
+            console.print(table)
+        label = TRUST_LABELS[report["trust"]]
+        if not report["repo_id"]:
+            console.print(f"  Match: {label}")
+            continue
+        console.print(
+            f"  Match: [bold]{report['repo_id']}[/bold]: {label}, "
+            f"{report['match_method']}, confidence {report['confidence']:.2f}"
+        )
+        if report["pending_verification"]:
+            console.print(
+                "  SHA256: pending verification (compared on import, or now with --verify)"
+            )
+        meta = report["metadata"]
+        for key in ("official_name", "family", "model_type", "license", "pipeline_tag",
+                    "base_model", "matched_filename", "download_url"):
+            if meta.get(key):
+                console.print(f"  {key.replace('_', ' ').capitalize()}: {meta[key]}")
