@@ -1,0 +1,76 @@
+"""`modelimport lookup` end to end: a real subprocess against the fake Hub."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from cli import run_cli
+from factories import make_safetensors
+from fakehub import FakeHub
+
+
+def model_file(tmp_path: Path, name: str, folder: str = "dl") -> tuple[Path, bytes]:
+    path = make_safetensors(tmp_path / folder / name, tensors={"w": ("F16", [8, 8])})
+    return path, path.read_bytes()
+
+
+def test_lookup_pending_then_verified_with_verify(
+    tmp_path: Path, fake_hub: FakeHub, fake_hub_env: dict[str, str]
+) -> None:
+    path, data = model_file(tmp_path, "Qwen2-7B-Instruct.safetensors")
+    fake_hub.add_repo("Qwen/Qwen2-7B-Instruct", {path.name: data}, downloads=5, tags=["qwen2"])
+    run = run_cli("lookup", path, "--json", env=fake_hub_env)
+    assert run.code == 0, run.stderr
+    report = run.json["results"][0]
+    assert report["trust"] == "high_confidence" and report["status"] == "pending verification"
+    assert report["file"]["format"] == "safetensors" and report["file"]["sha256"] is None
+    assert report["expected_sha256"] == {path.name: hashlib.sha256(data).hexdigest()}
+    assert report["candidates"][0]["repo_id"] == "Qwen/Qwen2-7B-Instruct"
+
+    run = run_cli("lookup", path, "--json", "--verify", env=fake_hub_env)
+    report = run.json["results"][0]
+    assert (report["trust"], report["match_method"], report["confidence"]) == (
+        "verified", "hash", 1.0,
+    )
+
+
+def test_lookup_human_table(
+    tmp_path: Path, fake_hub: FakeHub, fake_hub_env: dict[str, str]
+) -> None:
+    path, data = model_file(tmp_path, "model.safetensors", folder="phi-2")
+    fake_hub.add_repo("microsoft/phi-2", {"model.safetensors": data}, license="mit")
+    run = run_cli("lookup", path, env=fake_hub_env)
+    assert run.code == 0, run.stderr
+    for text in ("microsoft/phi-2", "filename_exact", "High confidence", "pending verification"):
+        assert text in run.stdout
+
+
+def test_lookup_offline_still_says_what_the_file_is(tmp_path: Path) -> None:
+    path, _ = model_file(tmp_path, "Qwen2-7B-Instruct.safetensors")
+    run = run_cli("lookup", path, "--json")  # run_cli sets HF_HUB_OFFLINE=1
+    assert run.code == 0, run.stderr
+    report = run.json["results"][0]
+    assert report["hub_error"] == "offline" and report["file"]["format"] == "safetensors"
+    run = run_cli("lookup", path, "--offline")
+    assert "offline" in run.stdout
+
+
+def test_lookup_hub_down_is_one_line_not_a_failure(
+    tmp_path: Path, fake_hub: FakeHub, fake_hub_env: dict[str, str]
+) -> None:
+    fake_hub.fail(500)
+    path, _ = model_file(tmp_path, "Qwen2-7B-Instruct.safetensors")
+    run = run_cli("lookup", path, "--json", env=fake_hub_env, timeout=20)
+    assert run.code == 0
+    assert "500" in run.json["results"][0]["hub_error"]
+
+
+def test_lookup_bad_path_is_one_sentence(tmp_path: Path) -> None:
+    run = run_cli("lookup", tmp_path / "missing.safetensors")
+    assert run.code == 2
+    assert run.stderr.strip().endswith("does not exist.") and "Traceback" not in run.stderr
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a model at all")
+    run = run_cli("lookup", junk)
+    assert run.code == 2 and "Traceback" not in run.stderr and run.stderr.count("\n") == 1
