@@ -52,7 +52,7 @@ def test_mixed_folder_imports_three_models_and_rejects_two(tmp_path: Path, mixed
     rejected = {Path(r["sources"][0]).name: r["error"] for r in by_status["rejected"]}
     assert set(rejected) == {"model.safetensors", "x.bin"}
     assert "empty" in rejected["x.bin"]
-    assert "not a safetensors" in rejected["model.safetensors"]
+    assert rejected["model.safetensors"].startswith("model.safetensors ")
     assert [Path(r["sources"][0]).name for r in by_status["skipped"]] == ["notes.txt"]
     assert report["summary"]["imported"] == 3 and report["summary"]["rejected"] == 2
 

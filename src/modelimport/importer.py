@@ -87,6 +87,7 @@ class PlannedModel:
     model_type: str
     family: str
     lookup: Any = None  # modelimport.hub.LookupResult when the Hub was asked
+    match_confirmed: bool = False  # a person accepted a low-confidence match in the review
     user_edits: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -221,11 +222,26 @@ def execute_plan(
     db: sqlite3.Connection,
     options: ImportOptions,
     progress: ProgressSink = ignore_progress,
+    hub_session: Any = None,
 ) -> list[ItemResult]:
     results = list(plan.settled)
     for planned in plan.models:
-        results.append(import_model(planned, library, db, options, progress))
+        result = import_model(planned, library, db, options, progress)
+        if hub_session is not None and result.status == IMPORTED:
+            _remember_hashes(hub_session, planned, result)
+        results.append(result)
     return results
+
+
+def _remember_hashes(hub_session: Any, planned: PlannedModel, result: ItemResult) -> None:
+    """Teach the lookup cache fast hash -> SHA256, so `lookup` knows these files unread."""
+    from modelimport.hub import LocalFile
+
+    known = [
+        LocalFile(source.name, f["size"], planned.fast_hashes.get(source.name), f["sha256"])
+        for source, f in zip(planned.group.all_paths, result.files, strict=True)
+    ]
+    hub_session.remember_hashes(known)
 
 
 def import_model(
@@ -346,6 +362,11 @@ def _build_record(planned: PlannedModel, files: list[dict[str, Any]], txn_id: st
 
         sha_by_name = {f["original_name"]: f["sha256"] for f in files}
         apply_lookup(record, settle_verification(planned.lookup, sha_by_name))
+        # A fuzzy match is a guess: recorded as needing confirmation unless a person said yes.
+        record["match_confirmed"] = planned.match_confirmed
+        record["needs_confirmation"] = (
+            record["trust_level"] == "low_confidence" and not planned.match_confirmed
+        )
     for fld, value in planned.user_edits.items():
         set_candidate(record, fld, "user", value)
     resolve_fields(record)

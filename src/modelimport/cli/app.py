@@ -46,8 +46,7 @@ def root(
 def _register() -> None:
     # Command modules register themselves on import; each keeps its heavy imports inside
     # its command functions so `--help` stays fast.
-    from modelimport.cli import import_cmd, library_cmds, pending_cmd  # noqa: F401
-    from modelimport.cli import lookup_cmd  # noqa: F401
+    from modelimport.cli import import_cmd, library_cmds, lookup_cmd, pending_cmd  # noqa: F401
 
 
 def main() -> None:

@@ -99,11 +99,12 @@ def import_command(
         plan = plan_import(paths, opened.library, opened.db, options, sink, hub_session)
     if not opts.yes and plan.models:
         _render_plan(out.err, plan)
+        _confirm_low_confidence(plan)
         if not typer.confirm(f"Import {len(plan.models)} model(s)?", default=True, err=True):
             out.info("Nothing imported.")
             raise typer.Exit(0)
     with progress_sink(opts.json, out.err) as sink:
-        results = execute_plan(plan, opened.library, opened.db, options, sink)
+        results = execute_plan(plan, opened.library, opened.db, options, sink, hub_session)
     report = _report(results)
     out.result(report, lambda console: _render_results(console, report))
     failed = any(r.status in (FAILED, REJECTED) for r in results)
@@ -132,6 +133,24 @@ def _report(results: list[Any]) -> dict[str, Any]:
             "imported_bytes": imported_bytes,
         },
     }
+
+
+def _confirm_low_confidence(plan: Any) -> None:
+    """A fuzzy name match is a guess: a person accepts or drops each one."""
+    from modelimport.hub.records import no_match
+
+    for model in plan.models:
+        lookup = model.lookup
+        if lookup is None or str(lookup.trust) != "low_confidence":
+            continue
+        question = (
+            f"{model.group.display_name}: low-confidence match {lookup.repo_id} "
+            f"({lookup.confidence:.0%}). Accept it?"
+        )
+        if typer.confirm(question, default=False, err=True):
+            model.match_confirmed = True
+        else:
+            model.lookup = no_match()
 
 
 def _render_plan(console: Console, plan: Any) -> None:

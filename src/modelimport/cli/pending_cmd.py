@@ -1,0 +1,72 @@
+"""`modelimport retry-pending`: look up models that were imported offline."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from modelimport.cli.app import app
+from modelimport.cli.common import open_for
+from modelimport.cli.options import JsonOpt, LibraryOpt, VerboseOpt, resolve_options
+from modelimport.cli.output import Output
+from modelimport.cli.progress import progress_sink
+from modelimport.errors import UsageError
+
+
+@app.command(
+    "retry-pending",
+    epilog="Examples:\n\n  modelimport retry-pending\n\n  modelimport retry-pending --json",
+)
+def retry_pending_command(
+    ctx: typer.Context,
+    refresh: Annotated[
+        bool, typer.Option("--refresh", help="Bypass the on-disk Hub cache.")
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds per Hub call before giving up.")
+    ] = 5.0,
+    library: LibraryOpt = None,
+    json_: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Look up on the Hub every model still pending an online lookup.
+
+    Models marked manual are left as they are. Needs the Hub: it refuses to run offline.
+    """
+    from modelimport.config import hub_offline_by_env
+    from modelimport.enrich import retry_pending
+    from modelimport.hub import HubSession
+
+    opts = resolve_options(ctx, library=library, json=json_, verbose=verbose)
+    if opts.offline or hub_offline_by_env():
+        raise UsageError("retry-pending needs the Hub; drop --offline / HF_HUB_OFFLINE=1.")
+    out = Output(opts.json, opts.verbose)
+    opened = open_for(opts, out, create=False)
+    session = HubSession(timeout=timeout, refresh=refresh)
+    with progress_sink(opts.json, out.err) as sink:
+        results = retry_pending(opened, session, sink)
+    data = {
+        "results": results,
+        "summary": {
+            status: sum(r["status"] == status for r in results)
+            for status in ("enriched", "pending", "manual")
+        },
+    }
+    out.result(data, lambda console: _render(console, results))
+    raise typer.Exit(1 if any(r["status"] == "pending" for r in results) else 0)
+
+
+def _render(console: Console, results: list[dict[str, Any]]) -> None:
+    if not results:
+        console.print("No models are pending an online lookup.")
+        return
+    table = Table(title="Online lookups")
+    for col in ("model", "result", "trust", "repo"):
+        table.add_column(col, overflow="fold")
+    for r in results:
+        result = r["status"] if not r["error"] else f"still pending: {r['error']}"
+        table.add_row(r["model_id"], result, r.get("trust_level") or "-", r.get("repo_id") or "-")
+    console.print(table)

@@ -1,0 +1,181 @@
+"""Identification wired into `import`, end to end: the real CLI against the fake Hub.
+
+Each of the five trust levels is produced by `import --yes --json` and checked in
+metadata.json; offline imports are enriched later by `retry-pending`; manual records are
+left alone by `retry-pending` and `rescan`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from cli import run_cli
+from factories import make_safetensors
+from fakehub import FakeHub
+
+
+def _model(folder: Path, name: str, fill: bytes = b"\x01") -> tuple[Path, bytes]:
+    path = make_safetensors(folder / name, {"w": ("F16", [32, 32])}, fill=fill)
+    return path, path.read_bytes()
+
+
+def _import_one(lib: Path, path: Path, env: dict[str, str]) -> dict:
+    run = run_cli("--library", lib, "import", path, "--yes", "--json", env=env)
+    assert run.code == 0, run.stderr
+    [result] = run.json["results"]
+    assert result["status"] == "imported"
+    return json.loads((lib / result["model_id"] / "metadata.json").read_text())
+
+
+def _trust(meta: dict) -> tuple:
+    return (
+        meta["trust_level"],
+        meta["match_method"],
+        meta["match_confidence"],
+        meta["hash_mismatch"],
+    )
+
+
+def test_verified_when_the_copy_stream_hash_equals_the_hub(
+    tmp_path: Path, fake_hub: FakeHub, fake_hub_env: dict[str, str]
+):
+    path, data = _model(tmp_path / "dl", "Qwen2-7B-Instruct.safetensors")
+    fake_hub.add_repo(
+        "Qwen/Qwen2-7B-Instruct",
+        {path.name: data, "config.json": b"{}"},
+        downloads=50,
+        tags=["qwen2", "text-generation"],
+        license="apache-2.0",
+        pipeline_tag="text-generation",
+        library_name="transformers",
+    )
+    meta = _import_one(tmp_path / "lib", path, fake_hub_env)
+    assert _trust(meta) == ("verified", "hash", 1.0, False)
+    assert meta["repo_id"] == "Qwen/Qwen2-7B-Instruct"
+    assert meta["license"] == "apache-2.0"
+    assert meta["pending_online_lookup"] is False
+    assert meta["pending_verification"] is False
+    assert {f["path"] for f in meta["hub"]["repo_files"]} == {path.name, "config.json"}
+
+
+def test_high_confidence_when_the_hub_lists_no_hash(
+    tmp_path: Path, fake_hub: FakeHub, fake_hub_env: dict[str, str]
+):
+    path, data = _model(tmp_path / "dl", "tiny-vae.safetensors")
+    repo = fake_hub.add_repo("someone/tiny-vae", {path.name: data}, downloads=5)
+    repo.files[path.name].lfs = False  # a small file kept in git: size, but no LFS sha256
+    meta = _import_one(tmp_path / "lib", path, fake_hub_env)
+    assert _trust(meta) == ("high_confidence", "filename_exact", 0.95, False)
+    assert meta["repo_id"] == "someone/tiny-vae"
+
+
+def test_low_confidence_fuzzy_match_is_recorded_as_needing_confirmation(
+    tmp_path: Path, fake_hub: FakeHub, fake_hub_env: dict[str, str]
+):
+    _, other = _model(tmp_path / "hub", "x.safetensors", fill=b"\x09")
+    fake_hub.add_repo(
+        "meta-llama/Meta-Llama-3-8B-Instruct",
+        {"Meta-Llama-3-8B-Instruct.safetensors": other},
+        downloads=1000,
+    )
+    path, _ = _model(tmp_path / "dl", "Meta-Llama-3-8B-Instruct-finetune.safetensors")
+    meta = _import_one(tmp_path / "lib", path, fake_hub_env)
+    assert meta["trust_level"] == "low_confidence"
+    assert meta["match_method"] == "filename_fuzzy"
+    assert 0.5 <= meta["match_confidence"] < 0.9
+    assert meta["needs_confirmation"] is True and meta["match_confirmed"] is False
+
+
+def test_modified_version_when_name_and_size_match_but_hash_differs(
+    tmp_path: Path, fake_hub: FakeHub, fake_hub_env: dict[str, str]
+):
+    _, original = _model(tmp_path / "hub", "x.safetensors", fill=b"\x05")
+    path, data = _model(tmp_path / "dl", "Mistral-7B-v0.1.safetensors", fill=b"\x06")
+    assert len(original) == len(data) and original != data
+    fake_hub.add_repo("mistralai/Mistral-7B-v0.1", {path.name: original}, downloads=10)
+    meta = _import_one(tmp_path / "lib", path, fake_hub_env)
+    assert _trust(meta) == ("modified", "hash_mismatch", 0.7, True)
+    assert meta["repo_id"] == "mistralai/Mistral-7B-v0.1"
+
+
+def test_no_match(tmp_path: Path, fake_hub: FakeHub, fake_hub_env: dict[str, str]):
+    path, _ = _model(tmp_path / "dl", "my-own-private-merge.safetensors")
+    meta = _import_one(tmp_path / "lib", path, fake_hub_env)
+    assert _trust(meta) == ("no_match", None, 0.0, False)
+    assert meta["repo_id"] is None
+    assert meta["pending_online_lookup"] is False  # the Hub answered: nothing to retry
+
+
+def test_hub_down_imports_offline_then_retry_pending_enriches(
+    tmp_path: Path, fake_hub: FakeHub, fake_hub_env: dict[str, str]
+):
+    path, data = _model(tmp_path / "dl", "Qwen2-7B-Instruct.safetensors")
+    fake_hub.add_repo("Qwen/Qwen2-7B-Instruct", {path.name: data}, downloads=50)
+    lib = tmp_path / "lib"
+    fake_hub.fail(500)
+    run = run_cli("--library", lib, "import", path, "--yes", "--json", env=fake_hub_env, timeout=60)
+    assert run.code == 0, run.stderr
+    model_id = run.json["results"][0]["model_id"]
+    meta = json.loads((lib / model_id / "metadata.json").read_text())
+    assert meta["pending_online_lookup"] is True and meta["repo_id"] is None
+    assert run_cli("--library", lib, "status", "--json").json["pending_lookups"] == 1
+
+    still_down = run_cli("--library", lib, "retry-pending", "--json", env=fake_hub_env)
+    assert still_down.code == 1
+    meta = json.loads((lib / model_id / "metadata.json").read_text())
+    assert meta["pending_online_lookup"] is True
+    assert meta["lookup_attempts"] == 2 and meta["last_lookup_attempt"]
+
+    fake_hub.heal()
+    back = run_cli("--library", lib, "retry-pending", "--json", env=fake_hub_env)
+    assert back.code == 0, back.stderr
+    assert back.json["results"][0]["status"] == "enriched"
+    meta = json.loads((lib / model_id / "metadata.json").read_text())
+    assert _trust(meta) == ("verified", "hash", 1.0, False)
+    assert meta["pending_online_lookup"] is False
+    assert meta["lookup_attempts"] == 3
+    assert run_cli("--library", lib, "status", "--json").json["pending_lookups"] == 0
+
+
+def test_manual_record_is_untouched_by_retry_pending_and_rescan(
+    tmp_path: Path, fake_hub: FakeHub, fake_hub_env: dict[str, str]
+):
+    path, data = _model(tmp_path / "dl", "Qwen2-7B-Instruct.safetensors")
+    lib = tmp_path / "lib"
+    offline = run_cli("--library", lib, "import", path, "--yes", "--json", "--offline")
+    model_id = offline.json["results"][0]["model_id"]
+    assert run_cli("--library", lib, "mark-manual", model_id).code == 0
+    meta_path = lib / model_id / "metadata.json"
+    before = meta_path.read_bytes()
+
+    fake_hub.add_repo("Qwen/Qwen2-7B-Instruct", {path.name: data}, downloads=50)
+    run = run_cli("--library", lib, "retry-pending", "--json", env=fake_hub_env)
+    assert run.code == 0, run.stderr
+    assert run.json["results"] == [{"model_id": model_id, "status": "manual", "error": None}]
+    assert fake_hub.total == 0
+    assert meta_path.read_bytes() == before
+
+    assert run_cli("--library", lib, "rescan").code == 0
+    assert meta_path.read_bytes() == before
+    status = run_cli("--library", lib, "status", "--json").json
+    assert status["manual_records"] == 1
+
+
+@pytest.mark.parametrize("flag", ["--offline", None])
+def test_offline_import_makes_no_hub_calls(
+    tmp_path: Path, fake_hub: FakeHub, fake_hub_env: dict[str, str], flag: str | None
+):
+    path, data = _model(tmp_path / "dl", "Qwen2-7B-Instruct.safetensors")
+    fake_hub.add_repo("Qwen/Qwen2-7B-Instruct", {path.name: data})
+    env = dict(fake_hub_env)
+    args = ["--library", tmp_path / "lib", "import", path, "--yes", "--json"]
+    if flag:
+        args.append(flag)
+    else:
+        env["HF_HUB_OFFLINE"] = "1"
+    run = run_cli(*args, env=env)
+    assert run.code == 0, run.stderr
+    assert run.json["results"][0]["pending_online_lookup"] is True
+    assert fake_hub.total == 0
