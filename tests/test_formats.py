@@ -294,3 +294,30 @@ def test_facts_keep_the_contract_fields(tmp_path):
     facts = inspect_file(make_safetensors(tmp_path / "a.safetensors"))
     assert isinstance(facts, FileFacts)
     assert (facts.path, facts.format) == (tmp_path / "a.safetensors", "safetensors")
+
+
+def test_big_gguf_costs_only_its_header(tmp_path):
+    import gguf
+    import numpy as np
+
+    path = tmp_path / "big.gguf"
+    n = 2**30
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_uint32("general.file_type", 1)
+    writer.add_tensor_info("blk.0.ffn_up.weight", [n], np.dtype(np.float16), 2 * n)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    writer.close()
+    header_end = path.stat().st_size
+    with open(path, "r+b") as fh:  # the tensor data is a 2 GiB hole
+        fh.truncate(-(-header_end // 32) * 32 + 2 * n)
+    tracemalloc.start()
+    started = time.perf_counter()
+    facts = inspect_file(path)
+    elapsed = time.perf_counter() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert facts.details["parameter_count"] == n and facts.details["quantization"] == "F16"
+    assert peak < 4 * SMALL_PEAK  # the gguf package's own import is counted too
+    assert elapsed < 2.0
