@@ -15,6 +15,7 @@ from typing import Any
 from modelimport import index
 from modelimport.errors import LibraryError, ModelNotFound
 from modelimport.events import ProgressEvent, ProgressSink, Stage, ignore_progress
+from modelimport.faults import fault_point
 from modelimport.library import Library, validate_model_id, write_json_atomic
 from modelimport.metadata import now_iso
 from modelimport.staging import RecoveryReport
@@ -84,16 +85,18 @@ def rescan(opened: OpenLibrary, progress: ProgressSink = ignore_progress) -> dic
         total = len(paths)
         models: list[tuple[str, dict[str, Any]]] = []
         unreadable: list[str] = []
-        write_json_atomic(state_path, {"done": 0, "total": total, "started": now_iso()})
+        started = now_iso()
+        write_json_atomic(state_path, {"done": 0, "total": total, "started": started})
         for done, path in enumerate(paths, 1):
             model_id = library.model_id_of(path)
             try:
                 models.append((model_id, json.loads(path.read_text(encoding="utf-8"))))
             except (OSError, ValueError):
                 unreadable.append(model_id)
-            if done % RESCAN_PROGRESS_EVERY == 0 or done == total:
+            if done % RESCAN_PROGRESS_EVERY == 0 or done in (1, total):
                 progress(ProgressEvent(Stage.SCANNING, "rescan", done, total))
-                write_json_atomic(state_path, {"done": done, "total": total, "started": now_iso()})
+                write_json_atomic(state_path, {"done": done, "total": total, "started": started})
+                fault_point("rescan.progress", done)
         count = index.replace_all(opened.db, models)
         state_path.unlink(missing_ok=True)
     return {"library": str(library.root), "models": count, "unreadable": unreadable}

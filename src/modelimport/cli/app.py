@@ -24,7 +24,7 @@ app = typer.Typer(
         "sets) into one managed library: hashed, identified, described and indexed."
     ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},

@@ -1,0 +1,1 @@
+complete --command modelimport --no-files --arguments "(env _MODELIMPORT_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) modelimport)" --condition "env _MODELIMPORT_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) modelimport"

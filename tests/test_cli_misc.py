@@ -1,0 +1,91 @@
+"""CLI behaviour that is not an import: help, completions, status during a rescan."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from cli import cli_env, run_cli, start_cli
+from factories import make_safetensors
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_help_lists_every_command_with_examples():
+    run = run_cli("--help")
+    assert run.code == 0
+    for command in (
+        "import",
+        "lookup",
+        "retry-pending",
+        "shards",
+        "status",
+        "rescan",
+        "mark-manual",
+    ):
+        assert command in run.stdout
+    assert "modelimport import ./dl --yes --json" in run_cli("import", "--help").stdout
+
+
+def test_console_script_and_module_agree():
+    script = subprocess.run(
+        ["modelimport", "--help"], capture_output=True, text=True, env=cli_env()
+    )
+    assert script.returncode == 0
+    assert script.stdout == run_cli("--help").stdout
+
+
+def test_shell_completion_scripts_exist_and_complete_commands():
+    for shell in ("bash", "zsh", "fish"):
+        text = (ROOT / "completions" / f"modelimport.{shell}").read_text()
+        assert "_MODELIMPORT_COMPLETE" in text
+    env = cli_env(
+        {
+            "_MODELIMPORT_COMPLETE": "complete_bash",
+            "COMP_WORDS": "modelimport sta",
+            "COMP_CWORD": "1",
+        }
+    )
+    out = subprocess.run(["modelimport"], capture_output=True, text=True, env=env)
+    assert out.stdout.split() == ["status"]
+
+
+def test_unknown_option_is_usage_error_exit_2():
+    run = run_cli("import", "--no-such-option", "x")
+    assert run.code == 2
+    assert "No such option" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_status_shows_a_rescan_running_in_another_process(tmp_path: Path):
+    lib = tmp_path / "lib"
+    for i in range(3):
+        model = make_safetensors(tmp_path / f"m{i}.safetensors", fill=bytes([i + 1]))
+        assert run_cli("--library", lib, "import", model, "--yes").code == 0
+    marker = tmp_path / "marker"
+    proc = start_cli(
+        "--library",
+        lib,
+        "rescan",
+        env={
+            "MODELIMPORT_FAULTS": "rescan.progress>=1:hang",
+            "MODELIMPORT_FAULT_MARKER": str(marker),
+        },
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not marker.exists():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        status = run_cli("--library", lib, "status", "--json").json
+        assert status["rescan"]["done"] == 1 and status["rescan"]["total"] == 3
+        assert "Rescan running: 1 / 3" in run_cli("--library", lib, "status").stdout
+        second = run_cli("--library", lib, "rescan")
+        assert second.code == 1 and "already running" in second.stderr
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate()
+    assert run_cli("--library", lib, "status", "--json").json["rescan"] is None
