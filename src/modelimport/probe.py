@@ -251,6 +251,7 @@ def probe_model(files: list[FileFacts], display_name: str | None = None) -> Mode
     sources["variant"] = variant_source
     name, name_source = _name(first, filename)
     sources["name"] = name_source
+    sources["cleaned_name"] = name_source  # the metadata.json spelling of the same field
     for fld in ("model_type", "family"):
         sources.setdefault(fld, "unknown")
 
