@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from modelimport.cli.app import app
-from modelimport.cli.common import human_size, open_for
+from modelimport.cli.common import human_count, human_size, open_for
 from modelimport.cli.options import (
     JsonOpt,
     LibraryOpt,
@@ -155,7 +155,7 @@ def _confirm_low_confidence(plan: Any) -> None:
 
 def _render_plan(console: Console, plan: Any) -> None:
     table = Table(title="Import plan")
-    for col in ("file(s)", "type", "family", "precision", "size", "match"):
+    for col in ("file(s)", "format", "type", "family", "precision", "params", "size", "match"):
         table.add_column(col)
     for m in plan.models:
         lookup = m.lookup
@@ -167,8 +167,18 @@ def _render_plan(console: Console, plan: Any) -> None:
         label = m.group.display_name
         if m.group.is_sharded:
             label += f" (+{len(m.group.all_paths) - 1} files)"
+        if m.probe.unsafe_pickle:
+            label += " [UNSAFE PICKLE]"
+        params = m.probe.parameter_count
         table.add_row(
-            label, m.model_type, m.family, m.probe.precision, human_size(m.total_size), match
+            label,
+            m.facts[0].format,
+            m.model_type,
+            m.family,
+            m.probe.precision,
+            human_count(params) if params else "?",
+            human_size(m.total_size),
+            match,
         )
     console.print(table)
     for r in plan.settled:

@@ -1,0 +1,67 @@
+"""The interactive review on a real pseudo-terminal: the plan is shown, the person decides."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import sys
+import time
+from pathlib import Path
+
+from cli import cli_env, library_files
+from factories import make_gguf
+
+
+def _run_on_terminal(
+    args: list[str], answers: dict[str, str], timeout: float = 60
+) -> tuple[int, str]:
+    """Run the CLI on a pty; whenever output ends with a key of `answers`, type its value."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        env = cli_env({"COLUMNS": "200"})
+        os.execvpe(sys.executable, [sys.executable, "-m", "modelimport", *args], env)
+    seen = b""
+    answered: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+        text = seen.decode(errors="replace")
+        for prompt, reply in answers.items():
+            if prompt not in answered and prompt in text:
+                answered.add(prompt)
+                os.write(fd, reply.encode())
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), seen.decode(errors="replace")
+
+
+def test_review_shows_what_the_file_says_and_can_decline(tmp_path: Path):
+    model = make_gguf(
+        tmp_path / "Meta-Llama-3-8B-Instruct-Q4_K_M.gguf",
+        name="Meta Llama 3 8B Instruct",
+        kv={"general.file_type": 15},
+    )
+    lib = tmp_path / "lib"
+    code, text = _run_on_terminal(
+        ["--library", str(lib), "import", str(model), "--offline"], {"model(s)?": "n\n"}
+    )
+    assert code == 0, text
+    for shown in ("Import plan", "gguf", "llm", "llama", "Q4_K_M", "lookup pending"):
+        assert shown in text
+    assert "Nothing imported." in text
+    assert library_files(lib) == []
+
+    code, text = _run_on_terminal(
+        ["--library", str(lib), "import", str(model), "--offline"], {"model(s)?": "y\n"}
+    )
+    assert code == 0, text
+    assert "1 imported" in text
+    assert len([p for p in library_files(lib) if p.suffix == ".gguf"]) == 1
