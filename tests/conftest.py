@@ -5,13 +5,22 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import huggingface_hub.constants
 import pytest
 from fakehub import FakeHub
 
+NO_HUB = "http://127.0.0.1:9"  # nothing listens there: a stray Hub call fails at once
+
 
 @pytest.fixture(autouse=True)
-def _isolated_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own Hub lookup cache; the user's cache is never read or written."""
+def _isolated_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No test reaches huggingface.co, and each gets its own Hub lookup cache.
+
+    huggingface_hub reads HF_ENDPOINT into `constants.ENDPOINT` at import time and uses it
+    for calls of its own (e.g. its daily agent-registry fetch), so that is patched too.
+    """
+    monkeypatch.setenv("HF_ENDPOINT", NO_HUB)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", NO_HUB)
     cache = tmp_path / "hub-cache"
     monkeypatch.setenv("MODELIMPORT_CACHE_DIR", str(cache))
     return cache
@@ -26,6 +35,7 @@ def fake_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHu
     """
     hub = FakeHub().start()
     monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", hub.url)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))

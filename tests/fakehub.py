@@ -156,7 +156,9 @@ class FakeHub:
 
     @property
     def total(self) -> int:
-        return sum(self.counts.values())
+        """Requests to model endpoints: huggingface_hub's own daily agent-registry fetch
+        (`counts["agent_harnesses"]`) is not a lookup call and is left out."""
+        return sum(n for endpoint, n in self.counts.items() if endpoint != "agent_harnesses")
 
     # -- server ---------------------------------------------------------------------------
 
@@ -213,6 +215,8 @@ def _classify(method: str, path: str) -> tuple[str, str | None, str | None, str 
     """(endpoint, repo_id, revision, rest) for a request path."""
     if path == "/api/models":
         return "search", None, None, None
+    if path == "/api/agent-harnesses":  # huggingface_hub fetches it once a day by itself
+        return "agent_harnesses", None, None, None
     if path.startswith("/api/models/"):
         rest = path[len("/api/models/") :]
         for marker, endpoint in (
@@ -288,6 +292,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if endpoint == "search":
             self._search(query)
+            return
+        if endpoint == "agent_harnesses":
+            self._json(200, {"standardEnvVars": [], "harnesses": {}})
             return
         repo = self.fake.repos.get(repo_id or "")
         if repo is None:

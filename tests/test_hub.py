@@ -276,3 +276,14 @@ def test_untrusted_repo_ids_from_search_are_dropped(fake_hub: FakeHub) -> None:
     result = HubSession().identify(request("etc-passwd-model", LocalFile("x.safetensors", 1)))
     assert result.repo_id is None
     assert fake_hub.counts["model_info"] == 0
+
+
+def test_same_size_renamed_file_is_low_until_settled(hub: FakeHub) -> None:
+    local = LocalFile(f"{NAME}-copy.safetensors", len(WEIGHTS))
+    pending = HubSession().identify(request(NAME, local))
+    assert (pending.trust, pending.match_method) == (TrustLevel.LOW, "filename_fuzzy")
+    assert pending.pending_verification and pending.expected_sha256 == {local.name: WEIGHTS_SHA}
+    assert settle_verification(pending, {local.name: WEIGHTS_SHA}).trust is TrustLevel.VERIFIED
+    refuted = settle_verification(pending, {local.name: "0" * 64})
+    assert (refuted.trust, refuted.match_method) == (TrustLevel.LOW, "filename_fuzzy")
+    assert not refuted.pending_verification and refuted.metadata["hash_mismatch"] is False

@@ -360,8 +360,8 @@ def _listing_from_info(repo_id: str, info: ModelInfo) -> RepoListing:
 def settle_verification(result: LookupResult, sha256_by_name: dict[str, str]) -> LookupResult:
     """Decide a pending verification once the full sha256s are known (from the copy stream).
 
-    All expected hashes equal -> Verified; any different -> Modified version (hash_mismatch);
-    no expected hashes, or none of them computed -> unchanged.
+    All expected hashes equal -> Verified; any different -> Modified version (hash_mismatch),
+    except for a fuzzy match, which stays Low confidence; nothing to compare -> unchanged.
     """
     expected = result.expected_sha256
     compared = {
@@ -372,6 +372,10 @@ def settle_verification(result: LookupResult, sha256_by_name: dict[str, str]) ->
     if not compared:
         return result
     if not all(compared.values()):
+        if result.match_method == "filename_fuzzy":
+            # Only the guess "same size, so a renamed copy" is refuted; the similar name
+            # remains what it was: low-confidence evidence, not a modified version.
+            return replace(result, pending_verification=False, expected_sha256={})
         return replace(
             result,
             trust=TrustLevel.MODIFIED,
