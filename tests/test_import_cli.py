@@ -183,8 +183,8 @@ def test_incomplete_set_is_refused_unless_allowed(tmp_path: Path):
 
 
 def test_same_name_different_content_gets_a_unique_slug(tmp_path: Path):
-    a = make_safetensors(tmp_path / "a" / "vae.safetensors", fill=b"\x01")
-    b = make_safetensors(tmp_path / "b" / "vae.safetensors", fill=b"\x02")
+    a = make_safetensors(tmp_path / "a" / "anime-mix.safetensors", fill=b"\x01")
+    b = make_safetensors(tmp_path / "b" / "anime-mix.safetensors", fill=b"\x02")
     lib = tmp_path / "lib"
     run = run_cli("--library", lib, "import", a, b, "--yes", "--json")
     assert run.code == 0, run.stderr

@@ -22,20 +22,22 @@ QUANT_TOKENS = re.compile(
     re.IGNORECASE,
 )
 SHARD_SUFFIX = re.compile(r"[-_.](\d{1,5})-of-(\d{1,5})$|\.part\d+$", re.IGNORECASE)
-# File names that say nothing about the model; people keep such files in a folder named
-# after the repo, so the folder's name stands in for them.
+# Cleaned names (lower case) of files that name their role in a repo, not a model; people
+# keep such files in a folder named after the repo, so the folder's name stands in for them.
 GENERIC_STEMS = frozenset(
     {
         "model",
-        "pytorch_model",
-        "diffusion_pytorch_model",
-        "adapter_model",
+        "pytorch-model",
+        "diffusion-pytorch-model",
+        "tf-model",
+        "flax-model",
+        "adapter-model",
         "consolidated",
-        "flax_model",
-        "tf_model",
-        "weights",
-        "checkpoint",
         "ggml-model",
+        "weights",
+        "unet",
+        "vae",
+        "text-encoder",
     }
 )
 _TOKEN_SPLIT = re.compile(r"[-_\s]+|(?<!\d)\.|\.(?!\d)")

@@ -97,7 +97,8 @@ def _checked_file(path: Path) -> Path:
 
 def _lookup_one(session: Any, path: Path, *, verify: bool, top: int) -> dict[str, Any]:
     from modelimport.formats import inspect_file
-    from modelimport.hub import LocalFile, LookupRequest, fast_hash, sha256_file
+    from modelimport.hashing import fast_hash, hash_file
+    from modelimport.hub import LocalFile, LookupRequest
     from modelimport.probe import probe_model
 
     try:
@@ -109,7 +110,7 @@ def _lookup_one(session: Any, path: Path, *, verify: bool, top: int) -> dict[str
         name=path.name,
         size=facts.size,
         fast_hash=fast_hash(path),
-        sha256=sha256_file(path) if verify else None,
+        sha256=hash_file(path).sha256 if verify else None,
     )
     request = LookupRequest(
         name=probe.name,
@@ -209,7 +210,15 @@ def _render(console: Console, reports: list[dict[str, Any]]) -> None:
                 "  SHA256: pending verification (compared on import, or now with --verify)"
             )
         meta = report["metadata"]
-        for key in ("official_name", "family", "model_type", "license", "pipeline_tag",
-                    "base_model", "matched_filename", "download_url"):
+        for key in (
+            "official_name",
+            "family",
+            "model_type",
+            "license",
+            "pipeline_tag",
+            "base_model",
+            "matched_filename",
+            "download_url",
+        ):
             if meta.get(key):
                 console.print(f"  {key.replace('_', ' ').capitalize()}: {meta[key]}")

@@ -8,11 +8,10 @@ Public API (what the importer and the `lookup` command use):
 
 Submodules: `records` (dataclasses), `client` (HubSession, settle_verification), `candidates`
 (search queries, generic names), `scoring` (per-file evidence -> trust level), `describe`
-(metadata from a repo), `cache` (disk cache), `fasthash` (fast hash, full sha256).
+(metadata from a repo), `cache` (disk cache). Hashing of local files is `modelimport.hashing`.
 """
 
 from modelimport.hub.client import HubSession, HubUnavailable, settle_verification
-from modelimport.hub.fasthash import fast_hash, sha256_file
 from modelimport.hub.records import (
     Candidate,
     LocalFile,
@@ -29,7 +28,5 @@ __all__ = [
     "LookupRequest",
     "LookupResult",
     "TrustLevel",
-    "fast_hash",
     "settle_verification",
-    "sha256_file",
 ]

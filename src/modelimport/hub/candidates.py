@@ -10,28 +10,11 @@ from __future__ import annotations
 import re
 
 from modelimport.hub.records import LookupRequest
-from modelimport.names import clean_model_name
+from modelimport.names import GENERIC_STEMS, clean_model_name, is_generic_name
 
 MAX_SEARCH_QUERIES = 3
 MIN_QUERY_LENGTH = 3
 
-# Cleaned names (lower case) that name a file's role in a repo, not a model.
-GENERIC_NAMES = frozenset(
-    {
-        "model",
-        "pytorch-model",
-        "diffusion-pytorch-model",
-        "tf-model",
-        "flax-model",
-        "adapter-model",
-        "consolidated",
-        "ggml-model",
-        "weights",
-        "unet",
-        "vae",
-        "text-encoder",
-    }
-)
 
 # Trailing tokens that mark a person's copy rather than the model ("v2", "final", "copy (1)").
 VERSION_NOISE = re.compile(r"^(v\d+(\.\d+)*|final|fixed|new|copy|latest|\(\d+\)|\d{8})$", re.I)
@@ -40,10 +23,6 @@ VERSION_NOISE = re.compile(r"^(v\d+(\.\d+)*|final|fixed|new|copy|latest|\(\d+\)|
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
 _HUB_CACHE_FOLDER = re.compile(r"^models--([^/]+?)--(.+)$")
 _REPO_URL = re.compile(r"^(?:https?://(?:www\.)?huggingface\.co/|hf://)?([^?#]+?)/?$")
-
-
-def is_generic_name(name: str) -> bool:
-    return clean_model_name(name).lower() in GENERIC_NAMES
 
 
 def normalize_repo_id(raw: str) -> str | None:
@@ -58,8 +37,10 @@ def normalize_repo_id(raw: str) -> str | None:
 
 def search_base(request: LookupRequest) -> str:
     """The name to search for: the model's name, or its folder's when the file names are generic."""
-    generic = not request.name or request.name.lower() in GENERIC_NAMES or all(
-        is_generic_name(f.name) for f in request.files
+    generic = (
+        not request.name
+        or request.name.lower() in GENERIC_STEMS
+        or all(is_generic_name(f.name) for f in request.files)
     )
     if generic and request.folder_name:
         folder = request.folder_name

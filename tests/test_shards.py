@@ -1,0 +1,84 @@
+"""Sharded sets: the seed's three patterns, llama.cpp splits and index files, with completeness."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from factories import make_sharded_safetensors
+
+from modelimport.shards import group_files, parse_shard_name
+
+
+def _touch(folder: Path, *names: str) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in names:
+        (folder / name).write_bytes(b"x")
+        paths.append(folder / name)
+    return paths
+
+
+def test_parse_patterns():
+    assert parse_shard_name("model-00001-of-00005.safetensors").total == 5
+    assert parse_shard_name("pytorch_model-00002-of-00003.bin").number == 2
+    assert parse_shard_name("llama-3-70b-Q4_K_M-00003-of-00004.gguf").base == "llama-3-70b-Q4_K_M"
+    part = parse_shard_name("model.safetensors.part3")
+    assert (part.base, part.ext, part.number, part.total) == ("model", ".safetensors", 3, None)
+    assert parse_shard_name("model.safetensors") is None
+
+
+def test_complete_set_with_index_is_one_model(tmp_path: Path):
+    files = make_sharded_safetensors(tmp_path, total=3)
+    [group] = group_files(files)
+    assert group.is_sharded and group.complete
+    assert [p.name for p in group.files] == [p.name for p in files[:3]]
+    assert group.index_file == files[3]
+    assert group.shard_numbers == (1, 2, 3) and group.shard_total == 3
+
+
+def test_index_names_shards_that_are_missing(tmp_path: Path):
+    files = make_sharded_safetensors(tmp_path, total=3)
+    files[2].unlink()
+    [group] = group_files([files[0], files[1], files[3]])
+    assert not group.complete
+    assert group.missing == ("model-00003-of-00003.safetensors",)
+
+
+def test_index_alone_is_an_empty_incomplete_set(tmp_path: Path):
+    files = make_sharded_safetensors(tmp_path, total=2)
+    [group] = group_files([files[2]])
+    assert group.files == () and not group.complete
+    assert set(group.missing) == {p.name for p in files[:2]}
+
+
+def test_inconsistent_totals_are_a_problem(tmp_path: Path):
+    paths = _touch(tmp_path, "m-00001-of-00002.gguf", "m-00002-of-00003.gguf")
+    [group] = group_files(paths)
+    assert not group.complete
+    assert any("disagree" in p for p in group.problems)
+
+
+def test_part_files_without_total_need_no_gaps(tmp_path: Path):
+    paths = _touch(tmp_path, "x.safetensors.part1", "x.safetensors.part3")
+    [group] = group_files(paths)
+    assert group.missing == ("x.safetensors.part2",)
+    complete = _touch(tmp_path / "ok", "y.gguf.part1", "y.gguf.part2")
+    [group] = group_files(complete)
+    assert group.complete and group.shard_total == 2
+
+
+def test_same_names_in_two_folders_are_two_sets(tmp_path: Path):
+    a = make_sharded_safetensors(tmp_path / "a", total=2)
+    b = make_sharded_safetensors(tmp_path / "b", total=2)
+    groups = group_files(a + b)
+    assert len(groups) == 2 and all(g.complete for g in groups)
+    assert {g.index_file.parent.name for g in groups} == {"a", "b"}
+
+
+def test_unreadable_index_is_a_problem(tmp_path: Path):
+    files = make_sharded_safetensors(tmp_path, total=2)
+    files[2].write_text(json.dumps({"no": "weight map"}))
+    [group] = group_files(files)
+    assert not group.complete
+    assert "no weight_map" in group.describe_incomplete()
