@@ -12,9 +12,11 @@ from rich.table import Table
 from modelimport.cli.app import app
 from modelimport.cli.common import human_count, human_size, open_for
 from modelimport.cli.options import (
+    HubTimeoutOpt,
     JsonOpt,
     LibraryOpt,
     OfflineOpt,
+    RefreshOpt,
     VerboseOpt,
     YesOpt,
     resolve_options,
@@ -59,12 +61,8 @@ def import_command(
             help="Import pickles that import code-executing globals (they are never loaded).",
         ),
     ] = False,
-    refresh: Annotated[
-        bool, typer.Option("--refresh", help="Bypass the on-disk Hub cache.")
-    ] = False,
-    timeout: Annotated[
-        float, typer.Option("--timeout", help="Seconds per Hub call before giving up.")
-    ] = 5.0,
+    refresh: RefreshOpt = False,
+    timeout: HubTimeoutOpt = 5.0,
     library: LibraryOpt = None,
     json_: JsonOpt = False,
     offline: OfflineOpt = False,

@@ -10,7 +10,14 @@ from rich.console import Console
 from rich.table import Table
 
 from modelimport.cli.app import app
-from modelimport.cli.options import JsonOpt, OfflineOpt, VerboseOpt, resolve_options
+from modelimport.cli.options import (
+    HubTimeoutOpt,
+    JsonOpt,
+    OfflineOpt,
+    RefreshOpt,
+    VerboseOpt,
+    resolve_options,
+)
 from modelimport.cli.output import Output
 from modelimport.errors import InvalidModelFile, UsageError
 
@@ -56,12 +63,8 @@ def lookup_command(
             "verification, decided when the file is imported).",
         ),
     ] = False,
-    refresh: Annotated[
-        bool, typer.Option("--refresh", help="Bypass the on-disk Hub cache.")
-    ] = False,
-    timeout: Annotated[
-        float, typer.Option("--timeout", min=0.1, help="Seconds per Hub call before giving up.")
-    ] = 5.0,
+    refresh: RefreshOpt = False,
+    timeout: HubTimeoutOpt = 5.0,
     json_: JsonOpt = False,
     offline: OfflineOpt = False,
     verbose: VerboseOpt = False,

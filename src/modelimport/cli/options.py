@@ -29,6 +29,10 @@ OfflineOpt = Annotated[
 YesOpt = Annotated[
     bool, typer.Option("--yes", "-y", help="Accept the plan without asking; needed without a TTY.")
 ]
+RefreshOpt = Annotated[bool, typer.Option("--refresh", help="Bypass the on-disk Hub cache.")]
+HubTimeoutOpt = Annotated[
+    float, typer.Option("--timeout", min=0.1, help="Seconds per Hub call before giving up.")
+]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Say more about each step.")]
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -10,7 +10,14 @@ from rich.table import Table
 
 from modelimport.cli.app import app
 from modelimport.cli.common import open_for
-from modelimport.cli.options import JsonOpt, LibraryOpt, VerboseOpt, resolve_options
+from modelimport.cli.options import (
+    HubTimeoutOpt,
+    JsonOpt,
+    LibraryOpt,
+    RefreshOpt,
+    VerboseOpt,
+    resolve_options,
+)
 from modelimport.cli.output import Output
 from modelimport.cli.progress import progress_sink
 from modelimport.errors import UsageError
@@ -22,12 +29,8 @@ from modelimport.errors import UsageError
 )
 def retry_pending_command(
     ctx: typer.Context,
-    refresh: Annotated[
-        bool, typer.Option("--refresh", help="Bypass the on-disk Hub cache.")
-    ] = False,
-    timeout: Annotated[
-        float, typer.Option("--timeout", help="Seconds per Hub call before giving up.")
-    ] = 5.0,
+    refresh: RefreshOpt = False,
+    timeout: HubTimeoutOpt = 5.0,
     library: LibraryOpt = None,
     json_: JsonOpt = False,
     verbose: VerboseOpt = False,
