@@ -222,3 +222,33 @@ def test_disk_full_during_copy_fails_cleanly(tmp_path: Path):
     assert "Traceback" not in run.stderr
     _assert_library_empty(lib)
     assert source.stat().st_size == 32 << 20
+
+
+def test_permission_denied_while_writing_fails_cleanly(tmp_path: Path):
+    source = make_safetensors(tmp_path / "m.safetensors", {"w": ("F32", [512, 512])})
+    lib = tmp_path / "lib"
+    run = run_cli(
+        "--library",
+        lib,
+        "import",
+        source,
+        "--yes",
+        "--json",
+        env={"MODELIMPORT_FAULTS": "copy.bytes>=1:eacces"},
+    )
+    assert run.code == 1
+    [result] = run.json["results"]
+    assert result["status"] == "failed"
+    assert result["error"].startswith("Permission denied while importing m.safetensors")
+    assert "Traceback" not in run.stderr
+    _assert_library_empty(lib)
+    assert source.exists()
+
+
+def test_progress_is_json_lines_on_stderr_with_json(tmp_path: Path):
+    source = make_safetensors(tmp_path / "m.safetensors")
+    run = run_cli("--library", tmp_path / "lib", "import", source, "--yes", "--json")
+    events = [json.loads(line) for line in run.stderr.splitlines()]
+    stages = [e["stage"] for e in events if e["item"] == "m.safetensors"]
+    assert stages == ["identifying", "copying", "writing metadata", "indexing", "complete"]
+    assert json.loads(run.stdout)["summary"]["imported"] == 1

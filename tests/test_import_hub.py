@@ -179,3 +179,15 @@ def test_offline_import_makes_no_hub_calls(
     assert run.code == 0, run.stderr
     assert run.json["results"][0]["pending_online_lookup"] is True
     assert fake_hub.total == 0
+
+
+def test_lookup_after_import_knows_the_file_without_reading_it(
+    tmp_path: Path, fake_hub: FakeHub, fake_hub_env: dict[str, str]
+):
+    path, data = _model(tmp_path / "dl", "Qwen2-7B-Instruct.safetensors")
+    fake_hub.add_repo("Qwen/Qwen2-7B-Instruct", {path.name: data}, downloads=50)
+    _import_one(tmp_path / "lib", path, fake_hub_env)
+    run = run_cli("lookup", path, "--json", env=fake_hub_env)
+    assert run.code == 0, run.stderr
+    [report] = run.json["results"]
+    assert (report["trust"], report["match_method"]) == ("verified", "hash")
