@@ -281,3 +281,20 @@ def test_bad_library_path_is_one_sentence(tmp_path: Path):
     assert run.code == 1
     assert "Traceback" not in run.stderr
     assert "not a folder" in run.stderr
+
+
+def test_reimport_of_unchanged_source_is_recognised_without_reading_it(tmp_path: Path):
+    source = make_safetensors(tmp_path / "m.safetensors", {"w": ("F32", [256, 256])})
+    lib = tmp_path / "lib"
+    assert run_cli("--library", lib, "import", source, "--yes").code == 0
+    # Any whole-file read would now kill the process (fault injection), so a duplicate
+    # verdict proves the unchanged path+size+mtime and fast hash were enough.
+    no_reads = {"MODELIMPORT_FAULTS": "read.bytes>=1:crash"}
+    again = run_cli("--library", lib, "import", source, "--yes", "--json", env=no_reads)
+    assert again.code == 0, again.stderr
+    assert again.json["results"][0]["status"] == "duplicate"
+
+    os.utime(source, ns=(1, 1))  # touched: the content must be confirmed by reading it
+    assert run_cli("--library", lib, "import", source, "--yes", env=no_reads).code == 70
+    confirmed = run_cli("--library", lib, "import", source, "--yes", "--json")
+    assert confirmed.json["results"][0]["status"] == "duplicate"

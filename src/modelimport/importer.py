@@ -124,7 +124,7 @@ def plan_import(
         progress(ProgressEvent(Stage.IDENTIFYING, group.display_name))
         try:
             planned = _plan_model(group, options)
-            duplicate_of = _find_duplicate(db, planned)
+            duplicate_of = _find_duplicate(library, db, planned)
         except ModelImportError as exc:
             plan.settled.append(
                 ItemResult(REJECTED, [str(p) for p in group.all_paths], error=str(exc))
@@ -185,25 +185,46 @@ def _lookup_request(planned: PlannedModel) -> Any:
     )
 
 
-def _find_duplicate(db: sqlite3.Connection, planned: PlannedModel) -> str | None:
-    """The model id already holding every file of `planned`, confirmed by full SHA256.
+def _find_duplicate(library: Library, db: sqlite3.Connection, planned: PlannedModel) -> str | None:
+    """The model id already holding every file of `planned`, or None.
 
-    The fast hash finds candidates without reading whole files; only a candidate's files are
-    read once more to confirm, and nothing is written.
+    The fast hash (first and last 8 MiB + size) finds candidates without reading whole files.
+    A candidate is confirmed without reading when it was imported from these very paths and
+    they have not changed since (same size and mtime, as rsync decides); otherwise by the full
+    SHA256 of each file, read once, with nothing written.
     """
-    owners: set[str] = set()
+    owners: set[str] | None = None
     for facts in planned.facts:
         rows = index.find_by_fast_hash(db, facts.size, planned.fast_hashes[facts.path.name])
-        if not rows:
+        found = {r["model_id"] for r in rows}
+        owners = found if owners is None else owners & found
+        if not owners:
             return None
-        owners.update(r["model_id"] for r in rows)
-    for owner in sorted(owners):
+    candidates = sorted(owners or ())
+    for owner in candidates:
+        if _imported_from_unchanged(library, owner, planned):
+            return owner
+    digests = [hash_file(f.path).sha256 for f in planned.facts]
+    for owner in candidates:
         wanted = {
             r["sha256"] for r in db.execute("SELECT sha256 FROM files WHERE model_id = ?", (owner,))
         }
-        if all(hash_file(f.path).sha256 in wanted for f in planned.facts):
+        if all(d in wanted for d in digests):
             return owner
     return None
+
+
+def _imported_from_unchanged(library: Library, owner: str, planned: PlannedModel) -> bool:
+    try:
+        sources = library.read_metadata(owner).get("sources") or []
+    except ModelImportError:
+        return False
+    known = {(s.get("path"), s.get("size"), s.get("mtime_ns")) for s in sources}
+    for facts in planned.facts:
+        st = facts.path.stat()
+        if (str(facts.path), st.st_size, st.st_mtime_ns) not in known:
+            return False
+    return True
 
 
 def _duplicate_result(planned: PlannedModel, owner: str) -> ItemResult:
@@ -254,8 +275,8 @@ def import_model(
     item = planned.group.display_name
     txn = staging.begin(library, "move" if options.move else "copy")
     try:
-        files = _stage_files(planned, txn, options, progress)
-        record = _build_record(planned, files, txn.txn_id)
+        files, sources = _stage_files(planned, txn, options, progress)
+        record = _build_record(planned, files, sources, txn.txn_id)
         progress(ProgressEvent(Stage.WRITING_METADATA, item))
         result = _commit(planned, record, txn, library, db, progress)
     except BaseException as exc:
@@ -276,11 +297,13 @@ def _stage_files(
     txn: staging.StagingTxn,
     options: ImportOptions,
     progress: ProgressSink,
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Stage every file; return metadata.json's `files` and `sources` entries."""
     item = planned.group.display_name
     total = sum(p.stat().st_size for p in planned.group.all_paths)
     done_before = 0
     files: list[dict[str, Any]] = []
+    sources: list[dict[str, Any]] = []
     staging_dev = txn.model_path.stat().st_dev
     used_names: set[str] = set()
     for number, source in enumerate(planned.group.all_paths):
@@ -290,7 +313,8 @@ def _stage_files(
         used_names.add(name)
         staged = txn.model_path / name
 
-        same_fs = source.stat().st_dev == staging_dev
+        source_stat = source.stat()
+        same_fs = source_stat.st_dev == staging_dev
         stage = Stage.HASHING if options.move and same_fs else Stage.COPYING
 
         def on_bytes(done: int, base: int = done_before, stage: Stage = stage) -> None:
@@ -306,8 +330,11 @@ def _stage_files(
             digests = copy_and_hash(source, staged, on_bytes)
         done_before += digests.size
         files.append(_file_entry(planned, source, name, digests, number))
+        sources.append(
+            {"path": str(source), "size": digests.size, "mtime_ns": source_stat.st_mtime_ns}
+        )
     fsync_dir(txn.model_path)
-    return files
+    return files, sources
 
 
 def _file_entry(
@@ -329,7 +356,12 @@ def _file_entry(
     }
 
 
-def _build_record(planned: PlannedModel, files: list[dict[str, Any]], txn_id: str) -> dict:
+def _build_record(
+    planned: PlannedModel,
+    files: list[dict[str, Any]],
+    sources: list[dict[str, Any]],
+    txn_id: str,
+) -> dict[str, Any]:
     probe = planned.probe
     record = new_record(
         official_name=None,
@@ -340,9 +372,7 @@ def _build_record(planned: PlannedModel, files: list[dict[str, Any]], txn_id: st
         file_says=probe.file_says,
         embedded_repos=list(probe.embedded_repos),
         unsafe_pickle=probe.unsafe_pickle,
-        sources=[
-            {"path": s, "size": f["size"]} for s, f in zip(planned.sources, files, strict=True)
-        ],
+        sources=sources,
         import_txn=txn_id,
         pending_online_lookup=planned.lookup is None,
     )
