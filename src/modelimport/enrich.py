@@ -31,12 +31,7 @@ def lookup_request_for(record: dict[str, Any]) -> Any:
     )
     sources = record.get("sources") or []
     folder = PurePath(sources[0]["path"]).parent.name if sources else None
-    return LookupRequest(
-        name=record.get("cleaned_name") or record.get("model_id", "").rsplit("/", 1)[-1],
-        files=files,
-        folder_name=folder or None,
-        embedded_repos=tuple(record.get("embedded_repos") or ()),
-    )
+    return LookupRequest.for_files(files, folder, tuple(record.get("embedded_repos") or ()))
 
 
 def retry_pending(

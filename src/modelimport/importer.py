@@ -174,14 +174,11 @@ def _plan_model(group: ModelFiles, options: ImportOptions) -> PlannedModel:
 def _lookup_request(planned: PlannedModel) -> Any:
     from modelimport.hub import LocalFile, LookupRequest
 
-    return LookupRequest(
-        name=planned.name,
-        files=tuple(
-            LocalFile(f.path.name, f.size, planned.fast_hashes.get(f.path.name))
-            for f in planned.facts
-        ),
-        folder_name=planned.group.files[0].parent.name,
-        embedded_repos=planned.probe.embedded_repos,
+    files = tuple(
+        LocalFile(f.path.name, f.size, planned.fast_hashes.get(f.path.name)) for f in planned.facts
+    )
+    return LookupRequest.for_files(
+        files, planned.group.files[0].parent.name, planned.probe.embedded_repos
     )
 
 

@@ -196,7 +196,9 @@ def _render_results(console: Console, report: dict[str, Any]) -> None:
             skipped += 1
             continue
         detail = r["error"] or ""
-        if r["status"] == "imported":
+        if r["status"] == "imported" and r.get("pending_online_lookup"):
+            detail = "Hub lookup pending (retry-pending)"
+        elif r["status"] == "imported":
             detail = f"{r.get('trust_level', '')} {r.get('repo_id') or ''}".strip()
         elif r["status"] == "duplicate":
             detail = "already in the library"

@@ -115,12 +115,7 @@ def _lookup_one(session: Any, path: Path, *, verify: bool, top: int) -> dict[str
         fast_hash=fast_hash(path),
         sha256=hash_file(path).sha256 if verify else None,
     )
-    request = LookupRequest(
-        name=probe.name,
-        files=(local,),
-        folder_name=path.resolve().parent.name or None,
-        embedded_repos=tuple(getattr(probe, "embedded_repos", ()) or ()),
-    )
+    request = LookupRequest.for_files((local,), path.resolve().parent.name, probe.embedded_repos)
     result = session.identify(request)
     return {
         "path": str(path),

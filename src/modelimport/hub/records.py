@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from modelimport.names import clean_model_name
+
 
 class TrustLevel(StrEnum):
     VERIFIED = "verified"
@@ -42,10 +44,21 @@ class LocalFile:
 
 @dataclass(frozen=True)
 class LookupRequest:
-    name: str  # cleaned model name (probe.name)
+    name: str  # cleaned model name, as people search for it
     files: tuple[LocalFile, ...]
     folder_name: str | None = None  # used when the file names are generic (model.safetensors)
     embedded_repos: tuple[str, ...] = ()
+
+    @classmethod
+    def for_files(
+        cls,
+        files: tuple[LocalFile, ...],
+        folder_name: str | None,
+        embedded_repos: tuple[str, ...] = (),
+    ) -> LookupRequest:
+        """The request for a model's files: searched by the cleaned name of its first file
+        (what people and repos call it), which the names inside a file often are not."""
+        return cls(clean_model_name(files[0].name), files, folder_name or None, embedded_repos)
 
 
 @dataclass(frozen=True)
