@@ -1,0 +1,263 @@
+"""hashing: the single-pass copy+SHA256+BLAKE3 gives the digests of exactly the bytes read.
+
+Digests are checked against hashlib and the blake3 package over the same bytes (and against
+the independent `b3sum` when it is installed), at the sizes where chunking can go wrong,
+through every write path (O_DIRECT, its fallbacks, buffered), and a failure in any stage
+must surface as the original error with no thread left behind.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import blake3
+import pytest
+
+from modelimport import faults, hashing
+
+SMALL_CHUNK = 64 * 1024
+
+
+def _expected(data: bytes) -> hashing.FileDigests:
+    return hashing.FileDigests(
+        len(data), hashlib.sha256(data).hexdigest(), blake3.blake3(data).hexdigest()
+    )
+
+
+def _write(path: Path, size: int) -> bytes:
+    data = os.urandom(size)
+    path.write_bytes(data)
+    return data
+
+
+@pytest.fixture
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> int:
+    """64 KiB chunks and a 3-chunk pool, so multi-chunk cases stay small and fast."""
+    monkeypatch.setattr(hashing, "CHUNK_SIZE", SMALL_CHUNK)
+    monkeypatch.setattr(hashing, "SMALL_FILE", SMALL_CHUNK)
+    monkeypatch.setattr(hashing, "POOL_SIZE", 3)
+    return SMALL_CHUNK
+
+
+@pytest.fixture
+def fault_env(monkeypatch: pytest.MonkeyPatch):
+    """Set MODELIMPORT_FAULTS for this test (the plan is cached per process)."""
+
+    def set_faults(spec: str) -> None:
+        monkeypatch.setenv(faults.ENV, spec)
+        faults._plan.cache_clear()
+
+    yield set_faults
+    monkeypatch.delenv(faults.ENV, raising=False)
+    faults._plan.cache_clear()
+
+
+def _threads_settle(before: int) -> int:
+    deadline = time.monotonic() + 5
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return threading.active_count()
+
+
+EDGE_SIZES = [
+    0,
+    1,
+    4095,
+    4096,
+    SMALL_CHUNK - 1,
+    SMALL_CHUNK,
+    SMALL_CHUNK + 1,
+    3 * SMALL_CHUNK,
+    5 * SMALL_CHUNK + 4097,
+]
+
+
+@pytest.mark.parametrize("size", EDGE_SIZES)
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "buffered"])
+def test_copy_and_hash_edge_sizes(
+    tmp_path: Path, small_chunks: int, monkeypatch: pytest.MonkeyPatch, size: int, direct: bool
+):
+    monkeypatch.setattr(hashing, "DIRECT_IO", direct)
+    data = _write(tmp_path / "src", size)
+    seen: list[int] = []
+    digests = hashing.copy_and_hash(tmp_path / "src", tmp_path / "dst", seen.append)
+    assert digests == _expected(data)
+    assert (tmp_path / "dst").read_bytes() == data
+    assert seen == sorted(seen)
+    assert seen[-1:] == ([size] if size else [])
+
+
+@pytest.mark.parametrize("size", EDGE_SIZES)
+def test_hash_file_edge_sizes(tmp_path: Path, small_chunks: int, size: int):
+    data = _write(tmp_path / "src", size)
+    assert hashing.hash_file(tmp_path / "src") == _expected(data)
+
+
+@pytest.mark.parametrize(
+    "size",
+    [hashing.CHUNK_SIZE, hashing.CHUNK_SIZE + 1, 3 * hashing.CHUNK_SIZE + 12345],
+    ids=["one-chunk", "chunk+1", "several-chunks"],
+)
+def test_real_chunk_size(tmp_path: Path, size: int):
+    """The shipped chunk and pool sizes, with O_DIRECT where this filesystem allows it."""
+    data = _write(tmp_path / "src", size)
+    digests = hashing.copy_and_hash(tmp_path / "src", tmp_path / "dst")
+    assert digests == _expected(data)
+    assert (tmp_path / "dst").read_bytes() == data
+    assert hashing.hash_file(tmp_path / "dst") == digests
+
+
+@pytest.mark.skipif(shutil.which("b3sum") is None, reason="b3sum not installed")
+def test_blake3_matches_b3sum(tmp_path: Path):
+    size = 2 * hashing.CHUNK_SIZE + 777
+    _write(tmp_path / "src", size)
+    digests = hashing.copy_and_hash(tmp_path / "src", tmp_path / "dst")
+    out = subprocess.run(
+        ["b3sum", "--no-names", str(tmp_path / "dst")], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == digests.blake3
+
+
+def test_destination_must_not_exist(tmp_path: Path):
+    _write(tmp_path / "src", 10)
+    (tmp_path / "dst").write_bytes(b"keep")
+    with pytest.raises(FileExistsError):
+        hashing.copy_and_hash(tmp_path / "src", tmp_path / "dst")
+    assert (tmp_path / "dst").read_bytes() == b"keep"
+
+
+def test_misaligned_chunks_fall_back_to_buffered_writes(
+    tmp_path: Path, small_chunks: int, monkeypatch: pytest.MonkeyPatch
+):
+    """A device wanting a bigger alignment than our chunks: buffered writes, same bytes."""
+    monkeypatch.setattr(hashing, "_DIRECT_ALIGN", 3 * SMALL_CHUNK)
+    data = _write(tmp_path / "src", 4 * SMALL_CHUNK + 5)
+    assert hashing.copy_and_hash(tmp_path / "src", tmp_path / "dst") == _expected(data)
+    assert (tmp_path / "dst").read_bytes() == data
+
+
+def test_einval_on_direct_write_falls_back(
+    tmp_path: Path, small_chunks: int, monkeypatch: pytest.MonkeyPatch
+):
+    """A filesystem that accepts O_DIRECT but refuses the write: rewritten buffered."""
+    real_write = os.write
+    refused: list[int] = []
+
+    def write(fd: int, data) -> int:
+        if hashing.fcntl.fcntl(fd, hashing.fcntl.F_GETFL) & getattr(os, "O_DIRECT", 0):
+            refused.append(len(data))
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(hashing.os, "write", write)
+    data = _write(tmp_path / "src", 3 * SMALL_CHUNK + 1)
+    assert hashing.copy_and_hash(tmp_path / "src", tmp_path / "dst") == _expected(data)
+    assert (tmp_path / "dst").read_bytes() == data
+    assert len(refused) <= 1  # refused once, then buffered for the rest of the file
+
+
+def test_no_sync_file_range_still_copies(
+    tmp_path: Path, small_chunks: int, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(hashing, "DIRECT_IO", False)
+    monkeypatch.setattr(hashing, "_load_sync_file_range", lambda: None)
+    data = _write(tmp_path / "src", 4 * SMALL_CHUNK + 3)
+    assert hashing.copy_and_hash(tmp_path / "src", tmp_path / "dst") == _expected(data)
+
+
+def test_writeback_window_smaller_than_a_chunk(
+    tmp_path: Path, small_chunks: int, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(hashing, "DIRECT_IO", False)
+    monkeypatch.setattr(hashing, "WRITEBACK_WINDOW", 1)
+    data = _write(tmp_path / "src", 6 * SMALL_CHUNK + 3)
+    assert hashing.copy_and_hash(tmp_path / "src", tmp_path / "dst") == _expected(data)
+
+
+@pytest.mark.parametrize("size", [SMALL_CHUNK // 2, 6 * SMALL_CHUNK], ids=["inline", "threaded"])
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "buffered"])
+def test_destination_write_error_propagates_without_hung_threads(
+    tmp_path: Path,
+    small_chunks: int,
+    fault_env,
+    monkeypatch: pytest.MonkeyPatch,
+    size: int,
+    direct: bool,
+):
+    monkeypatch.setattr(hashing, "DIRECT_IO", direct)
+    _write(tmp_path / "src", size)
+    fault_env(f"copy.bytes>={min(size, 2 * SMALL_CHUNK)}:enospc")
+    before = threading.active_count()
+    with pytest.raises(OSError) as info:
+        hashing.copy_and_hash(tmp_path / "src", tmp_path / "dst")
+    assert info.value.errno == errno.ENOSPC
+    assert _threads_settle(before) == before
+
+
+def test_read_error_propagates_without_hung_threads(tmp_path: Path, small_chunks: int, fault_env):
+    _write(tmp_path / "src", 8 * SMALL_CHUNK)
+    fault_env(f"read.bytes>={3 * SMALL_CHUNK}:eacces")
+    before = threading.active_count()
+    with pytest.raises(PermissionError):
+        hashing.copy_and_hash(tmp_path / "src", tmp_path / "dst")
+    with pytest.raises(PermissionError):
+        hashing.hash_file(tmp_path / "src")
+    assert _threads_settle(before) == before
+
+
+def test_failing_progress_callback_stops_the_pipeline(tmp_path: Path, small_chunks: int):
+    _write(tmp_path / "src", 8 * SMALL_CHUNK)
+    before = threading.active_count()
+
+    def on_bytes(done: int) -> None:
+        if done >= 2 * SMALL_CHUNK:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        hashing.copy_and_hash(tmp_path / "src", tmp_path / "dst", on_bytes)
+    assert _threads_settle(before) == before
+
+
+def test_failing_hash_sink_propagates(
+    tmp_path: Path, small_chunks: int, monkeypatch: pytest.MonkeyPatch
+):
+    """A sink raising mid-stream (here BLAKE3) is re-raised by the caller; threads end."""
+
+    class Broken:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def update(self, data) -> None:
+            self.calls += 1
+            if self.calls == 2:
+                raise MemoryError("boom")
+
+        def hexdigest(self) -> str:
+            return ""
+
+    monkeypatch.setattr(hashing.blake3, "blake3", Broken)
+    _write(tmp_path / "src", 8 * SMALL_CHUNK)
+    before = threading.active_count()
+    with pytest.raises(MemoryError, match="boom"):
+        hashing.copy_and_hash(tmp_path / "src", tmp_path / "dst")
+    assert _threads_settle(before) == before
+
+
+def test_fast_hash(tmp_path: Path):
+    span = hashing.FAST_HASH_SPAN
+    data = bytearray(os.urandom(3 * span))
+    (tmp_path / "a").write_bytes(data)
+    (tmp_path / "b").write_bytes(data)
+    assert hashing.fast_hash(tmp_path / "a") == hashing.fast_hash(tmp_path / "b")
+    data[-1] ^= 1
+    (tmp_path / "b").write_bytes(data)
+    assert hashing.fast_hash(tmp_path / "a") != hashing.fast_hash(tmp_path / "b")
+    (tmp_path / "c").write_bytes(b"")
+    assert hashing.fast_hash(tmp_path / "c") == hashlib.sha256(b"0").hexdigest()
