@@ -298,3 +298,16 @@ def test_reimport_of_unchanged_source_is_recognised_without_reading_it(tmp_path:
     assert run_cli("--library", lib, "import", source, "--yes", env=no_reads).code == 70
     confirmed = run_cli("--library", lib, "import", source, "--yes", "--json")
     assert confirmed.json["results"][0]["status"] == "duplicate"
+
+
+def test_list_filters_models(tmp_path: Path, mixed_folder: Path):
+    lib = tmp_path / "lib"
+    run_cli("--library", lib, "import", mixed_folder, "--yes")
+    everything = run_cli("--library", lib, "list", "--json")
+    assert everything.code == 0, everything.stderr
+    assert len(everything.json["models"]) == 3
+    llms = run_cli("--library", lib, "list", "--type", "llm", "--json").json["models"]
+    assert [m["model_type"] for m in llms] == ["llm"]
+    assert len(run_cli("--library", lib, "list", "--pending", "--json").json["models"]) == 3
+    human = run_cli("--library", lib, "list")
+    assert "3 model(s)" in human.stdout and llms[0]["model_id"] in human.stdout

@@ -226,12 +226,23 @@ def summary(db: sqlite3.Connection) -> dict[str, Any]:
     }
 
 
-def list_models(db: sqlite3.Connection, model_type: str | None = None) -> list[dict[str, Any]]:
-    sql = "SELECT * FROM models"
-    args: tuple[Any, ...] = ()
+def list_models(
+    db: sqlite3.Connection,
+    model_type: str | None = None,
+    family: str | None = None,
+    pending_only: bool = False,
+) -> list[dict[str, Any]]:
+    where: list[str] = []
+    args: list[Any] = []
     if model_type:
-        sql += " WHERE model_type = ?"
-        args = (model_type,)
+        where.append("model_type = ?")
+        args.append(model_type)
+    if family:
+        where.append("family = ?")
+        args.append(family)
+    if pending_only:
+        where.append("pending_online_lookup = 1")
+    sql = "SELECT * FROM models" + (" WHERE " + " AND ".join(where) if where else "")
     return [dict(r) for r in db.execute(sql + " ORDER BY model_id", args)]
 
 

@@ -155,3 +155,51 @@ def shards(
 
     out.result(data, render)
     raise typer.Exit(1 if failures or any(not g["complete"] for g in groups) else 0)
+
+
+LIST_EXAMPLES = (
+    "Examples:\n\n  modelimport list\n\n  modelimport list --type llm --json"
+    "\n\n  modelimport list --pending"
+)
+
+
+@app.command("list", epilog=LIST_EXAMPLES)
+def list_command(
+    ctx: typer.Context,
+    model_type: Annotated[
+        str | None, typer.Option("--type", help="Only this model type (llm, lora, ...).")
+    ] = None,
+    family: Annotated[
+        str | None, typer.Option("--family", help="Only this family (sdxl, llama, ...).")
+    ] = None,
+    pending: Annotated[
+        bool, typer.Option("--pending", help="Only models still pending an online lookup.")
+    ] = False,
+    library: LibraryOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """List the models in the library, from the index."""
+    from modelimport.index import list_models
+
+    opts = resolve_options(ctx, library=library, json=json_)
+    out = Output(opts.json, opts.verbose)
+    opened = open_for(opts, out, create=False)
+    models = list_models(opened.db, model_type, family, pending)
+
+    def render(console: Console) -> None:
+        table = Table(title=f"{len(models)} model(s) in {opened.library.root}")
+        for col in ("model", "precision", "size", "files", "trust", "repo"):
+            table.add_column(col, overflow="fold")
+        for m in models:
+            trust = "lookup pending" if m["pending_online_lookup"] else m["trust"] or "-"
+            table.add_row(
+                m["model_id"],
+                m["precision"] or "-",
+                human_size(m["total_size"]),
+                str(m["file_count"]),
+                trust,
+                m["repo_id"] or "-",
+            )
+        console.print(table)
+
+    out.result({"library": str(opened.library.root), "models": models}, render)
