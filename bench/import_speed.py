@@ -7,6 +7,8 @@ Methods, each run in a fresh subprocess, each ending with the copy on disk (fsyn
   import          modelimport --library L import FILE --yes --offline --json
   cp+sync         cp FILE DST && sync DST         (the baseline; sync FILE = fsync)
   cp              cp FILE DST                     (no fsync: data may still be in RAM)
+  dd direct       dd bs=8M oflag=direct conv=fsync: the disk's own write speed without
+                  the page cache (the import writes with O_DIRECT too)
   cp+sha256+b3    cp FILE DST && sync DST && sha256sum DST && b3sum DST (a careful user)
   naive loop      one Python thread: read 8 MiB, SHA256, BLAKE3, write; fsync (the seed)
   sha256 floor    one Python thread: read 8 MiB, SHA256 (no BLAKE3, no write): the bound,
@@ -52,6 +54,8 @@ with open(src, "rb") as fin, open(dst, "xb") as fout:
 print(sha.hexdigest(), b3.hexdigest())
 """
 
+DD_DIRECT = "dd if='{src}' of='{dst}' bs=8M oflag=direct conv=fsync status=none"
+
 SHA_FLOOR = """
 import hashlib, sys
 sha = hashlib.sha256()
@@ -96,6 +100,7 @@ def main() -> None:
         Method("import", clean, do_import),
         Method("cp+sync", clean, lambda: run_shell(f"cp '{src}' '{dst}' && sync '{dst}'")),
         Method("cp", clean, lambda: run(["cp", src, dst])),
+        Method("dd direct", clean, lambda: run_shell(DD_DIRECT.format(src=src, dst=dst))),
         Method(
             "cp+sha256+b3",
             clean,
@@ -127,6 +132,7 @@ def main() -> None:
     rss_mb = by["import"].max_rss_kb / 1024
     print(f"import / cp+sync       = {imp / cp_sync:.2f}   (must be <= 1.15)")
     print(f"import / cp (no fsync) = {imp / by['cp'].median:.2f}")
+    print(f"import / dd direct     = {imp / by['dd direct'].median:.2f}")
     print(f"import / cp+sha256+b3  = {imp / by['cp+sha256+b3'].median:.2f}")
     print(f"naive loop / import    = {naive / imp:.2f}   (must be >= 1.25)")
     print(f"sha256 floor / cp+sync = {by['sha256 floor'].median / cp_sync:.2f}")

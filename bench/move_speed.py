@@ -3,6 +3,7 @@
     python bench/move_speed.py                    # 2 GiB, median of 5, warm source
     python bench/move_speed.py --size 8G --dir /mnt/data --cold
 
+Baselines: cp+sync, cp (no fsync) and dd direct, as in import_speed.py.
 A move on one filesystem is a rename, but the import still reads the whole file once for
 SHA256 and BLAKE3 (the hashes identify the model and are recorded). So the bound is the
 time of SHA256 over the file, printed as `sha256 floor`: move / cp can only be <= 0.5
@@ -34,7 +35,7 @@ from _common import (  # noqa: E402
     workdir,
     write_safetensors,
 )
-from import_speed import SHA_FLOOR  # noqa: E402
+from import_speed import DD_DIRECT, SHA_FLOOR  # noqa: E402
 
 
 def main() -> None:
@@ -73,6 +74,7 @@ def main() -> None:
         Method("move", fresh_source, do_move),
         Method("cp+sync", fresh_source, lambda: run_shell(f"cp '{src}' '{dst}' && sync '{dst}'")),
         Method("cp", fresh_source, lambda: run(["cp", src, dst])),
+        Method("dd direct", fresh_source, lambda: run_shell(DD_DIRECT.format(src=src, dst=dst))),
         Method("sha256 floor", fresh_source, lambda: run([sys.executable, "-c", SHA_FLOOR, src])),
     ]
     try:
@@ -92,6 +94,7 @@ def main() -> None:
         print(f"  {m.name:<14} {m.median:7.2f} s   runs: {m.times()}")
     print(f"move / cp+sync         = {move / cp_sync:.2f}   (must be <= 0.5)")
     print(f"move / cp (no fsync)   = {move / by['cp'].median:.2f}")
+    print(f"move / dd direct       = {move / by['dd direct'].median:.2f}")
     print(f"sha256 floor / cp+sync = {by['sha256 floor'].median / cp_sync:.2f}   (best possible)")
     print(f"move peak RSS          = {by['move'].max_rss_kb / 1024:.0f} MB")
 
