@@ -261,3 +261,43 @@ def test_fast_hash(tmp_path: Path):
     assert hashing.fast_hash(tmp_path / "a") != hashing.fast_hash(tmp_path / "b")
     (tmp_path / "c").write_bytes(b"")
     assert hashing.fast_hash(tmp_path / "c") == hashlib.sha256(b"0").hexdigest()
+
+
+def test_memory_is_bounded_by_the_pool(
+    tmp_path: Path, small_chunks: int, monkeypatch: pytest.MonkeyPatch
+):
+    """However many chunks the file has, only POOL_SIZE buffers are ever allocated."""
+    created: list[int] = []
+    real_chunk = hashing._Chunk
+
+    def counting_chunk(size: int) -> hashing._Chunk:
+        created.append(size)
+        return real_chunk(size)
+
+    monkeypatch.setattr(hashing, "_Chunk", counting_chunk)
+    data = _write(tmp_path / "src", 40 * SMALL_CHUNK + 1)
+    assert hashing.copy_and_hash(tmp_path / "src", tmp_path / "dst") == _expected(data)
+    assert hashing.hash_file(tmp_path / "src") == _expected(data)
+    assert len(created) == 2 * hashing.POOL_SIZE
+    assert set(created) == {SMALL_CHUNK}
+
+
+def test_direct_io_stays_on_for_aligned_chunks(tmp_path: Path):
+    """Where the filesystem takes O_DIRECT, whole chunks never fall back to buffered."""
+    fd = os.open(tmp_path / "dst", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        writer = hashing._Writer(fd)
+        if not writer.direct:
+            pytest.skip("this filesystem or platform refuses O_DIRECT")
+        chunk = hashing._Chunk(hashing._DIRECT_ALIGN * 4)
+        chunk.buf.write(os.urandom(len(chunk.buf)))
+        writer(memoryview(chunk.buf))
+        writer(memoryview(chunk.buf))
+        assert writer.direct
+        writer(memoryview(chunk.buf)[:100])  # the tail
+        assert not writer.direct
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    data = bytes(chunk.buf)
+    assert (tmp_path / "dst").read_bytes() == data + data + data[:100]

@@ -5,16 +5,19 @@ release the GIL on large buffers). Chunks live in a fixed pool of reusable buffe
 memory stays bounded by CHUNK_SIZE * POOL_SIZE whatever the file size, and a slow consumer
 throttles the reader instead of letting the queue grow.
 
-SHA256 cannot be split across cores, so it is the floor: on a SHA-NI machine it runs at
-about 1.7 GB/s, which is close to what a plain copy costs. Everything else is arranged to
-hide behind it (figures in bench/RESULTS.md):
+SHA256 of one stream cannot be split across cores, so it is the floor: on a SHA-NI machine
+it runs at about 1.5-1.7 GB/s, close to what a copy costs. Everything else is arranged to
+hide behind it (figures and the measurements behind each choice: bench/RESULTS.md):
 
-- the destination's writeback starts while the file is still being read
-  (`sync_file_range`), and the writer waits for the disk a bounded window behind, dropping
-  the written pages from the page cache; so the closing fsync has almost nothing left to do
-  and a 100 GB import does not fill the page cache with dirty pages;
-- BLAKE3 runs single-threaded in its own thread: its Rust thread pool would take the core
-  that SHA256 needs.
+- the destination is written with O_DIRECT from page-aligned buffers: no copy into the
+  page cache, no dirty pages left for the closing fsync, no cache flooded by a 100 GB
+  import. Where O_DIRECT is refused (platform, filesystem, alignment, the file's tail),
+  writes are buffered and their writeback is started at once (`sync_file_range`) and
+  waited for a bounded window behind, so the fsync stays short there too;
+- BLAKE3 runs single-threaded in its own thread: its Rust thread pool gains nothing (SHA256
+  is the bottleneck) and would compete for the core SHA256 needs;
+- a file of at most SMALL_FILE bytes is done in the calling thread: for a 1 MiB file,
+  starting three threads would cost more than hashing it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import hashlib
 import mmap
 import os
@@ -45,9 +49,9 @@ SMALL_FILE = 4 * 1024 * 1024
 FAST_HASH_SPAN = 8 * 1024 * 1024
 # Bytes written but not yet known to be on disk, per file, before the writer waits.
 WRITEBACK_WINDOW = 64 * 1024 * 1024
-WRITEBACK = True
-DIRECT_IO = True
-_DIRECT_ALIGN = 4096
+WRITEBACK = True  # buffered writes: start writeback early (sync_file_range)
+DIRECT_IO = True  # write the destination with O_DIRECT where the filesystem allows it
+_DIRECT_ALIGN = 4096  # offsets and lengths of O_DIRECT writes are multiples of this
 
 BytesCallback = Callable[[int], None]
 
@@ -198,6 +202,7 @@ def _advise_sequential(fd: int) -> None:
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
 
 
+@functools.cache
 def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
     """libc's sync_file_range (Linux only; the os module does not expose it)."""
     if not sys.platform.startswith("linux"):
