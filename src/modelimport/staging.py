@@ -62,7 +62,11 @@ class StagingTxn:
     def record(self, source: Path, staged_name: str, moved: bool) -> None:
         """Log where a staged file came from; written before a rename-move happens."""
         self.entries.append({"source": str(source), "staged": staged_name, "moved": moved})
-        self.save()
+        if moved:
+            # Only a rename-move leaves something recovery must undo (the source is gone);
+            # a copied file just disappears with the staging directory, so its entry is
+            # written with the next save (the commit's) and costs no fsync of its own.
+            self.save()
 
     def close(self) -> None:
         """Forget the transaction: remove what is left of its directory and release the lock."""

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from modelimport.cli.options import GlobalOptions
 from modelimport.cli.output import Output
 from modelimport.config import resolve_library_root
-from modelimport.maintenance import OpenLibrary, open_library
+
+if TYPE_CHECKING:
+    from modelimport.maintenance import OpenLibrary
 
 
 def open_for(opts: GlobalOptions, out: Output, create: bool = True) -> OpenLibrary:
+    # Imported here, not at the top: `--help` loads this module but never opens a library.
+    from modelimport.maintenance import open_library
+
     opened = open_library(resolve_library_root(opts.library), create=create)
     rec = opened.recovery
     if rec.rolled_back or rec.completed:

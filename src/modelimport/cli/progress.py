@@ -7,19 +7,14 @@ import contextlib
 import json
 import sys
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 from modelimport.events import ProgressEvent, ProgressSink, Stage
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 _FINAL = {Stage.COMPLETE, Stage.DUPLICATE, Stage.ERROR}
 
@@ -72,6 +67,16 @@ class _PlainLines:
 
 class _RichBars:
     def __init__(self, console: Console) -> None:
+        # rich.progress is only needed when bars are drawn; `--help` and pipes skip it.
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
         self.progress = Progress(
             TextColumn("{task.fields[stage]:>16}"),
             TextColumn("{task.description}", markup=False),
