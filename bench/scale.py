@@ -11,8 +11,8 @@ index is then built by `modelimport rescan`, and timed:
   read-all        one Python process reading and parsing every metadata.json: what rescan
                   is bounded by
   status          modelimport status, and status --json
-  list (SQL)      modelimport.index.list_models over the whole index (there is no `list`
-                  command yet), in a fresh process
+  list (SQL)      modelimport.index.list_models over the whole index, in a fresh process
+  list            modelimport list (the table, written to a pipe), and list --json
   --help          modelimport --help: the CLI's fixed start-up cost, for scale
 """
 
@@ -124,6 +124,12 @@ def main() -> None:
             Method(
                 "list (SQL)", nothing, lambda: run([sys.executable, "-c", LIST_SQL, lib, str(n)])
             ),
+            Method("list", nothing, lambda: run([MODELIMPORT, "--library", lib, "list"])),
+            Method(
+                "list --json",
+                nothing,
+                lambda: run([MODELIMPORT, "--library", lib, "list", "--json"]),
+            ),
             Method("--help", nothing, lambda: run([MODELIMPORT, "--help"])),
         ]
         measure_rotating(rescans, max(1, min(args.repeat, 3)), args.cold)
@@ -147,6 +153,8 @@ def main() -> None:
     print(f"rescan        = {by['rescan'].median:.2f} s   (must be < 10 s)")
     print(f"rescan / read-all metadata = {by['rescan'].median / by['read-all'].median:.2f}")
     print(f"list (SQL) of {n} rows = {by['list (SQL)'].median:.3f} s")
+    print(f"list of {n} models     = {by['list'].median:.3f} s (table), "
+          f"{by['list --json'].median:.3f} s (--json)")
 
 
 if __name__ == "__main__":

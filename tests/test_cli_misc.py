@@ -89,3 +89,18 @@ def test_status_shows_a_rescan_running_in_another_process(tmp_path: Path):
         os.kill(proc.pid, signal.SIGKILL)
         proc.communicate()
     assert run_cli("--library", lib, "status", "--json").json["rescan"] is None
+
+
+def test_long_listings_print_aligned_columns():
+    from modelimport.cli.library_cmds import aligned_columns
+
+    text = aligned_columns(
+        ("model", "size", "repo"),
+        [("llm/llama/a-very-long-model-name", "4.6 GiB", "-"), ("vae/sd15/v", "320 MiB", "x/y")],
+    )
+    lines = text.splitlines()
+    assert lines[0].split() == ["model", "size", "repo"]
+    # Every column starts at the same offset on every line, and nothing is wrapped.
+    pairs = zip(lines, ("size", "4.6", "320"), strict=True)
+    assert len({line.index(size) for line, size in pairs}) == 1
+    assert lines[2].endswith("320 MiB  x/y")

@@ -134,6 +134,16 @@ def test_vae(tmp_path):
     }
     result = probe(make_safetensors(tmp_path / "vae-ft-mse-840000.safetensors", tensors))
     assert (result.model_type, result.family, result.precision) == ("vae", "sd15", "fp32")
+    assert result.field_sources["family"] == "file"
+
+    # SDXL's VAE is the same network: the shapes cannot tell, the name may.
+    result = probe(make_safetensors(tmp_path / "sdxl_vae.safetensors", tensors))
+    assert (result.model_type, result.family) == ("vae", "sdxl")
+    assert result.field_sources["family"] == "filename"
+
+    # ...but a name never turns a 4-channel VAE into a family with other shapes.
+    result = probe(make_safetensors(tmp_path / "flux-vae-copy.safetensors", tensors))
+    assert result.family == "sd15"
 
 
 def test_flux_vae_has_16_latent_channels(tmp_path):

@@ -181,8 +181,13 @@ NAME_FAMILY: tuple[tuple[str, str], ...] = (
     (r"bert|minilm|mpnet", "bert"),
 )
 
-# Families whose GGUF architecture is shared with others, so the name may refine them.
-REFINABLE_FAMILIES = {"llama"}
+# (model_type, family the file's shapes say) -> the families that share those shapes, so the
+# name may refine them: a llama-architecture LLM may be a Mistral (never an SDXL); a VAE with
+# 4 latent channels is the same network in SD1.x, SD2 and SDXL.
+REFINABLE_FAMILIES: dict[tuple[str, str], frozenset[str]] = {
+    ("llm", "llama"): frozenset({"mistral", "llama", "deepseek"}),
+    ("vae", "sd15"): frozenset({"sd15", "sd2", "sdxl"}),
+}
 
 # Tensor dtype -> precision. I64/I32/BOOL hold ids and masks and never decide precision.
 DTYPE_PRECISION: dict[str, str] = {
@@ -233,9 +238,10 @@ def probe_model(files: list[FileFacts], display_name: str | None = None) -> Mode
         sources["model_type"] = "file"
     if family not in ("unknown", "?"):
         sources.setdefault("family", "file")
-    if family in ("unknown", "?") or (first.format == "gguf" and family in REFINABLE_FAMILIES):
+    refinable = REFINABLE_FAMILIES.get((model_type, family))
+    if family in ("unknown", "?") or refinable:
         named = _match(NAME_FAMILY, _gguf_name(first.details) or filename)
-        if named and (family in ("unknown", "?") or _compatible(family, named)):
+        if named and (family in ("unknown", "?") or named in (refinable or ())):
             if named != family:
                 sources["family"] = "filename" if not _gguf_name(first.details) else "file"
             family = named
@@ -345,11 +351,6 @@ def _gguf_name(details: dict[str, Any]) -> str:
         if isinstance(value, str) and value.strip():
             return value.strip()
     return ""
-
-
-def _compatible(family: str, named: str) -> bool:
-    """A llama-architecture GGUF may be a Mistral; it is never an SDXL."""
-    return named in {"mistral", "llama", "deepseek"} if family in REFINABLE_FAMILIES else False
 
 
 def _precision(

@@ -163,6 +163,20 @@ LIST_EXAMPLES = (
 )
 
 
+# Above this many rows `list` prints plain aligned columns instead of a Rich table.
+RICH_TABLE_MAX_ROWS = 500
+
+
+def aligned_columns(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """Left-aligned columns two spaces apart, last column unpadded, like `ls -l`."""
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
+    lines = []
+    for row in (header, *rows):
+        cells = [cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=False)]
+        lines.append("  ".join([*cells, row[-1]]))
+    return "\n".join(lines)
+
+
 @app.command("list", epilog=LIST_EXAMPLES)
 def list_command(
     ctx: typer.Context,
@@ -186,20 +200,34 @@ def list_command(
     opened = open_for(opts, out, create=False)
     models = list_models(opened.db, model_type, family, pending)
 
+    title = f"{len(models)} model(s) in {opened.library.root}"
+    columns = ("model", "precision", "size", "files", "trust", "repo")
+    rows = [
+        (
+            m["model_id"],
+            m["precision"] or "-",
+            human_size(m["total_size"]),
+            str(m["file_count"]),
+            "lookup pending" if m["pending_online_lookup"] else m["trust"] or "-",
+            m["repo_id"] or "-",
+        )
+        for m in models
+    ]
+
     def render(console: Console) -> None:
-        table = Table(title=f"{len(models)} model(s) in {opened.library.root}")
-        for col in ("model", "precision", "size", "files", "trust", "repo"):
-            table.add_column(col, overflow="fold")
-        for m in models:
-            trust = "lookup pending" if m["pending_online_lookup"] else m["trust"] or "-"
-            table.add_row(
-                m["model_id"],
-                m["precision"] or "-",
-                human_size(m["total_size"]),
-                str(m["file_count"]),
-                trust,
-                m["repo_id"] or "-",
+        if len(rows) > RICH_TABLE_MAX_ROWS:
+            # Rich lays out every cell (about 0.5 ms a row): 10,000 models would take 5 s.
+            # Plain aligned columns print the same facts in a fraction of that.
+            console.print(title, markup=False, highlight=False)
+            console.print(
+                aligned_columns(columns, rows), markup=False, highlight=False, soft_wrap=True
             )
+            return
+        table = Table(title=title)
+        for col in columns:
+            table.add_column(col, overflow="fold")
+        for row in rows:
+            table.add_row(*row)
         console.print(table)
 
     out.result({"library": str(opened.library.root), "models": models}, render)
