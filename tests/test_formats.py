@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import struct
 import time
@@ -26,6 +27,10 @@ SMALL_PEAK = 1024 * 1024  # bytes; a refused header must not cost more than this
 
 def refused(path: Path) -> str:
     """Inspect `path`, expecting a refusal; return its message after checking its shape."""
+    # Loaded first, so the memory bound measures reading the file, not importing a reader.
+    importlib.import_module("modelimport.formats.torch_file")
+    importlib.import_module("modelimport.formats.gguf_file")
+    importlib.import_module("modelimport.formats.safetensors_file")
     tracemalloc.start()
     try:
         with pytest.raises(InvalidModelFile) as caught:
@@ -236,6 +241,37 @@ def test_damaged_zip_is_refused(tmp_path):
     path = tmp_path / "broken.pt"
     path.write_bytes(b"PK\x03\x04" + b"\x00" * 100)
     assert "damaged ZIP" in refused(path)
+
+
+def _patch_zip(path: Path, signature: bytes, offset: int, value: bytes) -> Path:
+    """Overwrite bytes at `offset` inside the first ZIP record that starts with `signature`."""
+    data = bytearray(path.read_bytes())
+    at = data.rindex(signature) if signature == b"PK\x05\x06" else data.index(signature)
+    data[at + offset : at + offset + len(value)] = value
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("signature", "offset", "value", "message"),
+    [
+        # central directory: compression method 99, which zipfile does not implement
+        (b"PK\x01\x02", 10, (99).to_bytes(2, "little"), "ZIP archive PyTorch does not write"),
+        # central directory: flag bit 5 (compressed patched data)
+        (b"PK\x01\x02", 8, (1 << 5).to_bytes(2, "little"), "ZIP archive PyTorch does not write"),
+        # end record: the directory's offset pushed far out, so entries point before byte 0
+        (b"PK\x05\x06", 16, (0x7FFFFFF0).to_bytes(4, "little"), "damaged ZIP"),
+        # central directory: UTF-8 flag with a file name that is not UTF-8
+        (b"PK\x01\x02", 8, (1 << 11).to_bytes(2, "little"), "damaged ZIP"),
+    ],
+    ids=["compression-99", "patched-data", "offset-before-start", "bad-utf8-name"],
+)
+def test_zip_with_damaged_directory_is_refused(tmp_path, signature, offset, value, message):
+    path = make_torch_zip(tmp_path / "m.pt", {"w": ("F32", [4, 4])})
+    if value == (1 << 11).to_bytes(2, "little"):
+        _patch_zip(path, signature, 46, b"\xab")  # first byte of the entry's name
+    _patch_zip(path, signature, offset, value)
+    assert message in refused(path)
 
 
 @pytest.mark.parametrize("stack_global", [False, True])

@@ -11,9 +11,11 @@ picklescan's) or is outside the table of globals a plain checkpoint needs.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import pickletools
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -379,7 +381,16 @@ def inspect_torch_zip(path: Path, size: int) -> FileFacts:
                 )
             data = zf.read(member)
             entries = len(infos)
-    except zipfile.BadZipFile as exc:
+    except (zipfile.BadZipFile, zlib.error, EOFError, UnicodeDecodeError) as exc:
+        raise InvalidModelFile(f"{name} is a damaged ZIP archive.") from exc
+    except NotImplementedError as exc:
+        # zipfile's word for a ZIP feature it lacks (a compression method, patched data, a
+        # newer ZIP version); torch.save never writes those, so the archive is not a checkpoint.
+        raise InvalidModelFile(f"{name} is a ZIP archive PyTorch does not write ({exc}).") from exc
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise  # a real read error, reported as such by the caller
+        # A damaged directory can point before the start of the file: seek() refuses it.
         raise InvalidModelFile(f"{name} is a damaged ZIP archive.") from exc
     try:
         result = run_pickle(io.BytesIO(data))
