@@ -41,7 +41,8 @@ Examples:
 def import_command(
     ctx: typer.Context,
     paths: Annotated[
-        list[Path], typer.Argument(help="Model files and folders (folders are walked).")
+        list[Path],
+        typer.Argument(metavar="PATH", help="Model files and folders (folders are walked)."),
     ],
     move: Annotated[
         bool,

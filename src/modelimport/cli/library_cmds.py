@@ -82,7 +82,9 @@ def rescan(
 )
 def mark_manual(
     ctx: typer.Context,
-    model_ids: Annotated[list[str], typer.Argument(help="Model ids (type/family/slug).")],
+    model_ids: Annotated[
+        list[str], typer.Argument(metavar="MODEL_ID", help="Model ids (type/family/slug).")
+    ],
     library: LibraryOpt = None,
     json_: JsonOpt = False,
 ) -> None:
@@ -109,7 +111,9 @@ SHARDS_EXAMPLES = (
 @app.command(epilog=SHARDS_EXAMPLES)
 def shards(
     ctx: typer.Context,
-    paths: Annotated[list[Path], typer.Argument(help="Files and folders to group.")],
+    paths: Annotated[
+        list[Path], typer.Argument(metavar="PATH", help="Files and folders to group.")
+    ],
     json_: JsonOpt = False,
 ) -> None:
     """Group sharded sets and report whether each is complete (reads names, not data)."""

@@ -53,7 +53,7 @@ TRUST_STYLES = {
 @app.command("lookup", epilog=LOOKUP_EXAMPLES)
 def lookup_command(
     ctx: typer.Context,
-    paths: Annotated[list[Path], typer.Argument(help="Model files to identify.")],
+    paths: Annotated[list[Path], typer.Argument(metavar="PATH", help="Model files to identify.")],
     top: Annotated[int, typer.Option("--top", min=1, help="Candidates to show per file.")] = 5,
     verify: Annotated[
         bool,
