@@ -42,20 +42,25 @@ def _kill_at(fault: str, marker: Path, *args: str | Path) -> None:
     proc = start_cli(
         *args, env={"MODELIMPORT_FAULTS": fault, "MODELIMPORT_FAULT_MARKER": str(marker)}
     )
-    deadline = time.monotonic() + 60
     try:
-        while not marker.exists():
-            if proc.poll() is not None:
-                out, err = proc.communicate()
-                pytest.fail(f"process ended before the fault point: {proc.returncode} {err}")
-            if time.monotonic() > deadline:
-                pytest.fail("fault point never reached")
-            time.sleep(0.02)
+        _wait_for(marker, proc)
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(timeout=30)
         proc.communicate()
     assert proc.returncode == -signal.SIGKILL
+
+
+def _wait_for(marker: Path, proc: subprocess.Popen[str]) -> None:
+    """Wait until the CLI reaches its fault point (it writes `marker` there)."""
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"process ended before the fault point: {proc.returncode} {err}")
+        if time.monotonic() > deadline:
+            pytest.fail("fault point never reached")
+        time.sleep(0.02)
 
 
 def _assert_library_empty(lib: Path) -> None:
@@ -226,6 +231,43 @@ def test_write_errors_during_copy_fail_cleanly(
     assert "Traceback" not in run.stderr
     _assert_library_empty(lib)
     assert source.stat().st_size == size
+
+
+def _append(path: Path) -> None:
+    with open(path, "ab") as fh:
+        fh.write(b"more bytes of a download still running")
+
+
+def _overwrite_in_place(path: Path) -> None:
+    with open(path, "r+b") as fh:
+        fh.seek(-4096, os.SEEK_END)
+        fh.write(os.urandom(4096))
+    stat = path.stat()  # same size; the mtime must differ even on a coarse clock
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+
+
+@pytest.mark.parametrize("change", [_append, _overwrite_in_place], ids=["grows", "rewritten"])
+@pytest.mark.parametrize("move", [False, True], ids=["copy", "move"])
+def test_source_changed_while_read_is_refused(tmp_path: Path, change, move: bool):
+    source = _big_model(tmp_path / "dl.safetensors", size=32 << 20)
+    lib, marker = tmp_path / "lib", tmp_path / "marker"
+    env = {
+        "MODELIMPORT_FAULTS": f"read.bytes>={8 << 20}:pause",
+        "MODELIMPORT_FAULT_MARKER": str(marker),
+    }
+    args = ["--library", lib, "import", source, "--yes", "--json", *(["--move"] if move else [])]
+    proc = start_cli(*args, env=env)
+    _wait_for(marker, proc)
+    change(source)  # while the import holds its first 8 MiB
+    marker.unlink()
+    out, err = proc.communicate(timeout=60)
+
+    assert proc.returncode == 1, err
+    [result] = json.loads(out)["results"]
+    assert result["status"] == "failed"
+    assert result["error"].startswith("dl.safetensors changed while it was being imported")
+    _assert_library_empty(lib)
+    assert source.exists()  # a moved source is back where it was, with its new content
 
 
 def test_progress_is_json_lines_on_stderr_with_json(tmp_path: Path):

@@ -27,6 +27,10 @@ class UnsafePickle(InvalidModelFile):
     """A pickle imports globals that could execute code when loaded."""
 
 
+class SourceChanged(ModelImportError):
+    """A source file changed while it was read (a download still running, an editor saving)."""
+
+
 class IncompleteShardSet(ModelImportError):
     """A sharded set misses shards or disagrees about its total."""
 

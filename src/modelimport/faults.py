@@ -3,8 +3,10 @@ told, through the environment, to hang (so a test can SIGKILL the process there)
 
     MODELIMPORT_FAULTS="copy.bytes>=67108864:hang,commit.after_rename:hang"
 
-Each entry is `point[>=N]:action`, action `hang`, `crash` (os._exit(70)), `enospc` or
-`eacces` (raise the OSError a full disk or a denied permission would). A point that is not
+Each entry is `point[>=N]:action`, action `hang`, `pause` (like hang, but carries on once
+the test deletes the marker file, so it can act on the files in between), `crash`
+(os._exit(70)), `enospc` or `eacces` (raise the OSError a full disk or a denied permission
+would). A point that is not
 listed costs one dict lookup. The variable is read once per process; it is for tests only.
 """
 
@@ -36,13 +38,17 @@ def fault_point(point: str, value: int = 0) -> None:
     threshold, action = plan[point]
     if value < threshold:
         return
-    if action == "hang":
+    if action in ("hang", "pause"):
         marker = os.environ.get("MODELIMPORT_FAULT_MARKER")
         if marker:
             with open(marker, "w") as fh:
                 fh.write(point)
-        while True:
+        while action == "hang":
             time.sleep(3600)
+        while marker and os.path.exists(marker):
+            time.sleep(0.01)
+        del plan[point]  # a pause happens once
+        return
     if action == "crash":
         os._exit(70)
     if action == "enospc":

@@ -26,7 +26,7 @@ from typing import Any
 
 from modelimport import index, staging
 from modelimport.collect import collect_paths
-from modelimport.errors import InvalidModelFile, ModelImportError
+from modelimport.errors import InvalidModelFile, ModelImportError, SourceChanged
 from modelimport.events import ProgressEvent, ProgressSink, Stage, ignore_progress
 from modelimport.faults import fault_point
 from modelimport.formats import FileFacts, inspect_file
@@ -322,9 +322,11 @@ def _stage_files(
             txn.record(source, name, moved=True)
             os.rename(source, staged)
             fault_point("move.after_rename")
+            _check_unchanged(source, source_stat, staged.stat(), digests)
         else:
             txn.record(source, name, moved=False)
             digests = copy_and_hash(source, staged, on_bytes)
+            _check_unchanged(source, source_stat, source.stat(), digests)
         done_before += digests.size
         files.append(_file_entry(planned, source, name, digests, number))
         sources.append(
@@ -332,6 +334,25 @@ def _stage_files(
         )
     fsync_dir(txn.model_path)
     return files, sources
+
+
+def _check_unchanged(
+    source: Path, before: os.stat_result, after: os.stat_result, digests: FileDigests
+) -> None:
+    """The hashes describe the bytes read; refuse them if the file changed meanwhile.
+
+    A download still being written, or a file saved over during the import, would otherwise
+    be recorded with hashes of a state that no longer exists (for a move: not the bytes now
+    in the library). Size and mtime are what rsync trusts; the staged copy is rolled back.
+    """
+    if digests.size == before.st_size == after.st_size and (
+        before.st_mtime_ns == after.st_mtime_ns
+    ):
+        return
+    raise SourceChanged(
+        f"{source.name} changed while it was being imported (is it still being downloaded "
+        "or written?); nothing was imported from it."
+    )
 
 
 def _file_entry(
