@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,3 +58,33 @@ def fake_hub_env(fake_hub: FakeHub, tmp_path: Path) -> dict[str, str]:
         "HF_HOME": str(tmp_path / "hf-home"),
         "MODELIMPORT_CACHE_DIR": str(tmp_path / "hub-cache"),
     }
+
+
+@pytest.fixture(scope="session")
+def reflink_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A folder on a filesystem that can clone files (XFS with reflink).
+
+    Made as a sparse XFS image mounted on a loop device, which needs root and mkfs.xfs
+    (Debian package xfsprogs); or given as MODELIMPORT_TEST_REFLINK_DIR. Skips otherwise.
+    """
+    given = os.environ.get("MODELIMPORT_TEST_REFLINK_DIR")
+    if given:
+        yield Path(given)
+        return
+    if os.geteuid() != 0 or not shutil.which("mkfs.xfs"):
+        pytest.skip("needs root and mkfs.xfs (apt-get install xfsprogs) for an XFS loop mount")
+    base = tmp_path_factory.mktemp("xfs")
+    image, mount = base / "xfs.img", base / "mnt"
+    mount.mkdir()
+    with open(image, "wb") as fh:
+        fh.truncate(512 << 20)
+    made = subprocess.run(["mkfs.xfs", "-q", "-m", "reflink=1", str(image)], capture_output=True)
+    mounted = made.returncode == 0 and (
+        subprocess.run(["mount", "-o", "loop", str(image), str(mount)], capture_output=True)
+    ).returncode == 0
+    if not mounted:
+        pytest.skip("could not make and loop-mount an XFS image here")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)

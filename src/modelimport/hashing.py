@@ -17,7 +17,12 @@ hide behind it (figures and the measurements behind each choice: bench/RESULTS.m
 - BLAKE3 runs single-threaded in its own thread: its Rust thread pool gains nothing (SHA256
   is the bottleneck) and would compete for the core SHA256 needs;
 - a file of at most SMALL_FILE bytes is done in the calling thread: for a 1 MiB file,
-  starting three threads would cost more than hashing it.
+  starting three threads would cost more than hashing it;
+- where the filesystem can clone (XFS with reflink, btrfs: `FICLONE`), the destination is a
+  clone of the source and is then read once to hash it: nothing is written, no space is used
+  twice, and the hashes come from exactly one read of the bytes now in the library
+  (measured 1.6-2.5x faster than the copy on XFS from a cold cache). Elsewhere (ext4, another
+  filesystem) the clone is refused at once and the file is copied as above.
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ FAST_HASH_SPAN = 8 * 1024 * 1024
 WRITEBACK_WINDOW = 64 * 1024 * 1024
 WRITEBACK = True  # buffered writes: start writeback early (sync_file_range)
 DIRECT_IO = True  # write the destination with O_DIRECT where the filesystem allows it
+CLONE = True  # clone (reflink) instead of copying where the filesystem can
+_FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
 _DIRECT_ALIGN = 4096  # offsets and lengths of O_DIRECT writes are multiples of this
 
 BytesCallback = Callable[[int], None]
@@ -321,11 +328,40 @@ def copy_and_hash(
     # file and then fails.
     fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
-        size = _pipeline(source, [sha.update, b3.update, _Writer(fd)], on_bytes)
+        if CLONE and _clone(source, fd):
+            # The clone shares the source's blocks: hashing it is the one read of those bytes.
+            size = _pipeline(destination, [sha.update, b3.update, _CloneProgress()], on_bytes)
+        else:
+            size = _pipeline(source, [sha.update, b3.update, _Writer(fd)], on_bytes)
         os.fsync(fd)
     finally:
         os.close(fd)
     return FileDigests(size, sha.hexdigest(), b3.hexdigest())
+
+
+def _clone(source: Path, fd: int) -> bool:
+    """Make the empty file `fd` a copy-on-write clone of `source`; False where unsupported."""
+    try:
+        with open(source, "rb", buffering=0) as src:
+            fcntl.ioctl(fd, _FICLONE, src.fileno())
+    except OSError:
+        # EOPNOTSUPP/EINVAL (ext4, tmpfs), EXDEV (another filesystem), anything else: copy.
+        # A clone is all or nothing, but leave no doubt before the copy writes from byte 0.
+        os.ftruncate(fd, 0)
+        return False
+    return True
+
+
+class _CloneProgress:
+    """Where a clone replaces the writes, still pass the copy's fault point per chunk, so
+    the crash tests stop a clone at the same places as a copy."""
+
+    def __init__(self) -> None:
+        self.total = 0
+
+    def __call__(self, view: memoryview) -> None:
+        self.total += len(view)
+        fault_point("copy.bytes", self.total)
 
 
 def hash_file(path: Path, on_bytes: BytesCallback | None = None) -> FileDigests:
