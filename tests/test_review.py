@@ -58,6 +58,8 @@ def test_review_shows_what_the_file_says_and_can_decline(tmp_path: Path):
         assert shown in text
     assert "Nothing imported." in text
     assert library_files(lib) == []
+    # Identifying is one transient status line, not a byte-less progress bar left per file.
+    assert "0/? bytes" not in text.split("Import plan")[0]
 
     code, text = _run_on_terminal(
         ["--library", str(lib), "import", str(model), "--offline"], {"model(s)?": "y\n"}

@@ -22,7 +22,7 @@ from modelimport.cli.options import (
     resolve_options,
 )
 from modelimport.cli.output import Output
-from modelimport.cli.progress import progress_sink
+from modelimport.cli.progress import planning_sink, progress_sink
 from modelimport.config import hub_offline_by_env
 from modelimport.errors import UsageError
 
@@ -94,7 +94,7 @@ def import_command(
     )
     opened = open_for(opts, out)
     hub_session = None if offline_mode else _hub_session(timeout=timeout, refresh=refresh)
-    with progress_sink(opts.json, out.err) as sink:
+    with planning_sink(opts.json, out.err) as sink:
         plan = plan_import(paths, opened.library, opened.db, options, sink, hub_session)
     if not opts.yes and plan.models:
         _render_plan(out.err, plan)

@@ -30,6 +30,22 @@ def progress_sink(json_mode: bool, console: Console) -> Iterator[ProgressSink]:
         yield _PlainLines(console)
 
 
+@contextlib.contextmanager
+def planning_sink(json_mode: bool, console: Console) -> Iterator[ProgressSink]:
+    """Progress while a plan is made: on a terminal one transient line naming the file being
+    identified (gone once the plan is shown), elsewhere the same output as `progress_sink`."""
+    if json_mode or not console.is_terminal:
+        with progress_sink(json_mode, console) as sink:
+            yield sink
+        return
+    with console.status("Reading files...") as status:
+
+        def show(event: ProgressEvent) -> None:
+            status.update(f"{str(event.stage).capitalize()} {event.item}...")
+
+        yield show
+
+
 def _json_lines(event: ProgressEvent) -> None:
     if event.stage in (Stage.COPYING, Stage.HASHING, Stage.SCANNING) and event.bytes_done not in (
         0,
