@@ -14,6 +14,7 @@ import contextlib
 import errno
 import io
 import pickletools
+import warnings
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -115,7 +116,16 @@ class PickleResult:
 
 
 def run_pickle(stream: BinaryIO) -> PickleResult:
-    """Interpret one pickle symbolically, up to its STOP; raise `PickleError` if malformed.
+    """Interpret one pickle symbolically, up to its STOP; raise `PickleError` if malformed."""
+    # genops decodes STRING arguments with codecs.escape_decode, which warns about invalid
+    # escapes; in an untrusted file that is data to refuse, not a warning to print.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return _run_pickle(stream)
+
+
+def _run_pickle(stream: BinaryIO) -> PickleResult:
+    """The interpreter behind `run_pickle`.
 
     Globals are recorded before anything else is done with an opcode, so a pickle that breaks
     half-way still reports what it imported so far (`PickleError.globals`)."""
