@@ -208,6 +208,50 @@ def test_two_processes_importing_the_same_file_add_it_once(tmp_path: Path):
     assert len([p for p in library_files(lib) if p.name == "same.safetensors"]) == 1
 
 
+def test_index_failure_after_the_commit_keeps_the_model_and_indexes_it_next_time(
+    tmp_path: Path,
+):
+    source = make_safetensors(tmp_path / "m.safetensors")
+    lib = tmp_path / "lib"
+    env = {"MODELIMPORT_FAULTS": "commit.index:dbfull"}
+    run = run_cli("--library", lib, "import", source, "--move", "--yes", "--json", env=env)
+
+    assert run.code == 1, run.stderr
+    [result] = run.json["results"]
+    assert result["status"] == "imported"
+    assert "the index could not be updated (database or disk is full)" in result["error"]
+    assert "Traceback" not in run.stderr
+    model_dir = lib / result["model_id"]
+    assert (model_dir / "m.safetensors").is_file()  # the moved file is whole in the library
+    assert not source.exists()
+
+    status = run_cli("--library", lib, "status", "--json")
+    assert status.json["models"] == 1  # the next command indexed it
+    assert list((lib / ".modelimport" / "staging").iterdir()) == []
+    again = run_cli("--library", lib, "import", model_dir / "m.safetensors", "--yes", "--json")
+    assert again.json["results"][0]["status"] == "duplicate"
+
+
+def test_ctrl_c_after_the_commit_rename_keeps_the_model(tmp_path: Path):
+    source = make_safetensors(tmp_path / "m.safetensors")
+    lib, marker = tmp_path / "lib", tmp_path / "marker"
+    env = {
+        "MODELIMPORT_FAULTS": "commit.after_rename:hang",
+        "MODELIMPORT_FAULT_MARKER": str(marker),
+    }
+    proc = start_cli("--library", lib, "import", source, "--move", "--yes", env=env)
+    _wait_for(marker, proc)
+    os.kill(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    status = run_cli("--library", lib, "status", "--json")
+    assert status.json["models"] == 1
+    assert [p.name for p in library_files(lib)] == ["m.safetensors", "metadata.json"]
+    assert list((lib / ".modelimport" / "staging").iterdir()) == []
+
+
 @pytest.mark.parametrize(
     ("fault", "size", "message"),
     [
@@ -217,9 +261,7 @@ def test_two_processes_importing_the_same_file_add_it_once(tmp_path: Path):
     ],
     ids=["disk-full", "permission-denied"],
 )
-def test_write_errors_during_copy_fail_cleanly(
-    tmp_path: Path, fault: str, size: int, message: str
-):
+def test_write_errors_during_copy_fail_cleanly(tmp_path: Path, fault: str, size: int, message: str):
     source = _big_model(tmp_path / "big.safetensors", size=size)
     lib = tmp_path / "lib"
     env = {"MODELIMPORT_FAULTS": fault}

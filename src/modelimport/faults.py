@@ -6,7 +6,7 @@ told, through the environment, to hang (so a test can SIGKILL the process there)
 Each entry is `point[>=N]:action`, action `hang`, `pause` (like hang, but carries on once
 the test deletes the marker file, so it can act on the files in between), `crash`
 (os._exit(70)), `enospc` or `eacces` (raise the OSError a full disk or a denied permission
-would). A point that is not
+would), `dbfull` (raise the error SQLite gives when its disk is full). A point that is not
 listed costs one dict lookup. The variable is read once per process; it is for tests only.
 """
 
@@ -55,3 +55,7 @@ def fault_point(point: str, value: int = 0) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     if action == "eacces":
         raise OSError(errno.EACCES, os.strerror(errno.EACCES))
+    if action == "dbfull":
+        import sqlite3
+
+        raise sqlite3.OperationalError("database or disk is full")

@@ -277,6 +277,13 @@ def import_model(
         progress(ProgressEvent(Stage.WRITING_METADATA, item))
         result = _commit(planned, record, txn, library, db, progress)
     except BaseException as exc:
+        if txn.committed_on_disk:
+            # The model is whole in the library; only its index row is missing. Undoing the
+            # rename now could race a reader, so the journal stays for the next command.
+            txn.release()
+            if isinstance(exc, OSError | sqlite3.Error):
+                return _index_pending_result(planned, txn.dest, exc)
+            raise
         staging.rollback(txn)
         if isinstance(exc, OSError | ModelImportError):
             progress(ProgressEvent(Stage.ERROR, item, message=_describe_error(exc, item)))
@@ -287,6 +294,21 @@ def import_model(
         _delete_copied_sources(txn.entries)
     progress(ProgressEvent(Stage.COMPLETE if result.status == IMPORTED else Stage.DUPLICATE, item))
     return result
+
+
+def _index_pending_result(
+    planned: PlannedModel, model_id: str | None, exc: BaseException
+) -> ItemResult:
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return ItemResult(
+        IMPORTED,
+        planned.sources,
+        model_id=model_id,
+        error=(
+            f"{planned.group.display_name} is in the library as {model_id}, but the index "
+            f"could not be updated ({reason}); the next modelimport command indexes it."
+        ),
+    )
 
 
 def _stage_files(
@@ -466,6 +488,7 @@ def _commit(
         fsync_dir(dest.parent)
         fault_point("commit.after_rename")
         progress(ProgressEvent(Stage.INDEXING, item))
+        fault_point("commit.index")
         index.upsert_model(db, model_id, record)
     return ItemResult(
         IMPORTED,

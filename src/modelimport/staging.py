@@ -68,6 +68,18 @@ class StagingTxn:
             # written with the next save (the commit's) and costs no fsync of its own.
             self.save()
 
+    @property
+    def committed_on_disk(self) -> bool:
+        """The model directory has been renamed into the library (only indexing may remain)."""
+        return self.state == "committing" and not self.model_path.exists()
+
+    def release(self) -> None:
+        """Let go of a committed transaction whose indexing did not happen: the journal stays,
+        so the next command's recovery indexes the model (see `recover`)."""
+        if self.lock_fd >= 0:
+            os.close(self.lock_fd)
+            self.lock_fd = -1
+
     def close(self) -> None:
         """Forget the transaction: remove what is left of its directory and release the lock."""
         if self.lock_fd < 0:

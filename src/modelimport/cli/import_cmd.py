@@ -75,7 +75,14 @@ def import_command(
     Each file is read once: SHA256 and BLAKE3 are computed while it is copied into a
     staging folder inside the library, then the model appears by one atomic rename.
     """
-    from modelimport.importer import FAILED, REJECTED, ImportOptions, execute_plan, plan_import
+    from modelimport.importer import (
+        FAILED,
+        IMPORTED,
+        REJECTED,
+        ImportOptions,
+        execute_plan,
+        plan_import,
+    )
 
     opts = resolve_options(
         ctx, library=library, json=json_, offline=offline, yes=yes, verbose=verbose
@@ -106,7 +113,10 @@ def import_command(
         results = execute_plan(plan, opened.library, opened.db, options, sink, hub_session)
     report = _report(results)
     out.result(report, lambda console: _render_results(console, report))
-    failed = any(r.status in (FAILED, REJECTED) for r in results)
+    # An imported model with an error is in the library but not yet indexed: not all done.
+    failed = any(
+        r.status in (FAILED, REJECTED) or (r.status == IMPORTED and r.error) for r in results
+    )
     raise typer.Exit(1 if failed else 0)
 
 
@@ -196,8 +206,9 @@ def _render_results(console: Console, report: dict[str, Any]) -> None:
         if r["status"] == "skipped":
             skipped += 1
             continue
-        detail = r["error"] or ""
-        if r["status"] == "imported" and r.get("pending_online_lookup"):
+        if r["error"]:
+            detail = r["error"]  # also an imported model whose index row is still missing
+        elif r["status"] == "imported" and r.get("pending_online_lookup"):
             detail = "Hub lookup pending (retry-pending)"
         elif r["status"] == "imported":
             detail = f"{r.get('trust_level', '')} {r.get('repo_id') or ''}".strip()
