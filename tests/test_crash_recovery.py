@@ -232,24 +232,40 @@ def test_index_failure_after_the_commit_keeps_the_model_and_indexes_it_next_time
     assert again.json["results"][0]["status"] == "duplicate"
 
 
-def test_ctrl_c_after_the_commit_rename_keeps_the_model(tmp_path: Path):
-    source = make_safetensors(tmp_path / "m.safetensors")
+@pytest.mark.parametrize(
+    ("fault", "models"),
+    # read.bytes fires in the main thread, where Python delivers Ctrl-C (copy.bytes fires in
+    # the writer thread, which a real write would leave but a test hang never does).
+    [(f"read.bytes>={8 << 20}:hang", 0), ("commit.after_rename:hang", 1)],
+    ids=["during-copy", "after-commit-rename"],
+)
+@pytest.mark.parametrize("move", [False, True], ids=["copy", "move"])
+def test_ctrl_c_rolls_back_or_keeps_a_whole_model(
+    tmp_path: Path, fault: str, models: int, move: bool
+):
+    source = _big_model(tmp_path / "m.safetensors", size=32 << 20)
+    digest = _sha256(source)
     lib, marker = tmp_path / "lib", tmp_path / "marker"
-    env = {
-        "MODELIMPORT_FAULTS": "commit.after_rename:hang",
-        "MODELIMPORT_FAULT_MARKER": str(marker),
-    }
-    proc = start_cli("--library", lib, "import", source, "--move", "--yes", env=env)
+    env = {"MODELIMPORT_FAULTS": fault, "MODELIMPORT_FAULT_MARKER": str(marker)}
+    args = ["--library", lib, "import", source, "--yes", *(["--move"] if move else [])]
+    proc = start_cli(*args, env=env)
     _wait_for(marker, proc)
     os.kill(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=30)
 
     assert proc.returncode == 130, err
+    assert err.splitlines()[-1].startswith("Interrupted; nothing half-imported is left")
     assert "Traceback" not in err
     status = run_cli("--library", lib, "status", "--json")
-    assert status.json["models"] == 1
-    assert [p.name for p in library_files(lib)] == ["m.safetensors", "metadata.json"]
+    assert status.json["models"] == models
     assert list((lib / ".modelimport" / "staging").iterdir()) == []
+    if models:
+        [copy] = [p for p in library_files(lib) if p.name == "m.safetensors"]
+        assert _sha256(copy) == digest
+        assert source.exists() != move
+    else:
+        assert library_files(lib) == []
+        assert _sha256(source) == digest
 
 
 @pytest.mark.parametrize(

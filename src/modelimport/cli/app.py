@@ -64,8 +64,7 @@ def main() -> None:
         sys.stderr.write("Aborted.\n")
         sys.exit(130)
     except KeyboardInterrupt:
-        sys.stderr.write("Interrupted; any partial import will be rolled back on the next run.\n")
-        sys.exit(130)
+        _interrupted()
     except BrokenPipeError:
         sys.exit(1)
     except Exception as exc:
@@ -78,7 +77,17 @@ def main() -> None:
         if callable(show):
             show()
         sys.exit(exit_code)
+    if code == 130:
+        _interrupted()  # typer turns Ctrl-C inside a command into Exit(130)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _interrupted() -> None:
+    sys.stderr.write(
+        "Interrupted; nothing half-imported is left: an unfinished model was rolled back "
+        "(or, if it was already in place, the next command finishes indexing it).\n"
+    )
+    sys.exit(130)
 
 
 def _report_bug(exc: BaseException) -> None:
