@@ -10,6 +10,8 @@ inject latency, 5xx errors and 429s with Retry-After.
     hub.fail(500, times=None)            # every request answers 500 (times=n: the next n)
     hub.fail(429, times=1, retry_after=1)
     hub.latency = 0.05                   # seconds before each answer
+    hub.answer_raw("model_info", b"<html>", repo="org/name", content_type="text/html")
+                                         # a hostile or broken answer, served as given
 
 Files given as bytes can be downloaded; files given as (size, sha256) exist only as metadata
 (listings, HEAD), and GET answers 404 for them.
@@ -101,13 +103,29 @@ class FakeRepo:
         return entry
 
 
+@dataclass
+class RawAnswer:
+    """One canned answer for an endpoint, sent byte for byte whatever the request asked."""
+
+    endpoint: str
+    status: int
+    body: bytes
+    headers: dict[str, str]
+    content_type: str
+    repo: str | None  # only for requests about this repo id (None: any)
+    times: int | None  # answers left (None: every time)
+    trickle: float = 0.0  # seconds between bytes of the body: a Hub that never quite finishes
+
+
 class FakeHub:
     def __init__(self) -> None:
         self.repos: dict[str, FakeRepo] = {}
         self.counts: Counter[str] = Counter()
         self.log: list[tuple[str, str]] = []  # (endpoint, path) per request
+        self.authorizations: list[str | None] = []  # the Authorization header per request
         self.latency = 0.0
         self._failures: list[tuple[int, int | None, float | None, str | None]] = []
+        self._raw: list[RawAnswer] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -145,9 +163,35 @@ class FakeHub:
         with self._lock:
             self._failures.append((status, times, retry_after, endpoint))
 
+    def answer_raw(
+        self,
+        endpoint: str,
+        body: Any = b"",
+        *,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+        content_type: str = "application/json",
+        repo: str | None = None,
+        times: int | None = None,
+        trickle: float = 0.0,
+    ) -> None:
+        """Answer requests to `endpoint` (about `repo`, if given) with exactly this: `body` as
+        bytes, str (UTF-8), or anything else as JSON. For malformed, mis-shaped or hostile
+        answers; the newest matching answer wins, and injected failures come first."""
+        if isinstance(body, str):
+            body = body.encode("utf-8", "surrogatepass")
+        elif not isinstance(body, bytes):
+            body = json.dumps(body).encode()
+        raw = RawAnswer(
+            endpoint, status, body, dict(headers or {}), content_type, repo, times, trickle
+        )
+        with self._lock:
+            self._raw.insert(0, raw)
+
     def heal(self) -> None:
         with self._lock:
             self._failures.clear()
+            self._raw.clear()
 
     def reset_counts(self) -> None:
         with self._lock:
@@ -176,7 +220,10 @@ class FakeHub:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # stop() waits for one poll: the default 0.5 s made every test 0.5 s longer
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -205,10 +252,23 @@ class FakeHub:
                 return status, retry_after
         return None
 
-    def _record(self, endpoint: str, path: str) -> None:
+    def _raw_answer(self, endpoint: str, repo_id: str | None) -> RawAnswer | None:
+        with self._lock:
+            for raw in self._raw:
+                if raw.endpoint != endpoint or raw.repo not in (None, repo_id):
+                    continue
+                if raw.times is not None:
+                    raw.times -= 1
+                    if raw.times <= 0:
+                        self._raw.remove(raw)
+                return raw
+        return None
+
+    def _record(self, endpoint: str, path: str, authorization: str | None = None) -> None:
         with self._lock:
             self.counts[endpoint] += 1
             self.log.append((endpoint, path))
+            self.authorizations.append(authorization)
 
 
 def _classify(method: str, path: str) -> tuple[str, str | None, str | None, str | None]:
@@ -258,6 +318,7 @@ class _Handler(BaseHTTPRequestHandler):
         body: bytes = b"",
         headers: dict[str, str] | None = None,
         content_type: str = "application/json",
+        trickle: float = 0.0,
     ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -265,8 +326,17 @@ class _Handler(BaseHTTPRequestHandler):
         for key, value in (headers or {}).items():
             self.send_header(key, value)
         self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        if self.command == "HEAD":
+            return
+        try:
+            if not trickle:
+                self.wfile.write(body)
+            for byte in body if trickle else b"":
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(trickle)
+        except OSError:  # the client gave up (a timeout, an answer too large to read)
+            self.close_connection = True
 
     def _json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
         self._send(status, json.dumps(data).encode(), headers)
@@ -281,7 +351,7 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "POST":
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         endpoint, repo_id, rev, rest = _classify(method, unquote(split.path))
-        self.fake._record(endpoint, self.path)
+        self.fake._record(endpoint, self.path, self.headers.get("Authorization"))
         if self.fake.latency:
             time.sleep(self.fake.latency)
         failure = self.fake._injected_failure(endpoint)
@@ -289,6 +359,10 @@ class _Handler(BaseHTTPRequestHandler):
             status, retry_after = failure
             headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
             self._json(status, {"error": f"injected {status}"}, headers)
+            return
+        raw = self.fake._raw_answer(endpoint, repo_id)
+        if raw is not None:
+            self._send(raw.status, raw.body, raw.headers, raw.content_type, raw.trickle)
             return
         if endpoint == "search":
             self._search(query)

@@ -104,3 +104,21 @@ def test_long_listings_print_aligned_columns():
     pairs = zip(lines, ("size", "4.6", "320"), strict=True)
     assert len({line.index(size) for line, size in pairs}) == 1
     assert lines[2].endswith("320 MiB  x/y")
+
+
+def test_names_that_look_like_rich_markup_print_as_themselves(tmp_path: Path):
+    name = "model [/bold] [red]v2.safetensors"  # a closing tag with no opening one
+    source = make_safetensors(tmp_path / name)
+    lib = tmp_path / "lib"
+    for args in (
+        ["import", source, "--yes"],
+        ["list"],
+        ["status"],
+        ["lookup", source, "--offline"],
+        ["shards", tmp_path],
+    ):
+        run = run_cli("--library", lib, *args)
+        assert run.code == 0, (args, run.stderr)
+        assert "Internal error" not in run.stderr
+    assert name in run_cli("--library", lib, "import", source, "--yes").stdout
+    assert name in run_cli("--library", lib, "lookup", source, "--offline").stdout

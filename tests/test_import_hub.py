@@ -191,3 +191,20 @@ def test_lookup_after_import_knows_the_file_without_reading_it(
     assert run.code == 0, run.stderr
     [report] = run.json["results"]
     assert (report["trust"], report["match_method"]) == ("verified", "hash")
+
+
+def test_hf_token_reaches_the_hub_on_every_lookup_call(
+    tmp_path: Path, fake_hub: FakeHub, fake_hub_env: dict[str, str]
+):
+    path, data = _model(tmp_path / "dl", "private-model.safetensors")
+    fake_hub.add_repo("me/private-model", {path.name: data})
+    env = {**fake_hub_env, "HF_TOKEN": "hf_testtoken123"}
+    run = run_cli("--library", tmp_path / "lib", "import", path, "--yes", "--json", env=env)
+    assert run.code == 0, run.stderr
+    assert run.json["results"][0]["trust_level"] == "verified"
+    lookups = [
+        a
+        for (kind, _), a in zip(fake_hub.log, fake_hub.authorizations, strict=True)
+        if kind in ("search", "model_info")
+    ]
+    assert lookups and all(a == "Bearer hf_testtoken123" for a in lookups)

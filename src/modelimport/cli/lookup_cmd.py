@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from modelimport.cli.app import app
 from modelimport.cli.options import (
@@ -18,7 +19,7 @@ from modelimport.cli.options import (
     VerboseOpt,
     resolve_options,
 )
-from modelimport.cli.output import Output
+from modelimport.cli.output import Output, styled
 from modelimport.errors import InvalidModelFile, UsageError
 
 if TYPE_CHECKING:
@@ -175,7 +176,7 @@ def _render(console: Console, reports: list[dict[str, Any]]) -> None:
             )
             if value not in (None, "", "unknown")
         )
-        console.print(f"[bold]{report['path']}[/bold]  {human_size(f['size'])}")
+        console.print(Text.assemble((report["path"], "bold"), f"  {human_size(f['size'])}"))
         console.print(f"  File says: {says or 'nothing beyond its format'}")
         if report["hub_error"]:
             console.print(f"  Hub: not looked up ({report['hub_error']})")
@@ -192,7 +193,7 @@ def _render(console: Console, reports: list[dict[str, Any]]) -> None:
                     human_size(c["size"]) if c["size"] is not None else "-",
                     c["match_method"] or "-",
                     f"{c['confidence']:.2f}",
-                    f"[{style}]{TRUST_LABELS[c['trust']]}[/{style}]",
+                    styled(style, TRUST_LABELS[c["trust"]]),
                 )
             console.print(table)
         label = TRUST_LABELS[report["trust"]]
@@ -200,8 +201,11 @@ def _render(console: Console, reports: list[dict[str, Any]]) -> None:
             console.print(f"  Match: {label}")
             continue
         console.print(
-            f"  Match: [bold]{report['repo_id']}[/bold]: {label}, "
-            f"{report['match_method']}, confidence {report['confidence']:.2f}"
+            Text.assemble(
+                "  Match: ",
+                (report["repo_id"], "bold"),
+                f": {label}, {report['match_method']}, confidence {report['confidence']:.2f}",
+            )
         )
         if report["pending_verification"]:
             console.print(

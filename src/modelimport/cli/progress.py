@@ -94,7 +94,7 @@ class _RichBars:
         )
 
         self.progress = Progress(
-            TextColumn("{task.fields[stage]:>16}"),
+            TextColumn("{task.fields[stage]:>16}", markup=False),
             TextColumn("{task.description}", markup=False),
             BarColumn(),
             DownloadColumn(),

@@ -25,6 +25,14 @@ _HUB_CACHE_FOLDER = re.compile(r"^models--([^/]+?)--(.+)$")
 _REPO_URL = re.compile(r"^(?:https?://(?:www\.)?huggingface\.co/|hf://)?([^?#]+?)/?$")
 
 
+def valid_repo_id(value: object) -> str | None:
+    """`value` when it is a plausible Hub repo id (from a file or the Hub: untrusted), else None."""
+    # fullmatch, not match: `$` also matches before a trailing newline, so "org/x\n" passed.
+    if isinstance(value, str) and REPO_ID.fullmatch(value) and ".." not in value:
+        return value
+    return None
+
+
 def normalize_repo_id(raw: str) -> str | None:
     """`org/name` from an id or URL found inside a file; None when it is not a plausible repo id."""
     match = _REPO_URL.match(raw.strip())
@@ -32,7 +40,7 @@ def normalize_repo_id(raw: str) -> str | None:
         return None
     repo = match.group(1)
     repo = re.sub(r"/(tree|blob|resolve)/.*$", "", repo)
-    return repo if REPO_ID.match(repo) and ".." not in repo else None
+    return valid_repo_id(repo)
 
 
 def search_base(request: LookupRequest) -> str:

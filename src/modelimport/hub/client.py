@@ -7,42 +7,47 @@ Invariants:
 - Once the Hub failed (after bounded retries), no further request is made in this session
   (the breaker): huggingface_hub's own backoff would spend ~23 s per search against a 500.
 - Offline (`offline=True`, HF_HUB_OFFLINE=1): no request at all.
-- Searches go straight through huggingface_hub's shared session with our timeout, because
-  `HfApi.list_models` takes no timeout and retries 5xx/429 by itself for tens of seconds;
-  `model_info` takes a timeout and does not retry, so it is called as is.
+- Both calls go straight through huggingface_hub's shared session with our timeout, because
+  `HfApi.list_models` takes no timeout and retries 5xx/429 by itself for tens of seconds, and
+  `HfApi.model_info` parses answers with `ModelInfo(**data)`, which raises on malformed ones.
+- Every answer is untrusted (see `answers`): whole within about `timeout` seconds, at most
+  MAX_ANSWER_BYTES, and anything malformed ends as a skipped field, entry or candidate, or
+  as `hub_error` (pending lookup), never as an exception or a false trust level.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx2
-from huggingface_hub import HfApi, constants
+from huggingface_hub import constants
 from huggingface_hub.errors import (
     HfHubHTTPError,
-    HFValidationError,
     OfflineModeIsEnabled,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
-from huggingface_hub.hf_api import ModelInfo
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
+from modelimport.hub.answers import MalformedAnswer, repo_listing, search_hits
 from modelimport.hub.cache import HubCache
-from modelimport.hub.candidates import REPO_ID, embedded_candidates, search_base, search_queries
+from modelimport.hub.candidates import embedded_candidates, search_base, search_queries
 from modelimport.hub.describe import repo_metadata
 from modelimport.hub.records import (
     SELECTION_RANK,
     LocalFile,
     LookupRequest,
     LookupResult,
-    RepoFileEntry,
     RepoListing,
     SearchHit,
     TrustLevel,
@@ -59,6 +64,7 @@ MAX_5XX_RETRIES = 1
 RETRY_BACKOFF_S = 0.5
 MAX_RETRY_AFTER_S = 10.0  # a 429 asking for longer than this counts as the Hub being down
 MAX_429_RETRIES = 1
+MAX_ANSWER_BYTES = 64 << 20  # a listing of a repo with 10 000 files is a few MiB
 DECISIVE = (TrustLevel.VERIFIED, TrustLevel.HIGH)
 
 
@@ -76,12 +82,21 @@ def _env_offline() -> bool:
 
 
 def _retry_after(exc: HfHubHTTPError) -> float | None:
+    """Seconds the Hub asks us to wait: delay-seconds or an HTTP date (RFC 9110); None when
+    absent or unusable. A negative or NaN delay used to reach time.sleep, which raises."""
     response = getattr(exc, "response", None)
-    raw = response.headers.get("Retry-After") if response is not None else None
+    raw = (response.headers.get("Retry-After") or "").strip() if response is not None else ""
     try:
-        return float(raw) if raw is not None else None
+        wait = float(raw)
     except ValueError:
-        return None
+        try:
+            when = parsedate_to_datetime(raw)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        wait = max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return wait if math.isfinite(wait) and wait >= 0 else None
 
 
 def _status(exc: HfHubHTTPError) -> int | None:
@@ -111,7 +126,6 @@ class HubSession:
         endpoint = endpoint or os.environ.get("HF_ENDPOINT") or constants.ENDPOINT
         self.endpoint = endpoint.rstrip("/")
         self.token = token
-        self.api = HfApi(endpoint=self.endpoint, token=token)
         self.cache = HubCache(cache_dir)
         self.search_limit = search_limit
         self.calls: Counter[str] = Counter()  # HTTP requests made, by kind ("search", "model_info")
@@ -240,27 +254,12 @@ class HubSession:
             if isinstance(cached, list):
                 return [SearchHit(str(r), int(d)) for r, d in cached]
 
-        def fetch() -> list[ModelInfo]:
-            response = get_session().get(
-                f"{self.endpoint}/api/models",
-                params={
-                    "search": query,
-                    "sort": "downloads",
-                    "direction": -1,
-                    "limit": self.search_limit,
-                },
-                headers=build_hf_headers(token=self.token),
-                timeout=self.timeout,
-            )
-            hf_raise_for_status(response)
-            return [ModelInfo(**item) for item in response.json()]
-
-        infos = self._call("search", fetch)
-        hits = [
-            SearchHit(info.id, int(info.downloads or 0))
-            for info in infos or ()
-            if isinstance(info.id, str) and REPO_ID.match(info.id)
-        ][: self.search_limit]
+        params = {"search": query, "sort": "downloads", "direction": -1, "limit": self.search_limit}
+        hits = self._call(
+            "search",
+            lambda: search_hits(self._get_json("/api/models", params), self.search_limit),
+        )
+        hits = hits or []
         self.cache.put("search", key, [[h.repo_id, h.downloads] for h in hits])
         return hits
 
@@ -273,15 +272,53 @@ class HubSession:
                     return RepoListing.from_json(cached)
                 except (KeyError, TypeError, ValueError):
                     pass
-        info = self._call(
-            "model_info",
-            lambda: self.api.model_info(repo_id, files_metadata=True, timeout=self.timeout),
+        # repo_id is a checked repo id (`valid_repo_id`): safe in a URL path as it is.
+        path = f"/api/models/{repo_id}"
+        listing = self._call(
+            "model_info", lambda: repo_listing(repo_id, self._get_json(path, {"blobs": True}))
         )
-        if info is None:
+        if listing is None:
             return None
-        listing = _listing_from_info(repo_id, info)
         self.cache.put("repo", key, listing.to_json())
         return listing
+
+    def _get_json(self, path: str, params: dict[str, Any]) -> Any:
+        """One GET of the Hub API, decoded as JSON, read whole within about `timeout` seconds.
+
+        httpx's timeout bounds each read, not the answer: a Hub that trickles a byte at a time
+        would hold a lookup for ever, and one that sends gigabytes would fill memory.
+        """
+        deadline = time.monotonic() + self.timeout
+        with get_session().stream(
+            "GET",
+            f"{self.endpoint}{path}",
+            params=params,
+            headers=build_hf_headers(token=self.token),
+            timeout=self.timeout,
+        ) as streamed:
+            body = bytearray()
+            for chunk in streamed.iter_bytes():
+                body += chunk
+                if len(body) > MAX_ANSWER_BYTES:
+                    raise MalformedAnswer(f"an answer over {MAX_ANSWER_BYTES >> 20} MiB")
+                if time.monotonic() > deadline:
+                    raise httpx2.ReadTimeout("answer too slow", request=streamed.request)
+        # The body is decoded already; a whole response for huggingface_hub's error mapping.
+        response = httpx2.Response(
+            streamed.status_code,
+            headers=[
+                (k, v)
+                for k, v in streamed.headers.multi_items()
+                if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+            ],
+            content=bytes(body),
+            request=streamed.request,
+        )
+        hf_raise_for_status(response)
+        try:
+            return json.loads(body)
+        except (ValueError, RecursionError) as exc:  # an HTML page, a cut body, [[[[...
+            raise MalformedAnswer("an answer that is not JSON") from exc
 
     def _call(self, kind: str, fn: Callable[[], T]) -> T | None:
         """One Hub request with bounded retries; None when the repo does not exist."""
@@ -295,8 +332,10 @@ class HubSession:
             self.calls[kind] += 1
             try:
                 return fn()
-            except (RepositoryNotFoundError, RevisionNotFoundError, HFValidationError):
+            except (RepositoryNotFoundError, RevisionNotFoundError):
                 return None
+            except MalformedAnswer as exc:
+                self._trip(f"The Hugging Face Hub sent {exc}.")
             except OfflineModeIsEnabled:
                 self._trip("offline")
             except HfHubHTTPError as exc:
@@ -327,34 +366,6 @@ class HubSession:
     def _trip(self, reason: str) -> None:
         self.failure = reason
         raise HubUnavailable(reason)
-
-
-def _listing_from_info(repo_id: str, info: ModelInfo) -> RepoListing:
-    card: dict[str, Any] = {}
-    if info.card_data is not None:
-        try:
-            card = info.card_data.to_dict()
-        except Exception:  # card data is free-form text from the Hub
-            card = {}
-    files = tuple(
-        RepoFileEntry(
-            path=s.rfilename,
-            size=(s.lfs.size if s.lfs else s.size),
-            sha256=(s.lfs.sha256.lower() if s.lfs and s.lfs.sha256 else None),
-        )
-        for s in info.siblings or ()
-    )
-    return RepoListing(
-        repo_id=info.id or repo_id,
-        sha=info.sha,
-        downloads=int(info.downloads or 0),
-        tags=tuple(info.tags or ()),
-        pipeline_tag=info.pipeline_tag,
-        library_name=info.library_name,
-        gated=info.gated,
-        card_data=card,
-        files=files,
-    )
 
 
 def settle_verification(result: LookupResult, sha256_by_name: dict[str, str]) -> LookupResult:

@@ -105,7 +105,15 @@ def file_evidence(local: LocalFile, listing: RepoListing) -> FileEvidence:
             if local.sha256 and entry.sha256:  # equal sha256 was caught above
                 return FileEvidence(local, "hash_mismatch", CONFIDENCE["hash_mismatch"], entry)
             return FileEvidence(local, "filename_exact", CONFIDENCE["filename_exact"], entry)
-        return FileEvidence(local, "hash_mismatch", CONFIDENCE["hash_mismatch"], same_name[0])
+        sized = [e for e in same_name if e.size is not None]
+        if sized:
+            return FileEvidence(local, "hash_mismatch", CONFIDENCE["hash_mismatch"], sized[0])
+        # The listing gave no usable size (a broken or hostile answer): that is no evidence
+        # the file was modified. The name alone is weak; a listed sha256 can still settle it.
+        entry = same_name[0]
+        if local.sha256 and entry.sha256:  # equal sha256 was caught above
+            return FileEvidence(local, "hash_mismatch", CONFIDENCE["hash_mismatch"], entry)
+        return FileEvidence(local, "filename_fuzzy", fuzzy_confidence(1.0), entry)
     local_stem = strip_model_extension(local.name)
     best: tuple[float, RepoFileEntry] | None = None
     for entry in files:
