@@ -120,12 +120,13 @@ def test_hub_down_imports_offline_then_retry_pending_enriches(
     model_id = run.json["results"][0]["model_id"]
     meta = json.loads((lib / model_id / "metadata.json").read_text())
     assert meta["pending_online_lookup"] is True and meta["repo_id"] is None
+    assert meta["trust_level"] is None  # not "no_match": the Hub never answered
     assert run_cli("--library", lib, "status", "--json").json["pending_lookups"] == 1
 
     still_down = run_cli("--library", lib, "retry-pending", "--json", env=fake_hub_env)
     assert still_down.code == 1
     meta = json.loads((lib / model_id / "metadata.json").read_text())
-    assert meta["pending_online_lookup"] is True
+    assert meta["pending_online_lookup"] is True and meta["trust_level"] is None
     assert meta["lookup_attempts"] == 2 and meta["last_lookup_attempt"]
 
     fake_hub.heal()

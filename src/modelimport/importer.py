@@ -193,7 +193,11 @@ def _find_duplicate(library: Library, db: sqlite3.Connection, planned: PlannedMo
     owners: set[str] | None = None
     for facts in planned.facts:
         rows = index.find_by_fast_hash(db, facts.size, planned.fast_hashes[facts.path.name])
-        found = {r["model_id"] for r in rows}
+        found = {
+            r["model_id"]
+            for r in rows
+            if _in_library(library, r["model_id"], r["name"], facts.size)
+        }
         owners = found if owners is None else owners & found
         if not owners:
             return None
@@ -208,6 +212,27 @@ def _find_duplicate(library: Library, db: sqlite3.Connection, planned: PlannedMo
         }
         if all(d in wanted for d in digests):
             return owner
+    return None
+
+
+def _in_library(library: Library, model_id: str, name: str, size: int) -> bool:
+    """The index says `model_id` holds the file; is it really there, whole? A file deleted or
+    truncated by hand must not make a new copy a "duplicate" that the user then deletes."""
+    try:
+        return (library.root / model_id / name).stat().st_size == size
+    except OSError:
+        return False
+
+
+def _holder(library: Library, db: sqlite3.Connection, entry: dict[str, Any]) -> str | None:
+    """The model whose library file has `entry`'s SHA256 and is present, or None."""
+    rows = db.execute(
+        "SELECT model_id, name FROM files WHERE sha256 = ? AND size = ?",
+        (entry["sha256"], entry["size"]),
+    )
+    for model_id, name in rows:
+        if _in_library(library, model_id, name, entry["size"]):
+            return model_id
     return None
 
 
@@ -333,13 +358,15 @@ def _stage_files(
         staged = txn.model_path / name
 
         source_stat = source.stat()
-        same_fs = source_stat.st_dev == staging_dev
-        stage = Stage.HASHING if options.move and same_fs else Stage.COPYING
+        # A symlink is never renamed (that would move the link, not the file) nor deleted:
+        # the bytes behind it are copied and both the link and its target stay as they are.
+        rename = options.move and source_stat.st_dev == staging_dev and not source.is_symlink()
+        stage = Stage.HASHING if rename else Stage.COPYING
 
         def on_bytes(done: int, base: int = done_before, stage: Stage = stage) -> None:
             progress(ProgressEvent(stage, item, base + done, total))
 
-        if options.move and same_fs:
+        if rename:
             digests = hash_file(source, on_bytes)
             txn.record(source, name, moved=True)
             os.rename(source, staged)
@@ -469,7 +496,7 @@ def _commit(
     slug = _slug_for(planned, record)
     with library.lock("commit"):
         model_files = [f for f in record["files"] if f["format"] != "index-json"]
-        owners = {index.find_by_sha256(db, f["sha256"]) for f in model_files}
+        owners = {_holder(library, db, f) for f in model_files}
         if len(owners) == 1 and None not in owners:
             owner = owners.pop()
             staging.rollback(txn)
@@ -520,10 +547,12 @@ def _unique_model_id(
 
 
 def _delete_copied_sources(entries: list[dict[str, Any]]) -> None:
-    """After a commit, a cross-filesystem move removes the sources it copied."""
+    """After a commit, a cross-filesystem move removes the sources it copied (never a
+    symlink: the file behind it belongs to someone else)."""
     for entry in entries:
-        if not entry["moved"]:
-            Path(entry["source"]).unlink(missing_ok=True)
+        source = Path(entry["source"])
+        if not entry["moved"] and not source.is_symlink():
+            source.unlink(missing_ok=True)
 
 
 def _describe_error(exc: BaseException, item: str) -> str:

@@ -50,7 +50,8 @@ def new_record(**fields: Any) -> dict[str, Any]:
         "match_source": "auto",
         "match_method": None,
         "match_confidence": 0.0,
-        "trust_level": "no_match",
+        # None until the Hub has been asked: "no_match" would claim the Hub has nothing.
+        "trust_level": None,
         "hash_mismatch": False,
         "pending_online_lookup": False,
         "lookup_attempts": 0,

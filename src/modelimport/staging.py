@@ -114,7 +114,7 @@ def _restore_moved_sources(path: Path, entries: list[dict[str, Any]]) -> list[st
             continue
         staged = path / "model" / entry["staged"]
         source = Path(entry["source"])
-        if staged.exists():
+        if os.path.lexists(staged):  # a moved symlink counts even if it dangles here
             if source.exists():
                 problems.append(f"{source} exists again; the moved copy stays at {staged}")
                 continue
