@@ -144,7 +144,7 @@ def test_html_page_renamed_safetensors_is_refused(tmp_path):
 def test_tiny_file_is_refused(tmp_path):
     path = tmp_path / "tiny.bin"
     path.write_bytes(b"abc")
-    assert "not a safetensors, GGUF or PyTorch file" in refused(path)
+    assert "not a model file: not a PyTorch checkpoint (ZIP or pickle)" in refused(path)
 
 
 # --- GGUF
@@ -357,3 +357,11 @@ def test_big_gguf_costs_only_its_header(tmp_path):
     assert facts.details["parameter_count"] == n and facts.details["quantization"] == "F16"
     assert peak < 4 * SMALL_PEAK  # the gguf package's own import is counted too
     assert elapsed < 2.0
+
+
+def test_random_bytes_named_like_a_checkpoint_are_not_called_bad_safetensors(tmp_path):
+    path = tmp_path / "random.ckpt"
+    path.write_bytes(bytes(range(7, 255)) * 40)
+    message = refused(path)
+    assert message.startswith("random.ckpt is not a model file: not a PyTorch checkpoint")
+    assert "safetensors file" not in message

@@ -215,7 +215,7 @@ def test_mistral_gguf_says_llama_architecture_but_its_name_refines_the_family(tm
 ])
 def test_gguf_architecture_table(tmp_path, arch, family, model_type):
     result = probe(make_gguf(tmp_path / f"{arch}.gguf", arch=arch, kv={"general.file_type": 1}))
-    assert (result.model_type, result.family, result.precision) == (model_type, family, "F16")
+    assert (result.model_type, result.family, result.precision) == (model_type, family, "fp16")
 
 
 def test_bert_safetensors(tmp_path):

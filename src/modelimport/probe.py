@@ -196,6 +196,9 @@ DTYPE_PRECISION: dict[str, str] = {
     "I8": "int8", "U8": "int8",
 }
 
+# GGUF file types that are plain floats -> the precision names used for other formats.
+GGUF_FLOAT_PRECISION = {"F32": "fp32", "F16": "fp16", "BF16": "bf16"}
+
 # Filename tokens -> precision and variant (the seed's rules), used only as fallback.
 NAME_PRECISION: tuple[tuple[str, str], ...] = (
     (r"fp16|half", "fp16"), (r"bf16", "bf16"), (r"fp32|float32", "fp32"), (r"fp8", "fp8"),
@@ -360,7 +363,8 @@ def _precision(
     if first.format == "gguf":
         quant = first.details.get("quantization")
         if quant:
-            return quant, "file"
+            # Unquantised GGUF types read like every other file's precision (fp16, not F16).
+            return GGUF_FLOAT_PRECISION.get(quant, quant), "file"
         counts = Counter()
         for info in tensors.values():
             if len(info.shape) >= 2:

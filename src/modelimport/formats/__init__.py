@@ -86,8 +86,22 @@ def inspect_file(path: Path) -> FileFacts:
     if len(head) == 8:
         from modelimport.formats.safetensors_file import inspect_safetensors
 
-        return inspect_safetensors(path, size, head)
-    raise InvalidModelFile(f"{path.name} is not a safetensors, GGUF or PyTorch file.")
+        try:
+            return inspect_safetensors(path, size, head)
+        except InvalidModelFile:
+            if path.suffix.lower() in PICKLE_SUFFIXES:
+                # Named like a checkpoint: saying it is "not valid safetensors" would mislead.
+                raise InvalidModelFile(_NOT_A_MODEL.format(name=path.name)) from None
+            raise
+    raise InvalidModelFile(_NOT_A_MODEL.format(name=path.name))
+
+
+# Extensions PyTorch checkpoints use (a safetensors file may wear them too).
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+_NOT_A_MODEL = (
+    "{name} is not a model file: not a PyTorch checkpoint (ZIP or pickle), "
+    "safetensors or GGUF."
+)
 
 
 __all__ = ["FileFacts", "TensorInfo", "inspect_file"]
