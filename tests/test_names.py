@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import unicodedata
 from pathlib import PurePath
 
 import pytest
 
-from modelimport.names import clean_model_name, is_generic_name, model_name_for, sanitize_component
+from modelimport.names import (
+    MAX_COMPONENT_BYTES,
+    clean_model_name,
+    is_generic_name,
+    model_name_for,
+    sanitize_component,
+    slugify,
+    valid_text,
+)
+
+# What Linux hands Python for the file name b"bad\xff\xfename.safetensors" (os.fsdecode).
+NOT_UTF8 = os.fsdecode(b"bad\xff\xfename.safetensors")
 
 
 @pytest.mark.parametrize(
@@ -16,14 +29,75 @@ from modelimport.names import clean_model_name, is_generic_name, model_name_for,
         ("a/b\\c", "a-b-c"),
         ("..", "unnamed"),
         ("name\x00with\x1fcontrol", "name-with-control"),
-        ("Ünïcödé モデル", "Unicode"),
-        ("x" * 500, "x" * 96),
+        ("Ünïcödé モデル", "Ünïcödé-モデル"),
+        ("x" * 500, "x" * MAX_COMPONENT_BYTES),
+        ("..safetensors", "unnamed.safetensors"),
+        ("../../x.safetensors", "x.safetensors"),
+        ("a/../../b.gguf", "a.b.gguf"),
+        ("\u2215etc\uff0fpasswd", "etc-passwd"),  # division slash, fullwidth solidus
+        ("evil\u202etxt.exe", "evil-txt.exe"),  # right-to-left override
+        (".hidden", "unnamed.hidden"),
+        ("-rf.pt", "rf.pt"),
+        (NOT_UTF8, "bad-name.safetensors"),
     ],
 )
 def test_sanitize_component_never_leaves_a_separator_or_dotdot(raw: str, expected: str):
     out = sanitize_component(raw)
     assert out == expected
     assert "/" not in out and "\\" not in out and out not in ("", ".", "..")
+    assert ".." not in out and not out.startswith((".", "-"))
+    assert all(unicodedata.category(ch)[0] != "C" for ch in out)  # no control, no surrogate
+    assert len(out.encode()) <= MAX_COMPONENT_BYTES
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("模型.safetensors", "模型.safetensors"),
+        ("ßüper.safetensors", "ßüper.safetensors"),
+        ("my model (v2) [final].safetensors", "my-model-v2-final.safetensors"),
+        ("Llama 3 — 8B.gguf", "Llama-3-8B.gguf"),
+        ("llama-3-70b-00001-of-00002.safetensors", "llama-3-70b-00001-of-00002.safetensors"),
+        ("x.safetensors.part2", "x.safetensors.part2"),
+        ("sd_xl_base_1.0_0.9vae.safetensors", "sd_xl_base_1.0_0.9vae.safetensors"),
+        ("Ke\u0301ras.bin", "K\u00e9ras.bin"),  # NFC: one é, however it was typed
+    ],
+)
+def test_file_names_keep_their_letters_and_extension(raw: str, expected: str):
+    assert sanitize_component(raw) == expected
+
+
+@pytest.mark.parametrize("stem", ["x" * 240, "模" * 100, "é" * 99 + "x"])
+def test_long_names_lose_the_end_of_their_stem_never_their_extension(stem: str):
+    out = sanitize_component(stem + ".safetensors")
+    assert out.endswith(".safetensors") and stem.startswith(out[: -len(".safetensors")])
+    assert MAX_COMPONENT_BYTES - 4 < len(out.encode()) <= MAX_COMPONENT_BYTES
+
+
+def test_slugs_keep_room_for_a_number_that_keeps_two_models_apart():
+    slug = slugify("X" * 500)
+    assert slug == "x" * len(slug)
+    assert sanitize_component(f"{slug}-12") == f"{slug}-12"
+
+
+@pytest.mark.parametrize(
+    ("filename", "slug"),
+    [
+        ("模型.safetensors", "模型"),
+        ("ßüper.safetensors", "ßüper"),
+        ("Модель-7B.gguf", "модель-7b"),
+        (NOT_UTF8, "bad-name"),
+        ("..safetensors", "model"),
+    ],
+)
+def test_slugs_of_names_in_any_script_are_meaningful(filename: str, slug: str):
+    assert slugify(clean_model_name(filename)) == slug
+
+
+def test_undecodable_bytes_never_reach_a_name_or_the_index():
+    assert clean_model_name(NOT_UTF8) == "bad-name"
+    assert valid_text(NOT_UTF8) == "bad\ufffd\ufffdname.safetensors"
+    valid_text(NOT_UTF8).encode("utf-8")  # what SQLite needs
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,8 @@ Invariants:
   each model's rows are written in one transaction.
 - The schema grows by small named migrations, applied once each, in order, and recorded in
   `schema_migrations`.
+- Only valid UTF-8 reaches SQLite (it refuses lone surrogates): a name from a file name that
+  is not UTF-8 is stored with U+FFFD; metadata.json keeps the exact original.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from modelimport.names import valid_text
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -115,6 +119,10 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def _sqlite_row(values: Iterable[Any]) -> tuple[Any, ...]:
+    return tuple(valid_text(v) if isinstance(v, str) else v for v in values)
+
+
 def _model_row(model_id: str, meta: dict[str, Any]) -> tuple[Any, ...]:
     files = meta.get("files") or []
     return (
@@ -143,18 +151,20 @@ def _write_model(db: sqlite3.Connection, model_id: str, meta: dict[str, Any]) ->
     db.execute("DELETE FROM files WHERE model_id = ?", (model_id,))
     db.execute(
         "INSERT OR REPLACE INTO models VALUES (" + ",".join("?" * 18) + ")",
-        _model_row(model_id, meta),
+        _sqlite_row(_model_row(model_id, meta)),
     )
     db.executemany(
         "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)",
         [
-            (
-                model_id,
-                f["name"],
-                int(f.get("size") or 0),
-                f.get("sha256"),
-                f.get("blake3"),
-                f.get("fast_hash"),
+            _sqlite_row(
+                (
+                    model_id,
+                    f["name"],
+                    int(f.get("size") or 0),
+                    f.get("sha256"),
+                    f.get("blake3"),
+                    f.get("fast_hash"),
+                )
             )
             for f in meta.get("files") or []
         ],
@@ -243,7 +253,7 @@ def list_models(
     if pending_only:
         where.append("pending_online_lookup = 1")
     sql = "SELECT * FROM models" + (" WHERE " + " AND ".join(where) if where else "")
-    return [dict(r) for r in db.execute(sql + " ORDER BY model_id", args)]
+    return [dict(r) for r in db.execute(sql + " ORDER BY model_id", _sqlite_row(args))]
 
 
 def pending_model_ids(db: sqlite3.Connection) -> list[str]:

@@ -23,6 +23,7 @@ import fcntl
 import json
 import os
 import tempfile
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,9 @@ def write_json_atomic(path: Path, data: Any) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, sort_keys=False, default=str)
+            # ASCII with \u escapes: a file name that is not UTF-8 (lone surrogates from
+            # os.fsdecode) is written as \udcXX and json.loads gives the very same str back.
+            json.dump(data, fh, indent=2, sort_keys=False, default=str, ensure_ascii=True)
             fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())
@@ -71,7 +74,8 @@ def make_model_id(model_type: str, family: str, slug: str) -> str:
 
 
 def validate_model_id(model_id: str) -> str:
-    parts = model_id.strip("/").split("/")
+    # Ids hold NFC text (see sanitize_component); a terminal may hand us another form.
+    parts = unicodedata.normalize("NFC", model_id).strip("/").split("/")
     if len(parts) != 3 or any(sanitize_component(p, "") != p for p in parts):
         raise ModelNotFound(f"{model_id!r} is not a model id (expected type/family/slug).")
     return "/".join(parts)

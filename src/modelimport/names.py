@@ -10,7 +10,11 @@ import re
 import unicodedata
 from pathlib import PurePath
 
-MAX_COMPONENT_LENGTH = 96
+# In UTF-8 bytes: well under the 255-byte NAME_MAX of common file systems (and eCryptfs'
+# 143), leaving room for the `N-` and `-N` the importer adds to keep two names apart.
+MAX_COMPONENT_BYTES = 128
+# Slugs stop short of the bound so that `<slug>-N` is still a whole component.
+SLUG_RESERVE_BYTES = 8
 
 MODEL_EXTENSIONS = (".safetensors", ".gguf", ".ckpt", ".pt", ".pth", ".bin")
 
@@ -41,20 +45,63 @@ GENERIC_STEMS = frozenset(
     }
 )
 _TOKEN_SPLIT = re.compile(r"[-_\s]+|(?<!\d)\.|\.(?!\d)")
-_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._+\-]+")
+# Kept as they are besides letters, marks and digits of any script.
+_KEPT_PUNCTUATION = frozenset("._+-")
+# A run of dots and dashes holding a dot becomes one dot: no `..`, no `name-.ext`.
+_DOT_RUN = re.compile(r"[-.]*\.[-.]*")
+# The extensions kept whole when a name is shortened (`.safetensors`, `.safetensors.part2`,
+# `.index.json`): up to three, longest first. ASCII only, so they always fit in the bound.
+_SUFFIXES = tuple(re.compile(rf"(?:\.[A-Za-z0-9]{{1,16}}){{{n}}}$") for n in (3, 2, 1))
+# What os.fsdecode makes of bytes that are not UTF-8 (\udc80-\udcff), and any other lone
+# surrogate a JSON header may smuggle in: not text, and SQLite and UTF-8 files refuse them.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def sanitize_component(raw: str, fallback: str = "unnamed") -> str:
-    """One safe path component: no separators, no `..`, no control characters, bounded length."""
-    text = unicodedata.normalize("NFKD", raw).encode("ascii", "ignore").decode("ascii")
-    text = _UNSAFE_CHARS.sub("-", text).strip("-.")
-    text = re.sub(r"-{2,}", "-", text)[:MAX_COMPONENT_LENGTH].strip("-.")
-    return text or fallback
+def sanitize_component(
+    raw: str, fallback: str = "unnamed", max_bytes: int = MAX_COMPONENT_BYTES
+) -> str:
+    """One safe path component: no separators, no `..`, no control characters, bounded length.
+
+    Letters, marks and digits of any script are kept (NFC), and `._+-`; anything else (slashes,
+    spaces, brackets, controls, undecodable bytes) becomes `-`. The result never starts with a
+    dot and is at most `max_bytes` of UTF-8; a long name loses the end of its stem, never its
+    extension, so `x.safetensors` stays a `.safetensors` file.
+    """
+    text = "".join(
+        ch if ch in _KEPT_PUNCTUATION or unicodedata.category(ch)[0] in "LMN" else "-"
+        for ch in unicodedata.normalize("NFC", raw)
+    )
+    text = re.sub(r"-{2,}", "-", _DOT_RUN.sub(".", text))
+    stem, suffix = _split_suffix(text)
+    stem = stem.strip("-.").encode()[: max_bytes - len(suffix)].decode("utf-8", "ignore")
+    stem = stem.strip("-.")
+    if not stem:
+        if not fallback:
+            return ""
+        stem = fallback
+    return stem + suffix
+
+
+def _split_suffix(text: str) -> tuple[str, str]:
+    """(stem, extensions): the most extensions that still leave a stem (`..safetensors` has
+    none left, and gets the caller's fallback stem)."""
+    found = [m for m in (p.search(text) for p in _SUFFIXES) if m]
+    for match in found:
+        if text[: match.start()].strip("-."):
+            return text[: match.start()], match.group()
+    return ("", found[-1].group()) if found else (text, "")
 
 
 def slugify(raw: str, fallback: str = "model") -> str:
-    """A lower-case slug for a model directory."""
-    return sanitize_component(raw.lower(), fallback=fallback)
+    """A lower-case slug for a model directory (any script's letters kept, see above)."""
+    return sanitize_component(
+        raw.lower(), fallback=fallback, max_bytes=MAX_COMPONENT_BYTES - SLUG_RESERVE_BYTES
+    )
+
+
+def valid_text(text: str) -> str:
+    """`text` with every lone surrogate (an undecodable byte of a file name) as U+FFFD."""
+    return _LONE_SURROGATE.sub("\ufffd", text)
 
 
 def strip_model_extension(filename: str) -> str:
@@ -73,11 +120,13 @@ def clean_model_name(filename: str) -> str:
 
     `Meta-Llama-3-8B-Instruct-Q4_K_M.gguf` -> `Meta-Llama-3-8B-Instruct`.
     """
-    stem = SHARD_SUFFIX.sub("", strip_model_extension(filename))
+    # Undecodable bytes separate words like any other junk between them.
+    name = _LONE_SURROGATE.sub("-", unicodedata.normalize("NFC", filename))
+    stem = SHARD_SUFFIX.sub("", strip_model_extension(name))
     # Quant names such as Q4_K_M contain separators; remove them before tokenising.
     stem = re.sub(r"(?i)(?<![A-Za-z0-9])i?q[1-8](_[0-9a-z]{1,2}){0,2}(?![A-Za-z0-9])", "", stem)
     tokens = [t for t in _TOKEN_SPLIT.split(stem) if t and not QUANT_TOKENS.match(t)]
-    return "-".join(tokens) or stem or filename
+    return "-".join(tokens) or stem or name
 
 
 def is_generic_name(filename: str) -> bool:

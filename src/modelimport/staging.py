@@ -16,7 +16,6 @@ Invariants:
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import os
@@ -135,6 +134,9 @@ def recover(library: Library, reindex: Any) -> RecoveryReport:
     """Roll back or finish every transaction whose process died.
 
     `reindex(model_id)` indexes a model that was committed to disk but not yet indexed.
+    A transaction that cannot be recovered (an unreadable journal, a model the index refuses)
+    is left as it is and reported as a problem: recovery runs before every command, so one
+    odd transaction must never stop the others, nor the command.
     """
     if not library.staging_dir.is_dir():
         return RecoveryReport()
@@ -153,25 +155,32 @@ def recover(library: Library, reindex: Any) -> RecoveryReport:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 continue  # a live process owns it
-            journal = _read_journal(path)
-            dest = journal.get("dest")
-            committed = (
-                dest is not None
-                and not (path / "model").exists()
-                and _committed_by(library, dest, journal.get("txn"))
-            )
-            if committed:
-                reindex(dest)
-                completed += 1
-            else:
-                moved = [e for e in journal.get("entries", []) if e.get("moved")]
-                txn_problems = _restore_moved_sources(path, journal.get("entries", []))
-                if txn_problems:
-                    # Keep the directory: it still holds the only copy of a moved file.
-                    problems += txn_problems
-                    continue
-                restored += len(moved)
-                rolled_back += 1
+            try:
+                journal = _read_journal(path)
+                dest = journal.get("dest")
+                committed = (
+                    dest is not None
+                    and not (path / "model").exists()
+                    and _committed_by(library, dest, journal.get("txn"))
+                )
+                if committed:
+                    reindex(dest)
+                    completed += 1
+                else:
+                    moved = [e for e in journal.get("entries", []) if e.get("moved")]
+                    txn_problems = _restore_moved_sources(path, journal.get("entries", []))
+                    if txn_problems:
+                        # Keep the directory: it still holds the only copy of a moved file.
+                        problems += txn_problems
+                        continue
+                    restored += len(moved)
+                    rolled_back += 1
+            except Exception as exc:  # whatever it is, it is this transaction's alone
+                problems.append(
+                    f"The interrupted import in {path} could not be recovered "
+                    f"({_reason(exc)}); it is left as it is and tried again by the next command."
+                )
+                continue
             shutil.rmtree(path, ignore_errors=True)
         finally:
             os.close(fd)
@@ -179,9 +188,28 @@ def recover(library: Library, reindex: Any) -> RecoveryReport:
 
 
 def _read_journal(path: Path) -> dict[str, Any]:
-    with contextlib.suppress(OSError, ValueError):
-        return json.loads((path / JOURNAL).read_text(encoding="utf-8"))
-    return {}
+    """The journal; {} for a transaction that died in `begin`, before it staged anything.
+
+    Raises OSError or ValueError for a journal that cannot be read: guessing would risk
+    deleting the only copy of a moved file.
+    """
+    try:
+        text = (path / JOURNAL).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        model = path / "model"
+        if model.is_dir() and any(model.iterdir()):
+            raise
+        return {}
+    journal = json.loads(text)
+    if not isinstance(journal, dict):
+        raise ValueError("the journal is not a JSON object")
+    return journal
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return str(exc) or type(exc).__name__
 
 
 def _committed_by(library: Library, model_id: str, txn_id: str | None) -> bool:
