@@ -67,10 +67,11 @@ def test_lookup_hub_down_is_one_line_not_a_failure(
 
 
 def test_lookup_bad_path_is_one_sentence(tmp_path: Path) -> None:
+    # A file that cannot be looked up is that file's failure (exit 1), not bad usage.
     run = run_cli("lookup", tmp_path / "missing.safetensors")
-    assert run.code == 2
-    assert run.stderr.strip().endswith("does not exist.") and "Traceback" not in run.stderr
+    assert run.code == 1
+    assert run.stdout.strip().endswith("does not exist.") and "Traceback" not in run.stderr
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"not a model at all")
     run = run_cli("lookup", junk)
-    assert run.code == 2 and "Traceback" not in run.stderr and run.stderr.count("\n") == 1
+    assert run.code == 1 and "Traceback" not in run.stderr and run.stdout.count("\n") == 1

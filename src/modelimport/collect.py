@@ -1,13 +1,14 @@
 """Collect: expand the paths a person names into candidate model files.
 
 Folders are walked recursively. Symlinked folders are followed once (loops are detected by
-device and inode); fifos, sockets and devices are never opened. A file named on the
-command line that cannot be imported is a failure; unsupported files met in a folder are
-skipped and counted.
+device and inode); fifos, sockets and devices are never opened. A file or folder named on
+the command line that cannot be imported or listed is a failure; unsupported files met in a
+folder are skipped and counted.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from dataclasses import dataclass, field
@@ -44,14 +45,11 @@ def collect_paths(paths: list[Path], exclude: Path | None = None) -> Collected:
     for given in paths:
         try:
             st = given.stat()  # follows symlinks: a named link means its target
-        except FileNotFoundError:
-            out.failures.append((given, f"{given} does not exist."))
-            continue
         except OSError as exc:
-            out.failures.append((given, f"{given} cannot be read: {exc.strerror or exc}."))
+            out.failures.append((given, unreadable_reason(given, exc)))
             continue
         if stat.S_ISDIR(st.st_mode):
-            _walk(given, out, seen_files, {(st.st_dev, st.st_ino)}, excluded)
+            _walk(given, out, seen_files, {(st.st_dev, st.st_ino)}, excluded, named=True)
         elif not stat.S_ISREG(st.st_mode):
             out.failures.append((given, f"{given} is not a regular file."))
         elif not is_candidate_name(given.name):
@@ -68,6 +66,39 @@ def collect_paths(paths: list[Path], exclude: Path | None = None) -> Collected:
     return out
 
 
+def unreadable_reason(path: Path, exc: OSError) -> str:
+    """One sentence for a path that cannot be looked at (stat, open or list)."""
+    if isinstance(exc, FileNotFoundError):
+        return f"{path} does not exist."
+    if isinstance(exc, PermissionError):
+        return f"Permission denied reading {path}."
+    return f"{path} cannot be read: {exc.strerror or exc}."
+
+
+# The errors `Path.exists()` turns into False; any other makes it raise.
+ABSENT_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP}
+
+
+def split_unreachable(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Named paths that can be looked at, and those whose stat fails for another reason than
+    absence (permission denied, name too long), each with its one-sentence reason.
+
+    The importer tells a failed named path from a rejected one with `Path.exists()`, which
+    raises for the second kind; they are settled before the plan instead.
+    """
+    reachable: list[Path] = []
+    unreachable: list[tuple[Path, str]] = []
+    for path in paths:
+        try:
+            path.stat()
+        except OSError as exc:
+            if exc.errno not in ABSENT_ERRNOS:
+                unreachable.append((path, unreadable_reason(path, exc)))
+                continue
+        reachable.append(path)
+    return reachable, unreachable
+
+
 def _identity(path: Path) -> tuple[int, int] | None:
     try:
         st = path.stat()
@@ -82,11 +113,15 @@ def _walk(
     seen_files: set[tuple[int, int]],
     seen_dirs: set[tuple[int, int]],
     excluded: tuple[int, int] | None,
+    named: bool = False,
 ) -> None:
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as exc:
-        out.skipped.append((folder, f"cannot list folder: {exc.strerror or exc}"))
+        if named:  # the person asked for this folder: not being able to list it is a failure
+            out.failures.append((folder, unreadable_reason(folder, exc)))
+        else:
+            out.skipped.append((folder, f"cannot list folder: {exc.strerror or exc}"))
         return
     for entry in entries:
         path = Path(entry.path)

@@ -116,7 +116,7 @@ def plan_import(
     plan = ImportPlan()
     collected = collect_paths(paths, exclude=library.root)
     for path, reason in collected.failures:
-        status = FAILED if not path.exists() else REJECTED
+        status = FAILED if not os.path.exists(path) else REJECTED  # never raises (EACCES)
         plan.settled.append(ItemResult(status, [str(path)], error=reason))
     for path, reason in collected.skipped:
         plan.settled.append(ItemResult(SKIPPED, [str(path)], error=reason))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,10 +36,8 @@ def open_library(root: Path, create: bool = True) -> OpenLibrary:
     from modelimport.importer import recover_library
 
     library = Library(root)
-    if not library.exists and not create:
-        raise LibraryError(
-            f"There is no model library at {root} yet; import something first or pass --library."
-        )
+    if not create:
+        _require_existing(library)
     library.ensure()
     try:
         db = index.connect(library.index_path)
@@ -49,6 +48,27 @@ def open_library(root: Path, create: bool = True) -> OpenLibrary:
         ) from exc
     recovery = recover_library(library, db)
     return OpenLibrary(library, db, recovery)
+
+
+def _require_existing(library: Library) -> None:
+    """Commands that only read or maintain a library never create one, so a mistyped
+    --library is reported instead of showing an empty new library."""
+    root = library.root
+    try:
+        if not stat.S_ISDIR(root.stat().st_mode):
+            raise LibraryError(f"The library path {root} is not a folder.")
+        found = library.exists
+    except FileNotFoundError:
+        found = False
+    except PermissionError as exc:
+        raise LibraryError(f"Permission denied reading the library at {root}.") from exc
+    except OSError as exc:
+        raise LibraryError(f"The library at {root} cannot be read: {exc.strerror or exc}.") from exc
+    if not found:
+        raise LibraryError(
+            f"There is no model library at {root} yet; `modelimport import` creates one "
+            "(or pass --library to name another)."
+        )
 
 
 def rescan_state(library: Library) -> dict[str, Any] | None:
@@ -85,21 +105,94 @@ def rescan(opened: OpenLibrary, progress: ProgressSink = ignore_progress) -> dic
         total = len(paths)
         models: list[tuple[str, dict[str, Any]]] = []
         unreadable: list[str] = []
+        problems: list[str] = []
         started = now_iso()
         write_json_atomic(state_path, {"done": 0, "total": total, "started": started})
         for done, path in enumerate(paths, 1):
             model_id = library.model_id_of(path)
-            try:
-                models.append((model_id, json.loads(path.read_text(encoding="utf-8"))))
-            except (OSError, ValueError):
+            record, problem = _read_record(path)
+            if problem is None:
+                models.append((model_id, record))
+            else:
                 unreadable.append(model_id)
+                problems.append(f"{path} {problem}; it was skipped.")
             if done % RESCAN_PROGRESS_EVERY == 0 or done in (1, total):
                 progress(ProgressEvent(Stage.SCANNING, "rescan", done, total))
                 write_json_atomic(state_path, {"done": done, "total": total, "started": started})
                 fault_point("rescan.progress", done)
         count = index.replace_all(opened.db, models)
         state_path.unlink(missing_ok=True)
-    return {"library": str(library.root), "models": count, "unreadable": unreadable}
+    return {
+        "library": str(library.root),
+        "models": count,
+        "unreadable": unreadable,
+        "problems": problems,
+    }
+
+
+# What the index copies from a record into its columns (index._model_row): SQLite binds only
+# scalars, so a record with another shape here is skipped rather than failing the rebuild.
+INDEXED_FIELDS = (
+    "model_type", "family", "official_name", "cleaned_name", "precision", "repo_id",
+    "match_source", "match_method", "match_confidence", "trust_level", "added_at", "updated_at",
+)  # fmt: skip
+INDEXED_FILE_FIELDS = ("sha256", "blake3", "fast_hash")
+JSON_TYPE_NAMES = {
+    list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean",
+    type(None): "null",
+}  # fmt: skip
+SQLITE_INT_MAX = 2**63 - 1
+
+
+def _read_record(path: Path) -> tuple[dict[str, Any], str | None]:
+    """A metadata.json's record, or why it cannot be indexed (the end of a sentence)."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        return {}, f"could not be read ({exc.strerror or exc})"
+    except (ValueError, RecursionError):
+        return {}, "is not valid JSON"
+    if not isinstance(record, dict):
+        return {}, f"holds {JSON_TYPE_NAMES.get(type(record), 'a value')}, not a JSON object"
+    return record, _record_shape_problem(record)
+
+
+def _record_shape_problem(record: dict[str, Any]) -> str | None:
+    for key in INDEXED_FIELDS:
+        if not _is_sql_scalar(record.get(key)):
+            return f"has a {key} that is not a single value"
+    files = record.get("files")
+    if files is None:
+        return None
+    if not isinstance(files, list) or not all(isinstance(f, dict) for f in files):
+        return "has files that are not a list of objects"
+    for f in files:
+        if not isinstance(f.get("name"), str) or not _is_sql_scalar(f["name"]):
+            return "lists a file without a usable name"
+        size = f.get("size")
+        if size is not None and not (
+            isinstance(size, int) and 0 <= size <= SQLITE_INT_MAX and not isinstance(size, bool)
+        ):
+            return f"lists {f['name']} with a size that is not a byte count"
+        if not all(_is_sql_scalar(f.get(key)) for key in INDEXED_FILE_FIELDS):
+            return f"lists {f['name']} with a hash that is not a single value"
+    return None
+
+
+def _is_sql_scalar(value: Any) -> bool:
+    if isinstance(value, int):
+        return -SQLITE_INT_MAX - 1 <= value <= SQLITE_INT_MAX
+    if isinstance(value, str):
+        return value.isascii() or _is_utf8(value)  # JSON allows lone surrogates; SQLite not
+    return value is None or isinstance(value, float)
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def mark_manual(opened: OpenLibrary, model_ids: list[str]) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from modelimport.cli.options import (
     RefreshOpt,
     VerboseOpt,
     YesOpt,
+    paths_argument,
     resolve_options,
 )
 from modelimport.cli.output import Output
@@ -40,10 +41,7 @@ Examples:
 @app.command("import", epilog=IMPORT_EXAMPLES)
 def import_command(
     ctx: typer.Context,
-    paths: Annotated[
-        list[Path],
-        typer.Argument(metavar="PATH", help="Model files and folders (folders are walked)."),
-    ],
+    paths: Annotated[list[Path], paths_argument("Model files and folders (folders are walked).")],
     move: Annotated[
         bool,
         typer.Option(
@@ -75,11 +73,13 @@ def import_command(
     Each file is read once: SHA256 and BLAKE3 are computed while it is copied into a
     staging folder inside the library, then the model appears by one atomic rename.
     """
+    from modelimport.collect import split_unreachable
     from modelimport.importer import (
         FAILED,
         IMPORTED,
         REJECTED,
         ImportOptions,
+        ItemResult,
         execute_plan,
         plan_import,
     )
@@ -101,8 +101,12 @@ def import_command(
     )
     opened = open_for(opts, out)
     hub_session = None if offline_mode else _hub_session(timeout=timeout, refresh=refresh)
+    # Settled here, not by the planner: it tells a failed named path from a rejected one
+    # with Path.exists(), which raises for a path it may not look at.
+    reachable, unreachable = split_unreachable(paths)
     with planning_sink(opts.json, out.err) as sink:
-        plan = plan_import(paths, opened.library, opened.db, options, sink, hub_session)
+        plan = plan_import(reachable, opened.library, opened.db, options, sink, hub_session)
+    plan.settled[:0] = [ItemResult(FAILED, [str(p)], error=why) for p, why in unreachable]
     if not opts.yes and plan.models:
         _render_plan(out.err, plan)
         _confirm_low_confidence(plan)

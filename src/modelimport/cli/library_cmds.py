@@ -11,7 +11,15 @@ from rich.table import Table
 
 from modelimport.cli.app import app
 from modelimport.cli.common import human_size, open_for
-from modelimport.cli.options import JsonOpt, LibraryOpt, VerboseOpt, resolve_options
+from modelimport.cli.options import (
+    JsonOpt,
+    LibraryOpt,
+    OfflineOpt,
+    VerboseOpt,
+    YesOpt,
+    paths_argument,
+    resolve_options,
+)
 from modelimport.cli.output import Output
 from modelimport.cli.progress import progress_sink
 
@@ -21,14 +29,18 @@ def status(
     ctx: typer.Context,
     library: LibraryOpt = None,
     json_: JsonOpt = False,
+    offline: OfflineOpt = False,
+    yes: YesOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Show the library: where it is, how many models, their size, pending lookups."""
     from modelimport.maintenance import library_status
 
-    opts = resolve_options(ctx, library=library, json=json_, verbose=verbose)
+    opts = resolve_options(
+        ctx, library=library, json=json_, offline=offline, yes=yes, verbose=verbose
+    )
     out = Output(opts.json, opts.verbose)
-    data = library_status(open_for(opts, out))
+    data = library_status(open_for(opts, out, create=False))
     out.result(data, lambda console: _render_status(console, data))
 
 
@@ -52,16 +64,23 @@ def rescan(
     ctx: typer.Context,
     library: LibraryOpt = None,
     json_: JsonOpt = False,
+    offline: OfflineOpt = False,
+    yes: YesOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Rebuild the index from every metadata.json in the library (records are not changed)."""
     from modelimport.maintenance import rescan as run_rescan
 
-    opts = resolve_options(ctx, library=library, json=json_, verbose=verbose)
+    opts = resolve_options(
+        ctx, library=library, json=json_, offline=offline, yes=yes, verbose=verbose
+    )
     out = Output(opts.json, opts.verbose)
     opened = open_for(opts, out, create=False)
     with progress_sink(opts.json, out.err) as sink:
         data = run_rescan(opened, sink)
+    if not opts.json:  # on stderr JSON mode writes only JSON lines; the JSON lists them
+        for problem in data["problems"]:
+            out.error(problem)
     out.result(
         data,
         lambda console: console.print(
@@ -87,11 +106,16 @@ def mark_manual(
     ],
     library: LibraryOpt = None,
     json_: JsonOpt = False,
+    offline: OfflineOpt = False,
+    yes: YesOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Protect models from automatic updates (retry-pending, rescan keep them as they are)."""
     from modelimport.maintenance import mark_manual as run_mark
 
-    opts = resolve_options(ctx, library=library, json=json_)
+    opts = resolve_options(
+        ctx, library=library, json=json_, offline=offline, yes=yes, verbose=verbose
+    )
     out = Output(opts.json, opts.verbose)
     results = run_mark(open_for(opts, out, create=False), model_ids)
 
@@ -111,16 +135,20 @@ SHARDS_EXAMPLES = (
 @app.command(epilog=SHARDS_EXAMPLES)
 def shards(
     ctx: typer.Context,
-    paths: Annotated[
-        list[Path], typer.Argument(metavar="PATH", help="Files and folders to group.")
-    ],
+    paths: Annotated[list[Path], paths_argument("Files and folders to group.")],
+    library: LibraryOpt = None,
     json_: JsonOpt = False,
+    offline: OfflineOpt = False,
+    yes: YesOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Group sharded sets and report whether each is complete (reads names, not data)."""
     from modelimport.collect import collect_paths
     from modelimport.shards import group_files
 
-    opts = resolve_options(ctx, json=json_)
+    opts = resolve_options(
+        ctx, library=library, json=json_, offline=offline, yes=yes, verbose=verbose
+    )
     out = Output(opts.json, opts.verbose)
     collected = collect_paths(paths)
     groups = [
@@ -195,11 +223,16 @@ def list_command(
     ] = False,
     library: LibraryOpt = None,
     json_: JsonOpt = False,
+    offline: OfflineOpt = False,
+    yes: YesOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """List the models in the library, from the index."""
     from modelimport.index import list_models
 
-    opts = resolve_options(ctx, library=library, json=json_)
+    opts = resolve_options(
+        ctx, library=library, json=json_, offline=offline, yes=yes, verbose=verbose
+    )
     out = Output(opts.json, opts.verbose)
     opened = open_for(opts, out, create=False)
     models = list_models(opened.db, model_type, family, pending)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -14,13 +15,16 @@ from modelimport.cli.app import app
 from modelimport.cli.options import (
     HubTimeoutOpt,
     JsonOpt,
+    LibraryOpt,
     OfflineOpt,
     RefreshOpt,
     VerboseOpt,
+    YesOpt,
+    paths_argument,
     resolve_options,
 )
 from modelimport.cli.output import Output, styled
-from modelimport.errors import InvalidModelFile, UsageError
+from modelimport.errors import ModelImportError, UsageError
 
 if TYPE_CHECKING:
     from modelimport.hub import LookupResult
@@ -54,7 +58,7 @@ TRUST_STYLES = {
 @app.command("lookup", epilog=LOOKUP_EXAMPLES)
 def lookup_command(
     ctx: typer.Context,
-    paths: Annotated[list[Path], typer.Argument(metavar="PATH", help="Model files to identify.")],
+    paths: Annotated[list[Path], paths_argument("Model files to identify.")],
     top: Annotated[int, typer.Option("--top", min=1, help="Candidates to show per file.")] = 5,
     verify: Annotated[
         bool,
@@ -66,37 +70,75 @@ def lookup_command(
     ] = False,
     refresh: RefreshOpt = False,
     timeout: HubTimeoutOpt = 5.0,
+    library: LibraryOpt = None,
     json_: JsonOpt = False,
     offline: OfflineOpt = False,
+    yes: YesOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Identify model files on the Hugging Face Hub, with a trust level for each match.
 
     Without --verify a file is never read whole: its format, header and a fast hash (first
     and last 8 MiB) are read, and the Hub's sizes and SHA256s are compared when importing.
+    Each file gets its own result; a file that cannot be read gets an error instead.
     """
+    from modelimport.collect import unreadable_reason
     from modelimport.hub import HubSession
 
-    opts = resolve_options(ctx, json=json_, offline=offline, verbose=verbose)
+    opts = resolve_options(
+        ctx, library=library, json=json_, offline=offline, yes=yes, verbose=verbose
+    )
     out = Output(opts.json, opts.verbose)
-    files = [_checked_file(p) for p in paths]
+    # All paths are checked before any is looked up, so a folder is bad usage up front.
+    problems = [_file_problem(p) for p in paths]
     session = HubSession(
         offline=opts.offline, timeout=timeout, refresh=refresh, search_limit=max(top, 5)
     )
     reports = []
-    for path in files:
+    for path, problem in zip(paths, problems, strict=True):
         out.debug(f"Looking up {path}")
-        reports.append(_lookup_one(session, path, verify=verify, top=top))
+        if problem is None:
+            try:
+                reports.append(_lookup_one(session, path, verify=verify, top=top))
+                continue
+            except ModelImportError as exc:
+                problem = str(exc)
+            except OSError as exc:
+                problem = unreadable_reason(path, exc)
+        reports.append(_failed_report(path, problem))
     data = {"results": reports, "hub_calls": dict(session.calls)}
     out.result(data, lambda console: _render(console, reports))
+    raise typer.Exit(1 if any(r["error"] for r in reports) else 0)
 
 
-def _checked_file(path: Path) -> Path:
-    if not path.exists():
-        raise UsageError(f"{path} does not exist.")
-    if path.is_dir():
+def _file_problem(path: Path) -> str | None:
+    """Why `path` cannot be looked up, found without opening it (opening a fifo blocks)."""
+    from modelimport.collect import unreadable_reason
+
+    try:
+        st = path.stat()
+    except OSError as exc:
+        return unreadable_reason(path, exc)
+    if stat.S_ISDIR(st.st_mode):
         raise UsageError(f"{path} is a folder; lookup takes model files.")
-    return path
+    if not stat.S_ISREG(st.st_mode):
+        return f"{path} is not a regular file; lookup reads only model files."
+    return None
+
+
+def _failed_report(path: Path, error: str) -> dict[str, Any]:
+    """A report with the keys of a looked-up file's, nothing identified, and the error."""
+    from modelimport.hub.records import no_match
+
+    return {
+        "path": str(path),
+        "file": None,
+        "status": "failed",
+        **no_match().to_json(),
+        "trust": None,
+        "confidence": None,
+        "error": error,
+    }
 
 
 def _lookup_one(session: Any, path: Path, *, verify: bool, top: int) -> dict[str, Any]:
@@ -105,10 +147,7 @@ def _lookup_one(session: Any, path: Path, *, verify: bool, top: int) -> dict[str
     from modelimport.hub import LocalFile, LookupRequest
     from modelimport.probe import probe_model
 
-    try:
-        facts = inspect_file(path)
-    except InvalidModelFile as exc:
-        raise UsageError(str(exc)) from exc
+    facts = inspect_file(path)
     probe = probe_model([facts])
     local = LocalFile(
         name=path.name,
@@ -135,6 +174,7 @@ def _lookup_one(session: Any, path: Path, *, verify: bool, top: int) -> dict[str
         },
         "status": _status(result),
         **_trimmed(result, top),
+        "error": None,
     }
 
 
@@ -164,6 +204,9 @@ def _render(console: Console, reports: list[dict[str, Any]]) -> None:
     from modelimport.cli.common import human_size
 
     for report in reports:
+        if report["error"]:
+            console.print(Text.assemble(("Error: ", "bold red"), report["error"]))
+            continue
         f = report["file"]
         says = ", ".join(
             f"{label} {value}"

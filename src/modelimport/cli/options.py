@@ -1,14 +1,15 @@
 """Options shared by several commands, defined once.
 
 Global options may be given before the command (`modelimport --json status`) or after it
-(`modelimport status --json`); `resolve_options` merges both.
+(`modelimport status --json`); `resolve_options` merges both. So every command declares all
+five global options, and one that does not apply to it is accepted and ignored.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -34,6 +35,12 @@ HubTimeoutOpt = Annotated[
     float, typer.Option("--timeout", min=0.1, help="Seconds per Hub call before giving up.")
 ]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Say more about each step.")]
+
+
+def paths_argument(help: str) -> Any:
+    """The PATH... argument of commands that take files. Typer would refuse an unreadable
+    path as bad usage (exit 2) before the command runs; the command reports it per item."""
+    return typer.Argument(metavar="PATH", help=help, readable=False)
 
 
 @dataclass

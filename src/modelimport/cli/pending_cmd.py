@@ -14,8 +14,10 @@ from modelimport.cli.options import (
     HubTimeoutOpt,
     JsonOpt,
     LibraryOpt,
+    OfflineOpt,
     RefreshOpt,
     VerboseOpt,
+    YesOpt,
     resolve_options,
 )
 from modelimport.cli.output import Output
@@ -33,6 +35,8 @@ def retry_pending_command(
     timeout: HubTimeoutOpt = 5.0,
     library: LibraryOpt = None,
     json_: JsonOpt = False,
+    offline: OfflineOpt = False,
+    yes: YesOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Look up on the Hub every model still pending an online lookup.
@@ -43,7 +47,9 @@ def retry_pending_command(
     from modelimport.enrich import retry_pending
     from modelimport.hub import HubSession
 
-    opts = resolve_options(ctx, library=library, json=json_, verbose=verbose)
+    opts = resolve_options(
+        ctx, library=library, json=json_, offline=offline, yes=yes, verbose=verbose
+    )
     if opts.offline or hub_offline_by_env():
         raise UsageError("retry-pending needs the Hub; drop --offline / HF_HUB_OFFLINE=1.")
     out = Output(opts.json, opts.verbose)
