@@ -122,3 +122,11 @@ def test_names_that_look_like_rich_markup_print_as_themselves(tmp_path: Path):
         assert "Internal error" not in run.stderr
     assert name in run_cli("--library", lib, "import", source, "--yes").stdout
     assert name in run_cli("--library", lib, "lookup", source, "--offline").stdout
+
+
+def test_version():
+    from importlib.metadata import version
+
+    run = run_cli("--version")
+    assert run.code == 0
+    assert run.stdout.strip() == f"modelimport {version('modelimport')}"

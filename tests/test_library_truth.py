@@ -64,3 +64,11 @@ def test_move_of_a_symlink_copies_the_file_and_leaves_link_and_target(
     assert link.is_symlink() and target.read_bytes() == data  # nothing moved or deleted
     target.unlink()  # the library copy does not depend on the original
     assert held.read_bytes() == data
+
+
+def test_metadata_json_is_as_readable_as_the_model_file(tmp_path: Path):
+    source = make_safetensors(tmp_path / "m.safetensors")
+    lib = tmp_path / "lib"
+    model_dir = lib / _import(lib, source)["model_id"]
+    modes = {p.name: p.stat().st_mode & 0o777 for p in model_dir.iterdir()}
+    assert modes["metadata.json"] == modes["m.safetensors"], modes

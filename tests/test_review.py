@@ -67,3 +67,17 @@ def test_review_shows_what_the_file_says_and_can_decline(tmp_path: Path):
     assert code == 0, text
     assert "1 imported" in text
     assert len([p for p in library_files(lib) if p.suffix == ".gguf"]) == 1
+
+
+def test_declining_still_reports_rejected_files_in_the_exit_code(tmp_path: Path):
+    folder = tmp_path / "dl"
+    folder.mkdir()
+    make_gguf(folder / "model-Q8_0.gguf", kv={"general.file_type": 7})
+    (folder / "x.bin").write_bytes(b"")
+    lib = tmp_path / "lib"
+    code, text = _run_on_terminal(
+        ["--library", str(lib), "import", str(folder), "--offline"], {"model(s)?": "n\n"}
+    )
+    assert "x.bin is empty" in text and "Nothing imported." in text
+    assert code == 1, text
+    assert library_files(lib) == []

@@ -112,7 +112,8 @@ def import_command(
         _confirm_low_confidence(plan)
         if not typer.confirm(f"Import {len(plan.models)} model(s)?", default=True, err=True):
             out.info("Nothing imported.")
-            raise typer.Exit(0)
+            # Declining is not a failure, but files that were rejected still were.
+            raise typer.Exit(1 if any(r.status in (FAILED, REJECTED) for r in plan.settled) else 0)
     with progress_sink(opts.json, out.err) as sink:
         results = execute_plan(plan, opened.library, opened.db, options, sink, hub_session)
     report = _report(results)
