@@ -196,14 +196,17 @@ def test_cross_filesystem_move_deletes_source_only_after_commit(tmp_path: Path):
         subprocess.run(["rm", "-rf", str(shm)], check=False)
 
 
-def test_two_processes_importing_the_same_file_add_it_once(tmp_path: Path):
+def test_processes_importing_the_same_file_at_once_add_it_once(tmp_path: Path):
     source = _big_model(tmp_path / "same.safetensors", size=64 << 20)
     lib = tmp_path / "lib"
     run_cli("--library", lib, "status")  # create the library first
-    procs = [start_cli("--library", lib, "import", source, "--yes", "--json") for _ in range(2)]
+    # Three at once: opening the index while another process closes it (and checkpoints its
+    # WAL) used to fail at once with "database is locked", reported as a damaged index.
+    procs = [start_cli("--library", lib, "import", source, "--yes", "--json") for _ in range(3)]
     outputs = [p.communicate(timeout=120) for p in procs]
+    assert all(out.strip() for out, _ in outputs), [err for _, err in outputs]
     statuses = sorted(json.loads(out)["results"][0]["status"] for out, _ in outputs)
-    assert statuses == ["duplicate", "imported"], [err for _, err in outputs]
+    assert statuses == ["duplicate", "duplicate", "imported"], [err for _, err in outputs]
     assert run_cli("--library", lib, "status", "--json").json["models"] == 1
     assert len([p for p in library_files(lib) if p.name == "same.safetensors"]) == 1
 

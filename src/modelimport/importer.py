@@ -229,7 +229,7 @@ def _holder(library: Library, db: sqlite3.Connection, entry: dict[str, Any]) -> 
     rows = db.execute(
         "SELECT model_id, name FROM files WHERE sha256 = ? AND size = ?",
         (entry["sha256"], entry["size"]),
-    )
+    ).fetchall()  # read whole: an unfinished statement would hold a read snapshot open
     for model_id, name in rows:
         if _in_library(library, model_id, name, entry["size"]):
             return model_id

@@ -14,14 +14,16 @@ Invariants:
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from modelimport.names import valid_text
 
 BUSY_TIMEOUT_MS = 30_000
+T = TypeVar("T")
 
 
 def _run_statements(db: sqlite3.Connection, script: str) -> None:
@@ -81,12 +83,39 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
 def connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
     db.row_factory = sqlite3.Row
-    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    db.execute("PRAGMA journal_mode = WAL")
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    _while_locked(lambda: db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}"), deadline)
+    # WAL is a property of the file, set once. Asking for it again makes SQLite take a lock
+    # without its busy handler, so a second process opening the index while the first
+    # closes it (and checkpoints the WAL) failed at once with "database is locked".
+    mode = _while_locked(lambda: db.execute("PRAGMA journal_mode").fetchone()[0], deadline)
+    if str(mode).lower() != "wal":
+        _while_locked(lambda: db.execute("PRAGMA journal_mode = WAL"), deadline)
     db.execute("PRAGMA synchronous = NORMAL")
     db.execute("PRAGMA foreign_keys = ON")
-    migrate(db)
+    _while_locked(lambda: migrate(db), deadline)
     return db
+
+
+def is_locked(exc: BaseException) -> bool:
+    """SQLite's "database is locked"/"busy": another process holds the index right now."""
+    return isinstance(exc, sqlite3.OperationalError) and any(
+        word in str(exc).lower() for word in ("locked", "busy")
+    )
+
+
+def _while_locked(step: Callable[[], T], deadline: float) -> T:
+    """Run `step`, retrying while the index is locked by another process (until `deadline`):
+    the lock SQLite takes when opening or recovering a WAL file does not wait by itself."""
+    delay = 0.005
+    while True:
+        try:
+            return step()
+        except sqlite3.OperationalError as exc:
+            if not is_locked(exc) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
 
 
 def migrate(db: sqlite3.Connection) -> None:

@@ -42,6 +42,11 @@ def open_library(root: Path, create: bool = True) -> OpenLibrary:
     try:
         db = index.connect(library.index_path)
     except sqlite3.DatabaseError as exc:
+        if index.is_locked(exc):
+            raise LibraryError(
+                f"The index at {library.index_path} stayed locked by another modelimport "
+                f"process for {index.BUSY_TIMEOUT_MS // 1000} s; try again when it has finished."
+            ) from exc
         raise LibraryError(
             f"The index at {library.index_path} is damaged ({exc}); delete it and run "
             "`modelimport rescan` to rebuild it from metadata.json."
