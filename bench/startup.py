@@ -57,7 +57,9 @@ def main() -> None:
         Method("status (empty)", nothing, lambda: run([MODELIMPORT, "--library", lib, "status"])),
     ]
     try:
-        run([MODELIMPORT, "--library", lib, "status"])  # create the library once
+        # Create the (empty) library once: `status` never creates one.
+        (work / "empty").mkdir()
+        run([MODELIMPORT, "--library", lib, "import", work / "empty", "--yes", "--offline"])
         for _ in range(args.repeat):  # no sync between runs: nothing is written
             for method in methods:
                 method.runs.append(method.measure())
