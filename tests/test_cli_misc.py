@@ -130,3 +130,12 @@ def test_version():
     run = run_cli("--version")
     assert run.code == 0
     assert run.stdout.strip() == f"modelimport {version('modelimport')}"
+
+
+def test_a_folder_without_model_files_says_so(tmp_path: Path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not a model")
+    run = run_cli("--library", tmp_path / "lib", "import", folder, "--yes")
+    assert run.code == 0, run.stderr
+    assert run.stdout.strip() == "No model files found (nothing imported; 1 other file(s) skipped)."

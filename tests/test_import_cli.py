@@ -250,12 +250,15 @@ def test_mark_manual_updates_metadata_and_index(tmp_path: Path):
     assert "Traceback" not in bad.stderr
 
 
-def test_rescan_rebuilds_a_deleted_index(tmp_path: Path, mixed_folder: Path):
+def test_a_deleted_index_is_rebuilt(tmp_path: Path, mixed_folder: Path):
     lib = tmp_path / "lib"
     run_cli("--library", lib, "import", mixed_folder, "--yes", "--json")
     for f in (lib / ".modelimport").glob("index.sqlite*"):
         f.unlink()
-    assert run_cli("--library", lib, "status", "--json").json["models"] == 0
+    status = run_cli("--library", lib, "status", "--json")  # any command rebuilds it first
+    assert status.json["models"] == 3 and "The index was missing" in status.stderr
+    for f in (lib / ".modelimport").glob("index.sqlite*"):
+        f.unlink()
     run = run_cli("--library", lib, "rescan", "--json")
     assert run.code == 0, run.stderr
     assert run.json["models"] == 3
@@ -308,6 +311,7 @@ def test_list_filters_models(tmp_path: Path, mixed_folder: Path):
     assert len(everything.json["models"]) == 3
     llms = run_cli("--library", lib, "list", "--type", "llm", "--json").json["models"]
     assert [m["model_type"] for m in llms] == ["llm"]
+    assert run_cli("--library", lib, "list", "--type", "LLM", "--json").json["models"] == llms
     assert len(run_cli("--library", lib, "list", "--pending", "--json").json["models"]) == 3
     human = run_cli("--library", lib, "list")
     assert "3 model(s)" in human.stdout and llms[0]["model_id"] in human.stdout

@@ -72,3 +72,18 @@ def test_metadata_json_is_as_readable_as_the_model_file(tmp_path: Path):
     model_dir = lib / _import(lib, source)["model_id"]
     modes = {p.name: p.stat().st_mode & 0o777 for p in model_dir.iterdir()}
     assert modes["metadata.json"] == modes["m.safetensors"], modes
+
+
+def test_a_missing_index_is_rebuilt_before_anything_is_imported(tmp_path: Path):
+    source = make_safetensors(tmp_path / "m.safetensors")
+    lib = tmp_path / "lib"
+    first = _import(lib, source)
+    for leftover in (lib / ".modelimport").glob("index.sqlite*"):
+        leftover.unlink()
+
+    again = run_cli("--library", lib, "import", source, "--yes", "--json")
+
+    assert "The index was missing; rebuilt it from 1 metadata.json file(s)." in again.stderr
+    [result] = again.json["results"]
+    assert (result["status"], result["model_id"]) == ("duplicate", first["model_id"])
+    assert len([p for p in library_files(lib) if p.name == "m.safetensors"]) == 1

@@ -29,6 +29,7 @@ class OpenLibrary:
     library: Library
     db: sqlite3.Connection
     recovery: RecoveryReport
+    rebuilt: int | None = None  # models indexed because the index was missing
 
 
 def open_library(root: Path, create: bool = True) -> OpenLibrary:
@@ -39,6 +40,7 @@ def open_library(root: Path, create: bool = True) -> OpenLibrary:
     if not create:
         _require_existing(library)
     library.ensure()
+    index_missing = not library.index_path.exists()
     try:
         db = index.connect(library.index_path)
     except sqlite3.DatabaseError as exc:
@@ -48,11 +50,25 @@ def open_library(root: Path, create: bool = True) -> OpenLibrary:
                 f"process for {index.BUSY_TIMEOUT_MS // 1000} s; try again when it has finished."
             ) from exc
         raise LibraryError(
-            f"The index at {library.index_path} is damaged ({exc}); delete it and run "
-            "`modelimport rescan` to rebuild it from metadata.json."
+            f"The index at {library.index_path} is damaged ({exc}); delete it (and its -wal "
+            "and -shm files): the next modelimport command rebuilds it from metadata.json."
         ) from exc
     recovery = recover_library(library, db)
-    return OpenLibrary(library, db, recovery)
+    opened = OpenLibrary(library, db, recovery)
+    if index_missing and next(library.iter_metadata_paths(), None) is not None:
+        # The index is a cache of the metadata.json files. Working without it would import
+        # every model again as new (no duplicate could be found), so rebuild it first.
+        opened.rebuilt = _rebuild_index(opened)
+    return opened
+
+
+def _rebuild_index(opened: OpenLibrary) -> int:
+    try:
+        return rescan(opened)["models"]
+    except LibraryError:
+        # Another process is already rebuilding it: wait for that, then use its result.
+        with opened.library.lock("rescan"):
+            return index.summary(opened.db)["models"]
 
 
 def _require_existing(library: Library) -> None:

@@ -25,6 +25,8 @@ def open_for(opts: GlobalOptions, out: Output, create: bool = True) -> OpenLibra
         )
     for problem in rec.problems:
         out.error(problem)
+    if opened.rebuilt is not None:
+        out.info(f"The index was missing; rebuilt it from {opened.rebuilt} metadata.json file(s).")
     return opened
 
 

@@ -203,6 +203,13 @@ def _render_plan(console: Console, plan: Any) -> None:
 
 
 def _render_results(console: Console, report: dict[str, Any]) -> None:
+    if all(r["status"] == "skipped" for r in report["results"]):
+        others = len(report["results"])
+        console.print(
+            "No model files found (nothing imported"
+            + (f"; {others} other file(s) skipped)." if others else ").")
+        )
+        return
     table = Table(title="Import results")
     for col in ("status", "model", "source(s)", "detail"):
         table.add_column(col, overflow="fold")

@@ -235,7 +235,10 @@ def list_command(
     )
     out = Output(opts.json, opts.verbose)
     opened = open_for(opts, out, create=False)
-    models = list_models(opened.db, model_type, family, pending)
+    # Types and families are stored in lower case; `--type LLM` means the same as `llm`.
+    models = list_models(
+        opened.db, model_type and model_type.lower(), family and family.lower(), pending
+    )
 
     title = f"{len(models)} model(s) in {opened.library.root}"
     columns = ("model", "precision", "size", "files", "trust", "repo")
