@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from dataclasses import replace
 
 import pytest
 from fakehub import FakeHub
@@ -15,6 +16,7 @@ from modelimport.hub import (
     TrustLevel,
     settle_verification,
 )
+from modelimport.hub.records import FileStamp
 
 NAME = "Meta-Llama-3-8B-Instruct"
 LLAMA = f"meta-llama/{NAME}"
@@ -264,11 +266,52 @@ def test_second_lookup_from_same_repo_uses_the_disk_cache(fake_hub: FakeHub) -> 
     assert fake_hub.counts["model_info"] == 1
 
 
-def test_fast_hash_recognises_a_file_hashed_before(hub: FakeHub) -> None:
-    session = HubSession()
-    session.identify(request(NAME, llama_file(fast_hash="f" * 64, sha256=WEIGHTS_SHA)))
-    result = HubSession().identify(request(NAME, llama_file(fast_hash="f" * 64)))
+def test_a_file_hashed_before_and_unchanged_is_known_unread(hub: FakeHub) -> None:
+    seen = FileStamp("/dl/Meta-Llama-3-8B-Instruct.safetensors", len(WEIGHTS), 1_000)
+    HubSession().identify(
+        request(NAME, llama_file(fast_hash="f" * 64, sha256=WEIGHTS_SHA, stamp=seen))
+    )
+    result = HubSession().identify(request(NAME, llama_file(fast_hash="f" * 64, stamp=seen)))
     assert result.trust is TrustLevel.VERIFIED and not result.pending_verification
+
+    # Same fast hash, but not that file as it was read: another path, a later mtime, no
+    # stamp at all, or --refresh. The sha256 is then still to compare.
+    for other in (
+        llama_file(fast_hash="f" * 64, stamp=replace(seen, path="/elsewhere/x.safetensors")),
+        llama_file(fast_hash="f" * 64, stamp=replace(seen, mtime_ns=2_000)),
+        llama_file(fast_hash="f" * 64),
+    ):
+        result = HubSession().identify(request(NAME, other))
+        assert result.trust is TrustLevel.HIGH and result.pending_verification
+    refreshed = HubSession(refresh=True).identify(
+        request(NAME, llama_file(fast_hash="f" * 64, stamp=seen))
+    )
+    assert refreshed.trust is TrustLevel.HIGH and refreshed.pending_verification
+
+
+def test_a_set_is_verified_only_when_every_file_is_and_none_is_missing(
+    fake_hub: FakeHub,
+) -> None:
+    shards = {f"model-{i:05d}-of-00003.safetensors": bytes([i]) * 100 for i in range(1, 4)}
+    repo = fake_hub.add_repo("org/Big-Model-70B", shards)
+    files = tuple(LocalFile(n, len(d), sha256=sha(d)) for n, d in shards.items())
+    whole = request("model", *files, folder="Big-Model-70B")
+    assert HubSession().identify(whole).trust is TrustLevel.VERIFIED
+    # Two of three shards present, both the Hub's: the set was not compared whole.
+    part = replace(whole, files=files[:2], whole_set=False)
+    result = HubSession().identify(part)
+    assert (result.trust, result.match_method) == (TrustLevel.HIGH, "filename_exact")
+    assert settle_verification(result, {f.name: f.sha256 for f in files}, whole_set=False).trust \
+        is TrustLevel.HIGH
+    # The Hub lists no sha256 for shard 3: a name and a size are not a comparison.
+    repo.files["model-00003-of-00003.safetensors"].lfs = False
+    unread = tuple(replace(f, sha256=None) for f in files)
+    pending = HubSession(refresh=True).identify(replace(whole, files=unread))
+    assert pending.trust is TrustLevel.HIGH and pending.pending_verification
+    settled = settle_verification(pending, {f.name: f.sha256 for f in files})
+    assert (settled.trust, settled.match_method, settled.pending_verification) == (
+        TrustLevel.HIGH, "filename_exact", False,
+    )
 
 
 def test_untrusted_repo_ids_from_search_are_dropped(fake_hub: FakeHub) -> None:

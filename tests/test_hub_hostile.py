@@ -425,3 +425,25 @@ def test_cli_import_and_lookup_leave_a_wrong_search_answer_pending(
                   env=fake_hub_env)
     assert run.code == 0, run.stderr
     assert run.json["results"][0]["pending_online_lookup"] is True
+
+
+def test_escape_sequences_from_the_hub_never_reach_the_terminal(
+    tmp_path: Path, fake_hub: FakeHub, fake_hub_env: dict[str, str]
+):
+    path = make_safetensors(tmp_path / "Escape-Model-7B.safetensors", {"w": ("F16", [8, 8])})
+    clear_and_title = "\x1b[2J\x1b[1A\x1b[2K\x1b]0;pwned\x07\x9b31m"
+    fake_hub.add_repo(
+        "org/Escape-Model-7B",
+        {path.name: path.read_bytes()},
+        downloads=3,
+        pipeline_tag="text-generation" + clear_and_title,
+        license="mit" + clear_and_title,
+        tags=["x" + clear_and_title],
+        card_data={"base_model": "org/base" + clear_and_title, "nested": [{"k": "\x1b[5m"}]},
+    )
+    for args in (["lookup", path], ["lookup", path, "--json"]):
+        run = run_cli(*args, env=fake_hub_env)
+        assert run.code == 0, run.stderr
+        for stream in (run.stdout, run.stderr):
+            assert "\x1b" not in stream and "\x07" not in stream and "\x9b" not in stream
+    assert "mit" in run_cli("lookup", path, env=fake_hub_env).stdout

@@ -312,6 +312,9 @@ def test_list_filters_models(tmp_path: Path, mixed_folder: Path):
     llms = run_cli("--library", lib, "list", "--type", "llm", "--json").json["models"]
     assert [m["model_type"] for m in llms] == ["llm"]
     assert run_cli("--library", lib, "list", "--type", "LLM", "--json").json["models"] == llms
-    assert len(run_cli("--library", lib, "list", "--pending", "--json").json["models"]) == 3
+    pending = run_cli("--library", lib, "list", "--pending", "--json").json["models"]
+    assert len(pending) == 3
+    assert all(m["pending_online_lookup"] is True for m in pending)
+    assert {m["is_sharded_set"] for m in pending} == {True, False}
     human = run_cli("--library", lib, "list")
     assert "3 model(s)" in human.stdout and llms[0]["model_id"] in human.stdout

@@ -87,6 +87,15 @@ def test_low_confidence_fuzzy_match_is_recorded_as_needing_confirmation(
     assert 0.5 <= meta["match_confidence"] < 0.9
     assert meta["needs_confirmation"] is True and meta["match_confirmed"] is False
 
+    # The same guess reached later by retry-pending is marked the same way.
+    lib = tmp_path / "offline-lib"
+    offline = run_cli("--library", lib, "import", path, "--yes", "--json", "--offline")
+    model_id = offline.json["results"][0]["model_id"]
+    retried = run_cli("--library", lib, "retry-pending", "--json", env=fake_hub_env)
+    assert retried.json["results"][0]["trust_level"] == "low_confidence"
+    meta = json.loads((lib / model_id / "metadata.json").read_text())
+    assert meta["needs_confirmation"] is True
+
 
 def test_modified_version_when_name_and_size_match_but_hash_differs(
     tmp_path: Path, fake_hub: FakeHub, fake_hub_env: dict[str, str]
@@ -209,3 +218,14 @@ def test_hf_token_reaches_the_hub_on_every_lookup_call(
         if kind in ("search", "model_info")
     ]
     assert lookups and all(a == "Bearer hf_testtoken123" for a in lookups)
+
+
+def test_a_generic_file_name_keeps_the_model_name_after_a_hub_match(
+    tmp_path: Path, fake_hub: FakeHub, fake_hub_env: dict[str, str]
+):
+    path, data = _model(tmp_path / "Tiny-Repo-Model", "model.safetensors")
+    fake_hub.add_repo("someone/Tiny-Repo-Model", {"model.safetensors": data}, downloads=7)
+    meta = _import_one(tmp_path / "lib", path, fake_hub_env)
+    assert meta["trust_level"] == "verified"
+    assert meta["cleaned_name"] == "Tiny-Repo-Model"  # not "model"
+    assert meta["model_id"].endswith("/tiny-repo-model")

@@ -63,7 +63,9 @@ def test_lookup_hub_down_is_one_line_not_a_failure(
     path, _ = model_file(tmp_path, "Qwen2-7B-Instruct.safetensors")
     run = run_cli("lookup", path, "--json", env=fake_hub_env, timeout=20)
     assert run.code == 0
-    assert "500" in run.json["results"][0]["hub_error"]
+    [report] = run.json["results"]
+    assert "500" in report["hub_error"]
+    assert report["trust"] is None  # not "no_match": the Hub never answered
 
 
 def test_lookup_bad_path_is_one_sentence(tmp_path: Path) -> None:

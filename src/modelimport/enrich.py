@@ -31,7 +31,12 @@ def lookup_request_for(record: dict[str, Any]) -> Any:
     )
     sources = record.get("sources") or []
     folder = PurePath(sources[0]["path"]).parent.name if sources else None
-    return LookupRequest.for_files(files, folder, tuple(record.get("embedded_repos") or ()))
+    return LookupRequest.for_files(
+        files,
+        folder,
+        tuple(record.get("embedded_repos") or ()),
+        whole_set=not record.get("incomplete_set"),  # a set missing shards is never verified
+    )
 
 
 def retry_pending(
@@ -60,5 +65,8 @@ def retry_pending(
                 "error": result.hub_error,
             }
         )
-        progress(ProgressEvent(Stage.COMPLETE, model_id))
+        if result.hub_error:
+            progress(ProgressEvent(Stage.ERROR, model_id, message="still pending"))
+        else:
+            progress(ProgressEvent(Stage.COMPLETE, model_id))
     return results

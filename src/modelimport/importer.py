@@ -271,19 +271,43 @@ def execute_plan(
     for planned in plan.models:
         result = import_model(planned, library, db, options, progress)
         if hub_session is not None and result.status == IMPORTED:
-            _remember_hashes(hub_session, planned, result)
+            _remember_hashes(hub_session, library, result)
         results.append(result)
     return results
 
 
-def _remember_hashes(hub_session: Any, planned: PlannedModel, result: ItemResult) -> None:
-    """Teach the lookup cache fast hash -> SHA256, so `lookup` knows these files unread."""
-    from modelimport.hub import LocalFile
+def _remember_hashes(hub_session: Any, library: Library, result: ItemResult) -> None:
+    """Teach the lookup cache the SHA256s the copy computed, so `lookup` knows these files
+    unread: the library copy as it is now, and each source while it is still as it was read
+    (the size and mtime in `sources`). A file changed since is not recognised by it."""
+    from modelimport.hub.records import FileStamp, LocalFile
 
-    known = [
-        LocalFile(source.name, f["size"], planned.fast_hashes.get(source.name), f["sha256"])
-        for source, f in zip(planned.group.all_paths, result.files, strict=True)
-    ]
+    def stamp_of(path: Path) -> FileStamp | None:
+        try:
+            return FileStamp.of(path)
+        except OSError:
+            return None  # moved into the library, or gone
+
+    try:
+        record = library.read_metadata(result.model_id)
+    except ModelImportError:
+        return
+    as_read = {Path(s["path"]).name: s for s in record.get("sources") or []}
+    known = []
+    for f in record.get("files") or []:
+        if not f.get("fast_hash"):
+            continue  # an index file: never looked up
+        stamps = [stamp_of(library.root / result.model_id / f["name"])]
+        source = as_read.get(f["original_name"])
+        if source is not None:
+            now = stamp_of(Path(source["path"]))
+            if now and (now.size, now.mtime_ns) == (source["size"], source["mtime_ns"]):
+                stamps.append(now)
+        known += [
+            LocalFile(f["original_name"], f["size"], f["fast_hash"], f["sha256"], stamp)
+            for stamp in stamps
+            if stamp is not None
+        ]
     hub_session.remember_hashes(known)
 
 
@@ -458,7 +482,11 @@ def _build_record(
         from modelimport.metadata import apply_lookup
 
         sha_by_name = {f["original_name"]: f["sha256"] for f in files}
-        apply_lookup(record, settle_verification(planned.lookup, sha_by_name))
+        # A set missing shards was not compared whole: never verified as a whole.
+        settled = settle_verification(
+            planned.lookup, sha_by_name, whole_set=planned.group.complete
+        )
+        apply_lookup(record, settled)
         # A fuzzy match is a guess: recorded as needing confirmation unless a person said yes.
         record["match_confirmed"] = planned.match_confirmed
         record["needs_confirmation"] = (

@@ -282,7 +282,14 @@ def list_models(
     if pending_only:
         where.append("pending_online_lookup = 1")
     sql = "SELECT * FROM models" + (" WHERE " + " AND ".join(where) if where else "")
-    return [dict(r) for r in db.execute(sql + " ORDER BY model_id", _sqlite_row(args))]
+    rows = [dict(r) for r in db.execute(sql + " ORDER BY model_id", _sqlite_row(args))]
+    for row in rows:  # SQLite has no booleans; the JSON a person reads should
+        for flag in BOOLEAN_COLUMNS:
+            row[flag] = bool(row[flag])
+    return rows
+
+
+BOOLEAN_COLUMNS = ("pending_online_lookup", "is_sharded_set", "incomplete")
 
 
 def pending_model_ids(db: sqlite3.Connection) -> list[str]:

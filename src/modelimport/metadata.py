@@ -102,6 +102,10 @@ def apply_lookup(record: dict[str, Any], result: Any) -> None:
     record["match_method"] = result.match_method
     record["match_confidence"] = result.confidence
     record["trust_level"] = str(result.trust)
+    # A fuzzy match is a guess until a person confirms it (import's review, or by hand).
+    record["needs_confirmation"] = record["trust_level"] == "low_confidence" and not record.get(
+        "match_confirmed", False
+    )
     record["hash_mismatch"] = result.match_method == "hash_mismatch"
     record["pending_verification"] = bool(result.pending_verification)
     record["repo_id"] = result.repo_id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -145,8 +146,10 @@ def _lookup_one(session: Any, path: Path, *, verify: bool, top: int) -> dict[str
     from modelimport.formats import inspect_file
     from modelimport.hashing import fast_hash, hash_file
     from modelimport.hub import LocalFile, LookupRequest
+    from modelimport.hub.records import FileStamp
     from modelimport.probe import probe_model
 
+    before = path.stat()
     facts = inspect_file(path)
     probe = probe_model([facts])
     local = LocalFile(
@@ -155,6 +158,11 @@ def _lookup_one(session: Any, path: Path, *, verify: bool, top: int) -> dict[str
         fast_hash=fast_hash(path),
         sha256=hash_file(path).sha256 if verify else None,
     )
+    stamp = FileStamp.of(path, before)
+    if stamp == FileStamp.of(path) and stamp.size == local.size:
+        # Unchanged while it was read: a SHA256 remembered for this very file in this state
+        # is reused (and one read now remembered); a file written meanwhile gets neither.
+        local = replace(local, stamp=stamp)
     request = LookupRequest.for_files((local,), path.resolve().parent.name, probe.embedded_repos)
     result = session.identify(request)
     return {
@@ -197,6 +205,10 @@ def _status(result: LookupResult) -> str:
 def _trimmed(result: LookupResult, top: int) -> dict[str, Any]:
     data = result.to_json()
     data["candidates"] = data["candidates"][:top]
+    if result.hub_error:
+        # The Hub never answered: no claim either way, as in an imported record.
+        data["trust"] = None
+        data["confidence"] = None
     return data
 
 

@@ -70,7 +70,7 @@ def repo_listing(repo_id: str, data: Any) -> RepoListing:
         repo_id=valid_repo_id(data.get("id")) or repo_id,
         sha=text(data.get("sha")),
         downloads=count(data.get("downloads")),
-        tags=tuple(t for t in tags if text(t)) if isinstance(tags, list) else (),
+        tags=tuple(c for t in tags if (c := text(t))) if isinstance(tags, list) else (),
         pipeline_tag=text(data.get("pipeline_tag")),
         library_name=text(data.get("library_name")),
         gated=gated if isinstance(gated, bool) else text(gated),
@@ -104,12 +104,37 @@ def file_entry(sibling: Any) -> RepoFileEntry | None:
     )
 
 
+# C0 and C1 control characters: in a terminal they are escape sequences (clear the screen,
+# move the cursor over the line that said "pending", set the title, make links).
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+MAX_CARD_DEPTH = 8
+
+
 def text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
+    return _plain(value) if isinstance(value, str) else None
+
+
+def _plain(value: str) -> str:
+    """A Hub string with control characters removed (tab and newline stay)."""
+    return _CONTROL_CHARS.sub("", value)
+
+
+def _plain_data(value: Any, depth: int = 0) -> Any:
+    """Free-form JSON with every string made plain; nesting beyond MAX_CARD_DEPTH dropped."""
+    if isinstance(value, str):
+        return _plain(value)
+    if depth >= MAX_CARD_DEPTH:
+        return None
+    if isinstance(value, dict):
+        return {_plain(str(k)): _plain_data(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain_data(v, depth + 1) for v in value]
+    return value
 
 
 def repo_path(value: Any) -> str | None:
-    path = text(value)
+    # Checked raw: a path with a control character is refused, not quietly repaired.
+    path = value if isinstance(value, str) else None
     if not path or len(path) > MAX_REPO_PATH_LENGTH or _UNSAFE_PATH_CHARS.search(path):
         return None
     if any(part in ("", ".", "..") for part in path.split("/")):  # also catches "/abs", "a//b"
@@ -140,4 +165,4 @@ def sha256_hex(value: Any) -> str | None:
 
 def card_data(value: Any) -> dict[str, Any]:
     """The model card's front matter as sent: free-form data, read by `describe` with care."""
-    return value if isinstance(value, dict) else {}
+    return _plain_data(value) if isinstance(value, dict) else {}

@@ -1,4 +1,4 @@
-"""The persistent lookup cache: Hub search results, repo listings and known local hashes.
+"""The persistent lookup cache: Hub search results, repo listings and known local SHA256s.
 
 One JSON file per entry under `<cache>/<kind>/<sha256(key)>.json`, written atomically
 (temp file + rename). Keys are hashed, so a repo id or query from the Hub never becomes a path.
@@ -23,7 +23,9 @@ CACHE_ENV = "MODELIMPORT_CACHE_DIR"
 TTL: dict[str, float | None] = {
     "search": 3600.0,  # what the Hub finds for a query changes; keep it short
     "repo": 24 * 3600.0,  # a repo's file listing
-    "fasthash": None,  # fast hash -> full sha256 of a local file we hashed before
+    # (fast hash, path, size, mtime) -> sha256 of a local file read whole before. Keyed by
+    # the fast hash alone it lent one file's sha256 to any other with the same ends and size.
+    "known_sha256": None,
 }
 
 

@@ -44,6 +44,7 @@ from modelimport.hub.cache import HubCache
 from modelimport.hub.candidates import embedded_candidates, search_base, search_queries
 from modelimport.hub.describe import repo_metadata
 from modelimport.hub.records import (
+    CONFIDENCE,
     SELECTION_RANK,
     LocalFile,
     LookupRequest,
@@ -104,6 +105,19 @@ def _status(exc: HfHubHTTPError) -> int | None:
     return response.status_code if response is not None else None
 
 
+def _known_sha256_key(local: LocalFile) -> str | None:
+    """The cache key naming this file in this state, or None when that is not known.
+
+    The fast hash reads only the ends of a file: a byte changed in the middle, or another
+    file with the same ends and size, has the same one. Path, size and mtime (what rsync
+    trusts) tell whether it is still the very file that was read.
+    """
+    stamp = local.stamp
+    if not local.fast_hash or stamp is None or stamp.size != local.size:
+        return None
+    return f"{local.fast_hash}|{stamp.path}|{stamp.size}|{stamp.mtime_ns}"
+
+
 class HubSession:
     """One per batch or command: the HfApi client, disk cache, call counters and breaker."""
 
@@ -150,12 +164,12 @@ class HubSession:
             return no_match(hub_error=str(exc))
 
     def remember_hashes(self, files: tuple[LocalFile, ...] | list[LocalFile]) -> None:
-        """Record fast hash -> sha256 of files hashed whole, so they are known next time."""
+        """Record the sha256 of files read whole, for these files as they are now (their
+        stamp), so a later lookup knows them unread while they stay unchanged."""
         for local in files:
-            if local.fast_hash and local.sha256:
-                self.cache.put(
-                    "fasthash", local.fast_hash, {"size": local.size, "sha256": local.sha256}
-                )
+            key = _known_sha256_key(local)
+            if key and local.sha256:
+                self.cache.put("known_sha256", key, local.sha256)
 
     @property
     def total_calls(self) -> int:
@@ -164,12 +178,17 @@ class HubSession:
     # -- identification -----------------------------------------------------------------------
 
     def _with_known_hashes(self, request: LookupRequest) -> LookupRequest:
+        """Fill in the sha256 of files read whole before and unchanged since; --refresh
+        trusts nothing remembered."""
+        if self.refresh:
+            return request
         files = []
         for local in request.files:
-            if local.sha256 is None and local.fast_hash:
-                known = self.cache.get("fasthash", local.fast_hash)
-                if isinstance(known, dict) and known.get("size") == local.size:
-                    local = replace(local, sha256=str(known.get("sha256")))
+            key = _known_sha256_key(local)
+            if local.sha256 is None and key:
+                known = self.cache.get("known_sha256", key)
+                if isinstance(known, str) and known:
+                    local = replace(local, sha256=known)
             files.append(local)
         return replace(request, files=tuple(files))
 
@@ -243,6 +262,7 @@ class HubSession:
             matched_files=matched,
             metadata=metadata,
             candidates=candidates,
+            local_files=tuple(f.name for f in request.files),
         )
 
     # -- Hub calls ----------------------------------------------------------------------------
@@ -368,11 +388,16 @@ class HubSession:
         raise HubUnavailable(reason)
 
 
-def settle_verification(result: LookupResult, sha256_by_name: dict[str, str]) -> LookupResult:
+def settle_verification(
+    result: LookupResult, sha256_by_name: dict[str, str], *, whole_set: bool = True
+) -> LookupResult:
     """Decide a pending verification once the full sha256s are known (from the copy stream).
 
-    All expected hashes equal -> Verified; any different -> Modified version (hash_mismatch),
-    except for a fuzzy match, which stays Low confidence; nothing to compare -> unchanged.
+    Verified only when every file of the result has a sha256 equal to the one the Hub lists
+    and the set is whole (`whole_set`: no shard missing). Any different -> Modified version
+    (hash_mismatch), except for a fuzzy match, which stays Low confidence. A file the Hub
+    lists no sha256 for, or a missing shard, was not compared: at most High confidence.
+    Nothing to compare -> unchanged.
     """
     expected = result.expected_sha256
     compared = {
@@ -380,8 +405,6 @@ def settle_verification(result: LookupResult, sha256_by_name: dict[str, str]) ->
         for name, sha in expected.items()
         if sha256_by_name.get(name)
     }
-    if not compared:
-        return result
     if not all(compared.values()):
         if result.match_method == "filename_fuzzy":
             # Only the guess "same size, so a renamed copy" is refuted; the similar name
@@ -391,17 +414,27 @@ def settle_verification(result: LookupResult, sha256_by_name: dict[str, str]) ->
             result,
             trust=TrustLevel.MODIFIED,
             match_method="hash_mismatch",
-            confidence=0.7,
+            confidence=CONFIDENCE["hash_mismatch"],
             pending_verification=False,
             metadata={**result.metadata, "hash_mismatch": True},
         )
-    if len(compared) < len(expected):
-        return result  # some files still unverified
-    return replace(
-        result,
-        trust=TrustLevel.VERIFIED,
-        match_method="hash",
-        confidence=1.0,
-        pending_verification=False,
-        metadata={**result.metadata, "hash_mismatch": False},
-    )
+    every_file = result.local_files or tuple(result.matched_files)
+    if whole_set and every_file and all(compared.get(name) for name in every_file):
+        return replace(
+            result,
+            trust=TrustLevel.VERIFIED,
+            match_method="hash",
+            confidence=CONFIDENCE["hash"],
+            pending_verification=False,
+            metadata={**result.metadata, "hash_mismatch": False},
+        )
+    if compared and len(compared) == len(expected):
+        result = replace(result, pending_verification=False)  # nothing left to compare
+    if result.trust is TrustLevel.VERIFIED and not whole_set:
+        result = replace(
+            result,
+            trust=TrustLevel.HIGH,
+            match_method="filename_exact",
+            confidence=CONFIDENCE["filename_exact"],
+        )
+    return result

@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 from modelimport.hub.records import LookupRequest, RepoListing
-from modelimport.names import sanitize_component
+from modelimport.names import clean_model_name, is_generic_name, sanitize_component
 
 # Pattern in repo id, tags or base model -> family. First match wins; extend with one line.
 FAMILY_PATTERNS: tuple[tuple[str, str], ...] = (
@@ -83,6 +83,14 @@ def official_slug(repo_id: str) -> str:
     return sanitize_component(repo_id.split("/")[-1], fallback="model")
 
 
+def _cleaned_name(listing: RepoListing, request: LookupRequest) -> str:
+    """The local name, unless it is generic (`model`, `pytorch_model`, a bare shard name):
+    then the matched repo's name says what the model is."""
+    if request.name and not is_generic_name(request.name):
+        return request.name
+    return clean_model_name(listing.repo_id.split("/")[-1])
+
+
 def repo_metadata(
     listing: RepoListing,
     request: LookupRequest,
@@ -98,7 +106,7 @@ def repo_metadata(
         )
     return {
         "official_name": listing.repo_id.split("/")[-1],
-        "cleaned_name": request.name,
+        "cleaned_name": _cleaned_name(listing, request),
         "family": family_of(listing),
         "model_type": PIPELINE_MODEL_TYPE.get(listing.pipeline_tag or ""),
         "subtype": subtype_of(listing),

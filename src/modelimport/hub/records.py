@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from modelimport.names import clean_model_name
@@ -33,6 +35,24 @@ CONFIDENCE = {"hash": 1.0, "filename_exact": 0.95, "hash_mismatch": 0.7}
 
 
 @dataclass(frozen=True)
+class FileStamp:
+    """Which file, in which state: its real path, size and modification time.
+
+    What rsync trusts to tell an unchanged file: a SHA256 read from a file is reused for it
+    only while its stamp (and fast hash) stay the same.
+    """
+
+    path: str
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, path: Path, st: os.stat_result | None = None) -> FileStamp:
+        st = st or path.stat()
+        return cls(str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+@dataclass(frozen=True)
 class LocalFile:
     """One file of the model being identified."""
 
@@ -40,6 +60,8 @@ class LocalFile:
     size: int
     fast_hash: str | None = None
     sha256: str | None = None
+    # Where and as what the file was read; without it no SHA256 is remembered or reused.
+    stamp: FileStamp | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +70,9 @@ class LookupRequest:
     files: tuple[LocalFile, ...]
     folder_name: str | None = None  # used when the file names are generic (model.safetensors)
     embedded_repos: tuple[str, ...] = ()
+    # False for a sharded set missing shards: what is not there was not compared, so the
+    # set is at most high confidence however well the present files match.
+    whole_set: bool = True
 
     @classmethod
     def for_files(
@@ -55,10 +80,14 @@ class LookupRequest:
         files: tuple[LocalFile, ...],
         folder_name: str | None,
         embedded_repos: tuple[str, ...] = (),
+        *,
+        whole_set: bool = True,
     ) -> LookupRequest:
         """The request for a model's files: searched by the cleaned name of its first file
         (what people and repos call it), which the names inside a file often are not."""
-        return cls(clean_model_name(files[0].name), files, folder_name or None, embedded_repos)
+        return cls(
+            clean_model_name(files[0].name), files, folder_name or None, embedded_repos, whole_set
+        )
 
 
 @dataclass(frozen=True)
@@ -155,6 +184,9 @@ class LookupResult:
     metadata: dict[str, Any] = field(default_factory=dict)
     candidates: tuple[Candidate, ...] = ()
     hub_error: str | None = None
+    # Every local file the verdict is about (the whole request, matched or not): `verified`
+    # needs each one's sha256 equal to the Hub's. Not part of the JSON: the caller knows them.
+    local_files: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {

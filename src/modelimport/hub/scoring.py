@@ -5,7 +5,8 @@ Evidence per local file, strongest first:
   filename_exact  a repo file has the same name and size (sha256 still to compare)
   hash_mismatch   a repo file has the same name but a different size or sha256
   filename_fuzzy  a repo file has the same size and a similar name, or only a similar name
-Per-file evidence is combined so that a set of shards is judged as one model.
+Per-file evidence is combined so that a set of shards is judged as one model: the set is
+verified only when every file of it, and no shard is missing, matched by hash.
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ def match_listing(request: LookupRequest, listing: RepoListing, search_name: str
     """Combine per-file evidence into one verdict for this repo."""
     evidence = tuple(file_evidence(f, listing) for f in request.files)
     methods = {e.method for e in evidence}
-    if methods == {"hash"}:
+    if methods == {"hash"} and request.whole_set:
         return RepoMatch(TrustLevel.VERIFIED, "hash", 1.0, listing.repo_id, evidence)
     if "hash_mismatch" in methods:
         return RepoMatch(
