@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import select
@@ -10,16 +11,20 @@ import time
 from pathlib import Path
 
 from cli import cli_env, library_files
-from factories import make_gguf
+from factories import make_gguf, make_safetensors
+from fakehub import FakeHub
 
 
 def _run_on_terminal(
-    args: list[str], answers: dict[str, str], timeout: float = 60
+    args: list[str],
+    answers: dict[str, str],
+    timeout: float = 60,
+    env: dict[str, str] | None = None,
 ) -> tuple[int, str]:
     """Run the CLI on a pty; whenever output ends with a key of `answers`, type its value."""
     pid, fd = pty.fork()
     if pid == 0:
-        env = cli_env({"COLUMNS": "200"})
+        env = cli_env({"COLUMNS": "200", **(env or {})})
         os.execvpe(sys.executable, [sys.executable, "-m", "modelimport", *args], env)
     seen = b""
     answered: set[str] = set()
@@ -81,3 +86,33 @@ def test_declining_still_reports_rejected_files_in_the_exit_code(tmp_path: Path)
     assert "x.bin is empty" in text and "Nothing imported." in text
     assert code == 1, text
     assert library_files(lib) == []
+
+
+def test_a_declined_guess_is_still_verified_when_the_bytes_prove_it(
+    tmp_path: Path, fake_hub: FakeHub, fake_hub_env: dict[str, str]
+):
+    same = make_safetensors(tmp_path / "dl" / "Meta-Llama-3-8B-Instruct-copy.safetensors")
+    other = make_safetensors(
+        tmp_path / "dl2" / "Meta-Llama-3-8B-Instruct-mine.safetensors", fill=b"\x07"
+    )
+    fake_hub.add_repo(
+        "meta-llama/Meta-Llama-3-8B-Instruct",
+        {"Meta-Llama-3-8B-Instruct.safetensors": same.read_bytes()},
+        downloads=9,
+    )
+    lib = tmp_path / "lib"
+    for path, expected in ((same, "verified"), (other, "no_match")):
+        code, text = _run_on_terminal(
+            ["--library", str(lib), "import", str(path)],
+            {"Accept it?": "n\n", "model(s)?": "y\n"},
+            env=fake_hub_env,
+        )
+        assert code == 0, text
+        assert "low-confidence match meta-llama/Meta-Llama-3-8B-Instruct" in text
+        [meta_path] = [
+            p for p in library_files(lib)
+            if p.name == "metadata.json" and path.stem.lower() in str(p)
+        ]
+        meta = json.loads(meta_path.read_text())
+        assert meta["trust_level"] == expected, meta["trust_level"]
+        assert meta["needs_confirmation"] is False

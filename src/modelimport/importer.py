@@ -88,6 +88,7 @@ class PlannedModel:
     family: str
     lookup: Any = None  # modelimport.hub.LookupResult when the Hub was asked
     match_confirmed: bool = False  # a person accepted a low-confidence match in the review
+    match_declined: bool = False  # ... or turned it down (a hash match still proves it)
     user_edits: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -486,6 +487,11 @@ def _build_record(
         settled = settle_verification(
             planned.lookup, sha_by_name, whole_set=planned.group.complete
         )
+        if planned.match_declined and str(settled.trust) != "verified":
+            # The person said the guessed repo is not it, and the bytes did not prove otherwise.
+            from modelimport.hub.records import no_match
+
+            settled = no_match()
         apply_lookup(record, settled)
         # A fuzzy match is a guess: recorded as needing confirmation unless a person said yes.
         record["match_confirmed"] = planned.match_confirmed

@@ -150,9 +150,8 @@ def _report(results: list[Any]) -> dict[str, Any]:
 
 
 def _confirm_low_confidence(plan: Any) -> None:
-    """A fuzzy name match is a guess: a person accepts or drops each one."""
-    from modelimport.hub.records import no_match
-
+    """A fuzzy name match is a guess: a person accepts or drops each one. A dropped guess is
+    still settled by the copy's SHA256: equal to the Hub's, it is verified after all."""
     for model in plan.models:
         lookup = model.lookup
         if lookup is None or str(lookup.trust) != "low_confidence":
@@ -164,7 +163,7 @@ def _confirm_low_confidence(plan: Any) -> None:
         if typer.confirm(question, default=False, err=True):
             model.match_confirmed = True
         else:
-            model.lookup = no_match()
+            model.match_declined = True
 
 
 def _render_plan(console: Console, plan: Any) -> None:
