@@ -41,6 +41,7 @@ from _common import (  # noqa: E402
     workdir,
     write_safetensors,
 )
+from import_speed import SHA_FLOOR  # noqa: E402
 
 IMPORT_NO_CLONE = """
 import sys
@@ -50,15 +51,6 @@ hashing.CLONE = False
 sys.argv = ["modelimport", *sys.argv[1:]]
 main()
 """
-
-SHA_FLOOR = """
-import hashlib, sys
-h = hashlib.sha256()
-with open(sys.argv[1], "rb", buffering=0) as f:
-    while b := f.read(8 << 20):
-        h.update(b)
-"""
-
 
 def used_bytes(path: Path) -> int:
     st = os.statvfs(path)

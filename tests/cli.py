@@ -61,3 +61,13 @@ def library_files(root: Path) -> list[Path]:
         for p in root.rglob("*")
         if p.is_file() and ".modelimport" not in p.relative_to(root).parts
     )
+
+
+def trust_fields(meta: dict) -> tuple:
+    """What a metadata.json claims about its Hub match, for one-line assertions."""
+    return (
+        meta["trust_level"],
+        meta["match_method"],
+        meta["match_confidence"],
+        meta["hash_mismatch"],
+    )

@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-from cli import run_cli
+from cli import run_cli, trust_fields
 from factories import make_safetensors, make_sharded_safetensors
 from fakehub import FakeHub
 
@@ -106,15 +106,6 @@ def _hub_shards(fake_hub: FakeHub, files: list[Path], repo_id: str) -> dict:
     return fake_hub.add_repo(repo_id, {p.name: p.read_bytes() for p in files}, downloads=9)
 
 
-def _trust(meta: dict) -> tuple:
-    return (
-        meta["trust_level"],
-        meta["match_method"],
-        meta["match_confidence"],
-        meta["hash_mismatch"],
-    )
-
-
 def test_a_set_with_a_shard_the_hub_lists_no_hash_for_is_not_verified(
     tmp_path: Path, fake_hub: FakeHub, fake_hub_env: dict[str, str]
 ):
@@ -124,7 +115,7 @@ def test_a_set_with_a_shard_the_hub_lists_no_hash_for_is_not_verified(
     _flip_middle_byte(files[2])  # and the local shard 3 is not the Hub's
     meta = _import(tmp_path / "lib", files[0].parent, fake_hub_env)
     assert meta["is_sharded_set"] is True and meta["repo_id"] == "org/Big-Model-70B"
-    assert _trust(meta) == ("high_confidence", "filename_exact", 0.95, False)
+    assert trust_fields(meta) == ("high_confidence", "filename_exact", 0.95, False)
     assert meta["pending_verification"] is False  # nothing left that could be compared
 
 
@@ -135,7 +126,7 @@ def test_a_set_with_a_shard_of_another_size_stays_modified(
     repo = _hub_shards(fake_hub, files, "org/Big-Model-70B")
     repo.files[files[1].name].size += 8  # shard 2 on the Hub is not the local one
     meta = _import(tmp_path / "lib", files[0].parent, fake_hub_env)
-    assert _trust(meta) == ("modified", "hash_mismatch", 0.7, True)
+    assert trust_fields(meta) == ("modified", "hash_mismatch", 0.7, True)
 
 
 def test_an_incomplete_set_is_at_most_high_confidence(
@@ -146,7 +137,7 @@ def test_an_incomplete_set_is_at_most_high_confidence(
     files[2].unlink()  # every shard present is the Hub's, but shard 3 is missing
     meta = _import(tmp_path / "lib", files[0].parent, fake_hub_env, "--allow-incomplete")
     assert meta["incomplete_set"] is True and meta["missing_shards"]
-    assert _trust(meta) == ("high_confidence", "filename_exact", 0.95, False)
+    assert trust_fields(meta) == ("high_confidence", "filename_exact", 0.95, False)
     assert meta["pending_verification"] is False
 
 
@@ -156,4 +147,4 @@ def test_a_whole_set_equal_to_the_hub_is_verified(
     files = make_sharded_safetensors(tmp_path / "dl" / "Big-Model-70B", total=3)
     _hub_shards(fake_hub, files, "org/Big-Model-70B")
     meta = _import(tmp_path / "lib", files[0].parent, fake_hub_env)
-    assert _trust(meta) == ("verified", "hash", 1.0, False)
+    assert trust_fields(meta) == ("verified", "hash", 1.0, False)

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
-from cli import run_cli
+from cli import run_cli, trust_fields
 from factories import make_safetensors
 from fakehub import FakeHub
 
@@ -29,15 +29,6 @@ def _import_one(lib: Path, path: Path, env: dict[str, str]) -> dict:
     return json.loads((lib / result["model_id"] / "metadata.json").read_text())
 
 
-def _trust(meta: dict) -> tuple:
-    return (
-        meta["trust_level"],
-        meta["match_method"],
-        meta["match_confidence"],
-        meta["hash_mismatch"],
-    )
-
-
 def test_verified_when_the_copy_stream_hash_equals_the_hub(
     tmp_path: Path, fake_hub: FakeHub, fake_hub_env: dict[str, str]
 ):
@@ -52,7 +43,7 @@ def test_verified_when_the_copy_stream_hash_equals_the_hub(
         library_name="transformers",
     )
     meta = _import_one(tmp_path / "lib", path, fake_hub_env)
-    assert _trust(meta) == ("verified", "hash", 1.0, False)
+    assert trust_fields(meta) == ("verified", "hash", 1.0, False)
     assert meta["repo_id"] == "Qwen/Qwen2-7B-Instruct"
     assert meta["license"] == "apache-2.0"
     assert meta["pending_online_lookup"] is False
@@ -67,7 +58,7 @@ def test_high_confidence_when_the_hub_lists_no_hash(
     repo = fake_hub.add_repo("someone/tiny-vae", {path.name: data}, downloads=5)
     repo.files[path.name].lfs = False  # a small file kept in git: size, but no LFS sha256
     meta = _import_one(tmp_path / "lib", path, fake_hub_env)
-    assert _trust(meta) == ("high_confidence", "filename_exact", 0.95, False)
+    assert trust_fields(meta) == ("high_confidence", "filename_exact", 0.95, False)
     assert meta["repo_id"] == "someone/tiny-vae"
 
 
@@ -105,14 +96,14 @@ def test_modified_version_when_name_and_size_match_but_hash_differs(
     assert len(original) == len(data) and original != data
     fake_hub.add_repo("mistralai/Mistral-7B-v0.1", {path.name: original}, downloads=10)
     meta = _import_one(tmp_path / "lib", path, fake_hub_env)
-    assert _trust(meta) == ("modified", "hash_mismatch", 0.7, True)
+    assert trust_fields(meta) == ("modified", "hash_mismatch", 0.7, True)
     assert meta["repo_id"] == "mistralai/Mistral-7B-v0.1"
 
 
 def test_no_match(tmp_path: Path, fake_hub: FakeHub, fake_hub_env: dict[str, str]):
     path, _ = _model(tmp_path / "dl", "my-own-private-merge.safetensors")
     meta = _import_one(tmp_path / "lib", path, fake_hub_env)
-    assert _trust(meta) == ("no_match", None, 0.0, False)
+    assert trust_fields(meta) == ("no_match", None, 0.0, False)
     assert meta["repo_id"] is None
     assert meta["pending_online_lookup"] is False  # the Hub answered: nothing to retry
 
@@ -143,7 +134,7 @@ def test_hub_down_imports_offline_then_retry_pending_enriches(
     assert back.code == 0, back.stderr
     assert back.json["results"][0]["status"] == "enriched"
     meta = json.loads((lib / model_id / "metadata.json").read_text())
-    assert _trust(meta) == ("verified", "hash", 1.0, False)
+    assert trust_fields(meta) == ("verified", "hash", 1.0, False)
     assert meta["pending_online_lookup"] is False
     assert meta["lookup_attempts"] == 3
     assert run_cli("--library", lib, "status", "--json").json["pending_lookups"] == 0
