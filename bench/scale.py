@@ -5,7 +5,8 @@
 
 One small file is imported for real to get a genuine metadata.json; it is the template for
 10,000 records written in the library layout `<type>/<family>/<slug>/metadata.json` (each
-with its own model_id, names, hashes, size; spread over 6 types and 60 families). The
+with its own model_id, names, hashes, size; spread over 6 types and 60 families), each
+beside a sparse model file of its recorded size (rescan checks that every file is there). The
 index is then built by `modelimport rescan`, and timed:
   rescan          modelimport rescan (re-reads every metadata.json, rebuilds the index)
   read-all        one Python process reading and parsing every metadata.json: what rescan
@@ -93,6 +94,9 @@ def make_library(lib: Path, count: int, template_src: Path) -> None:
         folder = lib / model_type / family / slug
         folder.mkdir(parents=True)
         (folder / "metadata.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        for entry in meta.get("files", []):  # sparse files of the recorded size: rescan stats them
+            with open(folder / entry["name"], "wb") as fh:
+                fh.truncate(entry["size"])
 
 
 def main() -> None:

@@ -87,3 +87,26 @@ def test_a_missing_index_is_rebuilt_before_anything_is_imported(tmp_path: Path):
     [result] = again.json["results"]
     assert (result["status"], result["model_id"]) == ("duplicate", first["model_id"])
     assert len([p for p in library_files(lib) if p.name == "m.safetensors"]) == 1
+
+
+def test_rescan_reports_models_whose_files_were_removed_or_changed_by_hand(tmp_path: Path):
+    lib = tmp_path / "lib"
+    ids = [
+        _import(lib, make_safetensors(tmp_path / f"m{i}.safetensors", fill=bytes([i + 1])))[
+            "model_id"
+        ]
+        for i in range(3)
+    ]
+    (lib / ids[0] / "m0.safetensors").unlink()
+    os.truncate(lib / ids[1] / "m1.safetensors", 10)
+
+    run = run_cli("--library", lib, "rescan", "--json")
+
+    assert run.code == 1
+    assert sorted(run.json["damaged"]) == sorted(ids[:2])
+    assert run.json["models"] == 3  # still indexed: metadata.json is the record of truth
+    problems = " ".join(run.json["problems"])
+    assert "m0.safetensors is missing" in problems
+    assert "m1.safetensors is 10 bytes" in problems
+    human = run_cli("--library", lib, "rescan")
+    assert human.code == 1 and "m0.safetensors is missing" in human.stderr

@@ -92,7 +92,7 @@ def rescan(
             )
         ),
     )
-    raise typer.Exit(1 if data["unreadable"] else 0)
+    raise typer.Exit(1 if data["unreadable"] or data["damaged"] else 0)
 
 
 @app.command(
