@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 from cli import run_cli
@@ -33,6 +34,9 @@ def test_lookup_pending_then_verified_with_verify(
     assert (report["trust"], report["match_method"], report["confidence"]) == (
         "verified", "hash", 1.0,
     )
+    # Reading a whole file is shown as progress (JSON lines on stderr with --json).
+    stages = [json.loads(line)["stage"] for line in run.stderr.splitlines()]
+    assert stages[0] == "hashing" and stages[-1] == "complete"
 
 
 def test_lookup_human_table(

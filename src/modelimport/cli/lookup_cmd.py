@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import stat
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -25,7 +27,9 @@ from modelimport.cli.options import (
     resolve_options,
 )
 from modelimport.cli.output import Output, styled
+from modelimport.cli.progress import progress_sink
 from modelimport.errors import ModelImportError, UsageError
+from modelimport.events import ProgressEvent, ProgressSink, Stage, ignore_progress
 
 if TYPE_CHECKING:
     from modelimport.hub import LookupResult
@@ -100,7 +104,9 @@ def lookup_command(
         out.debug(f"Looking up {path}")
         if problem is None:
             try:
-                reports.append(_lookup_one(session, path, verify=verify, top=top))
+                # --verify reads whole files (minutes for 100 GB): show how far it is.
+                with progress_sink(opts.json, out.err) if verify else _no_progress() as sink:
+                    reports.append(_lookup_one(session, path, verify=verify, top=top, sink=sink))
                 continue
             except ModelImportError as exc:
                 problem = str(exc)
@@ -142,9 +148,16 @@ def _failed_report(path: Path, error: str) -> dict[str, Any]:
     }
 
 
-def _lookup_one(session: Any, path: Path, *, verify: bool, top: int) -> dict[str, Any]:
+@contextlib.contextmanager
+def _no_progress() -> Iterator[ProgressSink]:
+    yield ignore_progress
+
+
+def _lookup_one(
+    session: Any, path: Path, *, verify: bool, top: int, sink: ProgressSink = ignore_progress
+) -> dict[str, Any]:
     from modelimport.formats import inspect_file
-    from modelimport.hashing import fast_hash, hash_file
+    from modelimport.hashing import fast_hash
     from modelimport.hub import LocalFile, LookupRequest
     from modelimport.hub.records import FileStamp
     from modelimport.probe import probe_model
@@ -156,7 +169,7 @@ def _lookup_one(session: Any, path: Path, *, verify: bool, top: int) -> dict[str
         name=path.name,
         size=facts.size,
         fast_hash=fast_hash(path),
-        sha256=hash_file(path).sha256 if verify else None,
+        sha256=_verified_sha256(path, sink) if verify else None,
     )
     stamp = FileStamp.of(path, before)
     if stamp == FileStamp.of(path) and stamp.size == local.size:
@@ -184,6 +197,18 @@ def _lookup_one(session: Any, path: Path, *, verify: bool, top: int) -> dict[str
         **_trimmed(result, top),
         "error": None,
     }
+
+
+def _verified_sha256(path: Path, sink: ProgressSink) -> str:
+    from modelimport.hashing import hash_file
+
+    def on_bytes(done: int) -> None:
+        sink(ProgressEvent(Stage.HASHING, path.name, done, size))
+
+    size = path.stat().st_size
+    sha256 = hash_file(path, on_bytes).sha256
+    sink(ProgressEvent(Stage.COMPLETE, path.name, size, size))
+    return sha256
 
 
 def _parameters(probe: Any, facts: Any) -> Any:
