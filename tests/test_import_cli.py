@@ -318,3 +318,6 @@ def test_list_filters_models(tmp_path: Path, mixed_folder: Path):
     assert {m["is_sharded_set"] for m in pending} == {True, False}
     human = run_cli("--library", lib, "list")
     assert "3 model(s)" in human.stdout and llms[0]["model_id"] in human.stdout
+    # In a pipe, one line per model, the id whole at its start (ready for mark-manual).
+    lines = human.stdout.splitlines()
+    assert any(line.startswith(llms[0]["model_id"] + " ") for line in lines), lines

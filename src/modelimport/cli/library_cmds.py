@@ -255,9 +255,10 @@ def list_command(
     ]
 
     def render(console: Console) -> None:
-        if len(rows) > RICH_TABLE_MAX_ROWS:
+        if len(rows) > RICH_TABLE_MAX_ROWS or not console.is_terminal:
             # Rich lays out every cell (about 0.5 ms a row): 10,000 models would take 5 s.
-            # Plain aligned columns print the same facts in a fraction of that.
+            # Plain aligned columns print the same facts in a fraction of that, and in a pipe
+            # keep every model id on one line (a table folds them at 80 columns).
             console.print(title, markup=False, highlight=False)
             console.print(
                 aligned_columns(columns, rows), markup=False, highlight=False, soft_wrap=True
