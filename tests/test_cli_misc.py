@@ -139,3 +139,13 @@ def test_a_folder_without_model_files_says_so(tmp_path: Path):
     run = run_cli("--library", tmp_path / "lib", "import", folder, "--yes")
     assert run.code == 0, run.stderr
     assert run.stdout.strip() == "No model files found (nothing imported; 1 other file(s) skipped)."
+
+
+def test_verbose_names_the_skipped_files(tmp_path: Path):
+    folder = tmp_path / "dl"
+    make_safetensors(folder / "m.safetensors")
+    (folder / "readme.txt").write_text("notes")
+    quiet = run_cli("--library", tmp_path / "lib", "import", folder, "--yes")
+    assert "1 skipped (--verbose names them)." in quiet.stdout
+    loud = run_cli("--library", tmp_path / "lib2", "import", folder, "--yes", "--verbose")
+    assert f"skipped: {folder / 'readme.txt'}: unsupported file type" in loud.stdout

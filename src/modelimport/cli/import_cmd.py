@@ -117,7 +117,7 @@ def import_command(
     with progress_sink(opts.json, out.err) as sink:
         results = execute_plan(plan, opened.library, opened.db, options, sink, hub_session)
     report = _report(results)
-    out.result(report, lambda console: _render_results(console, report))
+    out.result(report, lambda console: _render_results(console, report, opts.verbose))
     # An imported model with an error is in the library but not yet indexed: not all done.
     failed = any(
         r.status in (FAILED, REJECTED) or (r.status == IMPORTED and r.error) for r in results
@@ -201,7 +201,7 @@ def _render_plan(console: Console, plan: Any) -> None:
             )
 
 
-def _render_results(console: Console, report: dict[str, Any]) -> None:
+def _render_results(console: Console, report: dict[str, Any], verbose: bool = False) -> None:
     if all(r["status"] == "skipped" for r in report["results"]):
         others = len(report["results"])
         console.print(
@@ -233,5 +233,10 @@ def _render_results(console: Console, report: dict[str, Any]) -> None:
     s = report["summary"]
     console.print(
         f"{s['imported']} imported ({human_size(s['imported_bytes'])}), {s['duplicate']} "
-        f"duplicate, {s['rejected']} rejected, {s['failed']} failed, {skipped} skipped."
+        f"duplicate, {s['rejected']} rejected, {s['failed']} failed, {skipped} skipped"
+        + ("." if verbose or not skipped else " (--verbose names them).")
     )
+    if verbose:
+        for r in report["results"]:
+            if r["status"] == "skipped":
+                console.print(f"skipped: {r['sources'][0]}: {r['error']}")
