@@ -21,8 +21,8 @@ from modelimport.errors import ModelImportError
 app = typer.Typer(
     name="modelimport",
     help=(
-        "Import local AI model files (.safetensors, .gguf, .ckpt, .pt, .bin, folders, sharded "
-        "sets) into one managed library: hashed, identified, described and indexed."
+        "Import local AI model files (.safetensors, .gguf, .ckpt, .pt, .pth, .bin, folders, "
+        "sharded sets) into one managed library: hashed, identified, described and indexed."
     ),
     no_args_is_help=True,
     add_completion=True,

@@ -84,7 +84,8 @@ def lookup_command(
     """Identify model files on the Hugging Face Hub, with a trust level for each match.
 
     Without --verify a file is never read whole: its format, header and a fast hash (first
-    and last 8 MiB) are read, and the Hub's sizes and SHA256s are compared when importing.
+    and last 8 MiB) are read and its size is compared with the Hub's now; the Hub's SHA256
+    is compared when the file is imported (or now, with --verify).
     Each file gets its own result; a file that cannot be read gets an error instead.
     """
     from modelimport.collect import unreadable_reason
