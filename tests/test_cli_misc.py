@@ -149,3 +149,12 @@ def test_verbose_names_the_skipped_files(tmp_path: Path):
     assert "1 skipped (--verbose names them)." in quiet.stdout
     loud = run_cli("--library", tmp_path / "lib2", "import", folder, "--yes", "--verbose")
     assert f"skipped: {folder / 'readme.txt'}: unsupported file type" in loud.stdout
+
+
+def test_help_shows_no_value_for_on_off_flags():
+    run = run_cli("import", "--help", env={"COLUMNS": "160"})
+    assert run.code == 0
+    for flag in ("--move", "--json", "--offline", "--yes", "--verbose", "--allow-incomplete"):
+        [line] = [ln for ln in run.stdout.splitlines() if ln.lstrip("│ ").startswith(flag + " ")]
+        assert "<bool>" not in line, line
+    assert "<float range>" in run.stdout  # options that take a value still say which

@@ -19,6 +19,7 @@ from modelimport.cli.options import (
     RefreshOpt,
     VerboseOpt,
     YesOpt,
+    flag,
     paths_argument,
     resolve_options,
 )
@@ -44,18 +45,19 @@ def import_command(
     paths: Annotated[list[Path], paths_argument("Model files and folders (folders are walked).")],
     move: Annotated[
         bool,
-        typer.Option(
+        flag(
             "--move",
             help="Move instead of copy: a rename on the same filesystem; across filesystems "
-            "the source is deleted only after the model is committed.",
+            "the source is deleted only after the model is committed; a symlink is never "
+            "moved (the file behind it is copied).",
         ),
     ] = False,
     allow_incomplete: Annotated[
-        bool, typer.Option("--allow-incomplete", help="Import sharded sets that miss shards.")
+        bool, flag("--allow-incomplete", help="Import sharded sets that miss shards.")
     ] = False,
     allow_unsafe_pickle: Annotated[
         bool,
-        typer.Option(
+        flag(
             "--allow-unsafe-pickle",
             help="Import pickles that import code-executing globals (they are never loaded).",
         ),

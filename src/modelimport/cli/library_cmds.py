@@ -17,6 +17,7 @@ from modelimport.cli.options import (
     OfflineOpt,
     VerboseOpt,
     YesOpt,
+    flag,
     paths_argument,
     resolve_options,
 )
@@ -219,7 +220,7 @@ def list_command(
         str | None, typer.Option("--family", help="Only this family (sdxl, llama, ...).")
     ] = None,
     pending: Annotated[
-        bool, typer.Option("--pending", help="Only models still pending an online lookup.")
+        bool, flag("--pending", help="Only models still pending an online lookup.")
     ] = False,
     library: LibraryOpt = None,
     json_: JsonOpt = False,

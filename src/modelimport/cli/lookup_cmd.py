@@ -23,6 +23,7 @@ from modelimport.cli.options import (
     RefreshOpt,
     VerboseOpt,
     YesOpt,
+    flag,
     paths_argument,
     resolve_options,
 )
@@ -67,7 +68,7 @@ def lookup_command(
     top: Annotated[int, typer.Option("--top", min=1, help="Candidates to show per file.")] = 5,
     verify: Annotated[
         bool,
-        typer.Option(
+        flag(
             "--verify",
             help="Read each file whole to compare its SHA256 now (otherwise: pending "
             "verification, decided when the file is imported).",

@@ -13,6 +13,13 @@ from typing import Annotated, Any
 
 import typer
 
+
+def flag(*decls: str, help: str) -> Any:
+    """An on/off option. Typer shows every option with a value type (`--json <bool>`), which
+    tells people to type a value these do not take; an empty metavar shows none."""
+    return typer.Option(*decls, metavar="", help=help)
+
+
 LibraryOpt = Annotated[
     Path | None,
     typer.Option(
@@ -22,19 +29,19 @@ LibraryOpt = Annotated[
         show_default=False,
     ),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+JsonOpt = Annotated[bool, flag("--json", help="Print machine-readable JSON on stdout.")]
 OfflineOpt = Annotated[
     bool,
-    typer.Option("--offline", help="Never contact the Hugging Face Hub (also HF_HUB_OFFLINE=1)."),
+    flag("--offline", help="Never contact the Hugging Face Hub (also HF_HUB_OFFLINE=1)."),
 ]
 YesOpt = Annotated[
-    bool, typer.Option("--yes", "-y", help="Accept the plan without asking; needed without a TTY.")
+    bool, flag("--yes", "-y", help="Accept the plan without asking; needed without a TTY.")
 ]
-RefreshOpt = Annotated[bool, typer.Option("--refresh", help="Bypass the on-disk Hub cache.")]
+RefreshOpt = Annotated[bool, flag("--refresh", help="Bypass the on-disk Hub cache.")]
 HubTimeoutOpt = Annotated[
     float, typer.Option("--timeout", min=0.1, help="Seconds per Hub call before giving up.")
 ]
-VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Say more about each step.")]
+VerboseOpt = Annotated[bool, flag("--verbose", "-v", help="Say more about each step.")]
 
 
 def paths_argument(help: str) -> Any:
