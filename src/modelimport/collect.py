@@ -8,7 +8,6 @@ folder are skipped and counted.
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 from dataclasses import dataclass, field
@@ -73,30 +72,6 @@ def unreadable_reason(path: Path, exc: OSError) -> str:
     if isinstance(exc, PermissionError):
         return f"Permission denied reading {path}."
     return f"{path} cannot be read: {exc.strerror or exc}."
-
-
-# The errors `Path.exists()` turns into False; any other makes it raise.
-ABSENT_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP}
-
-
-def split_unreachable(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """Named paths that can be looked at, and those whose stat fails for another reason than
-    absence (permission denied, name too long), each with its one-sentence reason.
-
-    The importer tells a failed named path from a rejected one with `Path.exists()`, which
-    raises for the second kind; they are settled before the plan instead.
-    """
-    reachable: list[Path] = []
-    unreachable: list[tuple[Path, str]] = []
-    for path in paths:
-        try:
-            path.stat()
-        except OSError as exc:
-            if exc.errno not in ABSENT_ERRNOS:
-                unreachable.append((path, unreadable_reason(path, exc)))
-                continue
-        reachable.append(path)
-    return reachable, unreachable
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

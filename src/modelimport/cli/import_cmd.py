@@ -75,13 +75,11 @@ def import_command(
     Each file is read once: SHA256 and BLAKE3 are computed while it is copied into a
     staging folder inside the library, then the model appears by one atomic rename.
     """
-    from modelimport.collect import split_unreachable
     from modelimport.importer import (
         FAILED,
         IMPORTED,
         REJECTED,
         ImportOptions,
-        ItemResult,
         execute_plan,
         plan_import,
     )
@@ -103,12 +101,8 @@ def import_command(
     )
     opened = open_for(opts, out)
     hub_session = None if offline_mode else _hub_session(timeout=timeout, refresh=refresh)
-    # Settled here, not by the planner: it tells a failed named path from a rejected one
-    # with Path.exists(), which raises for a path it may not look at.
-    reachable, unreachable = split_unreachable(paths)
     with planning_sink(opts.json, out.err) as sink:
-        plan = plan_import(reachable, opened.library, opened.db, options, sink, hub_session)
-    plan.settled[:0] = [ItemResult(FAILED, [str(p)], error=why) for p, why in unreachable]
+        plan = plan_import(paths, opened.library, opened.db, options, sink, hub_session)
     if not opts.yes and plan.models:
         _render_plan(out.err, plan)
         _confirm_low_confidence(plan)
