@@ -492,12 +492,10 @@ def _build_record(
             from modelimport.hub.records import no_match
 
             settled = no_match()
-        apply_lookup(record, settled)
-        # A fuzzy match is a guess: recorded as needing confirmation unless a person said yes.
+        # Set first: apply_lookup marks a fuzzy match as needing confirmation unless a
+        # person said yes in the review.
         record["match_confirmed"] = planned.match_confirmed
-        record["needs_confirmation"] = (
-            record["trust_level"] == "low_confidence" and not planned.match_confirmed
-        )
+        apply_lookup(record, settled)
     for fld, value in planned.user_edits.items():
         set_candidate(record, fld, "user", value)
     resolve_fields(record)

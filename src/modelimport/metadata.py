@@ -53,6 +53,8 @@ def new_record(**fields: Any) -> dict[str, Any]:
         # None until the Hub has been asked: "no_match" would claim the Hub has nothing.
         "trust_level": None,
         "hash_mismatch": False,
+        "match_confirmed": False,  # a person accepted a low-confidence match
+        "needs_confirmation": False,  # a low-confidence match nobody has confirmed yet
         "pending_online_lookup": False,
         "lookup_attempts": 0,
         "last_lookup_attempt": None,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import stat
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -107,7 +106,12 @@ def lookup_command(
         if problem is None:
             try:
                 # --verify reads whole files (minutes for 100 GB): show how far it is.
-                with progress_sink(opts.json, out.err) if verify else _no_progress() as sink:
+                progress = (
+                    progress_sink(opts.json, out.err)
+                    if verify
+                    else contextlib.nullcontext(ignore_progress)
+                )
+                with progress as sink:
                     reports.append(_lookup_one(session, path, verify=verify, top=top, sink=sink))
                 continue
             except ModelImportError as exc:
@@ -148,11 +152,6 @@ def _failed_report(path: Path, error: str) -> dict[str, Any]:
         "confidence": None,
         "error": error,
     }
-
-
-@contextlib.contextmanager
-def _no_progress() -> Iterator[ProgressSink]:
-    yield ignore_progress
 
 
 def _lookup_one(
