@@ -12,7 +12,7 @@ index is then built by `modelimport rescan`, and timed:
   read-all        one Python process reading and parsing every metadata.json: what rescan
                   is bounded by
   status          modelimport status, and status --json
-  list (SQL)      modelimport.index.list_models over the whole index, in a fresh process
+  list (SQL)      modelimport.library.index.list_models over the whole index, in a fresh process
   list            modelimport list (the table, written to a pipe), and list --json
   --help          modelimport --help: the CLI's fixed start-up cost, for scale
 """
@@ -57,7 +57,7 @@ print(n)
 LIST_SQL = """
 import sys
 from pathlib import Path
-from modelimport import index
+from modelimport.library import index
 db = index.connect(Path(sys.argv[1]) / ".modelimport" / "index.sqlite")
 rows = index.list_models(db)
 assert len(rows) == int(sys.argv[2]), len(rows)

@@ -1,4 +1,4 @@
-"""modelimport.hub against the fake Hub: trust levels, faults, offline, cache and call budget."""
+"""modelimport.identify.hub against the fake Hub: trust, faults, offline, cache and budget."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ from dataclasses import replace
 import pytest
 from fakehub import FakeHub
 
-from modelimport.hub import (
+from modelimport.identify.hub import (
     HubSession,
     LocalFile,
     LookupRequest,
     TrustLevel,
     settle_verification,
 )
-from modelimport.hub.records import FileStamp
+from modelimport.identify.hub.records import FileStamp
 
 NAME = "Meta-Llama-3-8B-Instruct"
 LLAMA = f"meta-llama/{NAME}"

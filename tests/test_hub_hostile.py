@@ -1,4 +1,4 @@
-"""A hostile or broken Hub: every answer is untrusted input (modelimport.hub.answers).
+"""A hostile or broken Hub: every answer is untrusted input (modelimport.identify.hub.answers).
 
 Whatever the Hub sends, a lookup ends in an honest result: no_match, a pending lookup
 (`hub_error`) or the bad candidate, file entry or field left out. It never raises, never
@@ -21,7 +21,13 @@ from cli import library_files, run_cli
 from factories import make_safetensors
 from fakehub import FakeHub
 
-from modelimport.hub import HubSession, LocalFile, LookupRequest, TrustLevel, settle_verification
+from modelimport.identify.hub import (
+    HubSession,
+    LocalFile,
+    LookupRequest,
+    TrustLevel,
+    settle_verification,
+)
 
 NAME = "Cool-Model-7B"
 REPO = f"org/{NAME}"

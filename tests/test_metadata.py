@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from modelimport.hub.records import LookupResult, TrustLevel
-from modelimport.metadata import apply_lookup, new_record, resolve_fields, set_candidate
+from modelimport.identify.hub.records import LookupResult, TrustLevel
+from modelimport.library.metadata import apply_lookup, new_record, resolve_fields, set_candidate
 
 
 def _record(**file_says: str) -> dict:

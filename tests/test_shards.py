@@ -7,7 +7,7 @@ from pathlib import Path
 
 from factories import make_sharded_safetensors
 
-from modelimport.shards import group_files, parse_shard_name
+from modelimport.importer.shards import group_files, parse_shard_name
 
 
 def _touch(folder: Path, *names: str) -> list[Path]:

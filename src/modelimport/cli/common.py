@@ -9,12 +9,12 @@ from modelimport.cli.output import Output
 from modelimport.config import resolve_library_root
 
 if TYPE_CHECKING:
-    from modelimport.maintenance import OpenLibrary
+    from modelimport.library.maintenance import OpenLibrary
 
 
 def open_for(opts: GlobalOptions, out: Output, create: bool = True) -> OpenLibrary:
     # Imported here, not at the top: `--help` loads this module but never opens a library.
-    from modelimport.maintenance import open_library
+    from modelimport.library.maintenance import open_library
 
     opened = open_library(resolve_library_root(opts.library), create=create)
     rec = opened.recovery

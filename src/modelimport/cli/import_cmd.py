@@ -75,7 +75,7 @@ def import_command(
     Each file is read once: SHA256 and BLAKE3 are computed while it is copied into a
     staging folder inside the library, then the model appears by one atomic rename.
     """
-    from modelimport.importer import (
+    from modelimport.importer.pipeline import (
         FAILED,
         IMPORTED,
         REJECTED,
@@ -122,7 +122,7 @@ def import_command(
 
 
 def _hub_session(timeout: float, refresh: bool) -> Any:
-    from modelimport.hub import HubSession
+    from modelimport.identify.hub import HubSession
 
     return HubSession(timeout=timeout, refresh=refresh)
 

@@ -35,7 +35,7 @@ def status(
     verbose: VerboseOpt = False,
 ) -> None:
     """Show the library: where it is, how many models, their size, pending lookups."""
-    from modelimport.maintenance import library_status
+    from modelimport.library.maintenance import library_status
 
     opts = resolve_options(
         ctx, library=library, json=json_, offline=offline, yes=yes, verbose=verbose
@@ -70,7 +70,7 @@ def rescan(
     verbose: VerboseOpt = False,
 ) -> None:
     """Rebuild the index from every metadata.json in the library (records are not changed)."""
-    from modelimport.maintenance import rescan as run_rescan
+    from modelimport.library.maintenance import rescan as run_rescan
 
     opts = resolve_options(
         ctx, library=library, json=json_, offline=offline, yes=yes, verbose=verbose
@@ -112,7 +112,7 @@ def mark_manual(
     verbose: VerboseOpt = False,
 ) -> None:
     """Protect models from automatic updates (retry-pending, rescan keep them as they are)."""
-    from modelimport.maintenance import mark_manual as run_mark
+    from modelimport.library.maintenance import mark_manual as run_mark
 
     opts = resolve_options(
         ctx, library=library, json=json_, offline=offline, yes=yes, verbose=verbose
@@ -144,8 +144,8 @@ def shards(
     verbose: VerboseOpt = False,
 ) -> None:
     """Group sharded sets and report whether each is complete (reads names, not data)."""
-    from modelimport.collect import collect_paths
-    from modelimport.shards import group_files
+    from modelimport.importer.collect import collect_paths
+    from modelimport.importer.shards import group_files
 
     opts = resolve_options(
         ctx, library=library, json=json_, offline=offline, yes=yes, verbose=verbose
@@ -229,7 +229,7 @@ def list_command(
     verbose: VerboseOpt = False,
 ) -> None:
     """List the models in the library, from the index."""
-    from modelimport.index import list_models
+    from modelimport.library.index import list_models
 
     opts = resolve_options(
         ctx, library=library, json=json_, offline=offline, yes=yes, verbose=verbose

@@ -32,7 +32,7 @@ from modelimport.errors import ModelImportError, UsageError
 from modelimport.events import ProgressEvent, ProgressSink, Stage, ignore_progress
 
 if TYPE_CHECKING:
-    from modelimport.hub import LookupResult
+    from modelimport.identify.hub import LookupResult
 
 LOOKUP_EXAMPLES = """
 Examples:
@@ -88,8 +88,8 @@ def lookup_command(
     is compared when the file is imported (or now, with --verify).
     Each file gets its own result; a file that cannot be read gets an error instead.
     """
-    from modelimport.collect import unreadable_reason
-    from modelimport.hub import HubSession
+    from modelimport.identify.hub import HubSession
+    from modelimport.importer.collect import unreadable_reason
 
     opts = resolve_options(
         ctx, library=library, json=json_, offline=offline, yes=yes, verbose=verbose
@@ -126,7 +126,7 @@ def lookup_command(
 
 def _file_problem(path: Path) -> str | None:
     """Why `path` cannot be looked up, found without opening it (opening a fifo blocks)."""
-    from modelimport.collect import unreadable_reason
+    from modelimport.importer.collect import unreadable_reason
 
     try:
         st = path.stat()
@@ -141,7 +141,7 @@ def _file_problem(path: Path) -> str | None:
 
 def _failed_report(path: Path, error: str) -> dict[str, Any]:
     """A report with the keys of a looked-up file's, nothing identified, and the error."""
-    from modelimport.hub.records import no_match
+    from modelimport.identify.hub.records import no_match
 
     return {
         "path": str(path),
@@ -159,8 +159,8 @@ def _lookup_one(
 ) -> dict[str, Any]:
     from modelimport.formats import inspect_file
     from modelimport.hashing import fast_hash
-    from modelimport.hub import LocalFile, LookupRequest
-    from modelimport.hub.records import FileStamp
+    from modelimport.identify.hub import LocalFile, LookupRequest
+    from modelimport.identify.hub.records import FileStamp
     from modelimport.probe import probe_model
 
     before = path.stat()

@@ -44,8 +44,8 @@ def retry_pending_command(
     Models marked manual are left as they are. Needs the Hub: it refuses to run offline.
     """
     from modelimport.config import hub_offline_by_env
-    from modelimport.enrich import retry_pending
-    from modelimport.hub import HubSession
+    from modelimport.identify.enrich import retry_pending
+    from modelimport.identify.hub import HubSession
 
     opts = resolve_options(
         ctx, library=library, json=json_, offline=offline, yes=yes, verbose=verbose

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from modelimport.hub.records import LookupRequest
+from modelimport.identify.hub.records import LookupRequest
 from modelimport.names import GENERIC_STEMS, clean_model_name, is_generic_name
 
 MAX_SEARCH_QUERIES = 3

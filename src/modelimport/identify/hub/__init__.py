@@ -11,8 +11,8 @@ Submodules: `records` (dataclasses), `client` (HubSession, settle_verification),
 (metadata from a repo), `cache` (disk cache). Hashing of local files is `modelimport.hashing`.
 """
 
-from modelimport.hub.client import HubSession, HubUnavailable, settle_verification
-from modelimport.hub.records import (
+from modelimport.identify.hub.client import HubSession, HubUnavailable, settle_verification
+from modelimport.identify.hub.records import (
     Candidate,
     LocalFile,
     LookupRequest,

@@ -22,8 +22,8 @@ import re
 from itertools import islice
 from typing import Any
 
-from modelimport.hub.candidates import valid_repo_id
-from modelimport.hub.records import RepoFileEntry, RepoListing, SearchHit
+from modelimport.identify.hub.candidates import valid_repo_id
+from modelimport.identify.hub.records import RepoFileEntry, RepoListing, SearchHit
 
 MAX_REPO_PATH_LENGTH = 1024
 # Files kept from one listing. Each is compared with each local file, fuzzily when names

@@ -24,18 +24,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelimport import index, staging
-from modelimport.collect import collect_paths
 from modelimport.errors import InvalidModelFile, ModelImportError, SourceChanged
 from modelimport.events import ProgressEvent, ProgressSink, Stage, ignore_progress
 from modelimport.faults import fault_point
 from modelimport.formats import FileFacts, inspect_file
 from modelimport.hashing import FileDigests, copy_and_hash, fast_hash, hash_file
-from modelimport.library import Library, fsync_dir, make_model_id
-from modelimport.metadata import new_record, now_iso, resolve_fields, set_candidate
+from modelimport.importer.collect import collect_paths
+from modelimport.importer.shards import ModelFiles, group_files
+from modelimport.library import index, staging
+from modelimport.library.layout import Library, fsync_dir, make_model_id
+from modelimport.library.metadata import new_record, now_iso, resolve_fields, set_candidate
 from modelimport.names import is_generic_name, model_name_for, sanitize_component, slugify
 from modelimport.probe import ModelProbe, probe_model
-from modelimport.shards import ModelFiles, group_files
 
 # Result statuses, as the JSON contract names them.
 IMPORTED, DUPLICATE, FAILED, REJECTED, SKIPPED = (
@@ -86,7 +86,7 @@ class PlannedModel:
     name: str
     model_type: str
     family: str
-    lookup: Any = None  # modelimport.hub.LookupResult when the Hub was asked
+    lookup: Any = None  # modelimport.identify.hub.LookupResult when the Hub was asked
     match_confirmed: bool = False  # a person accepted a low-confidence match in the review
     match_declined: bool = False  # ... or turned it down (a hash match still proves it)
     user_edits: dict[str, str] = field(default_factory=dict)
@@ -173,7 +173,7 @@ def _plan_model(group: ModelFiles, options: ImportOptions) -> PlannedModel:
 
 
 def _lookup_request(planned: PlannedModel) -> Any:
-    from modelimport.hub import LocalFile, LookupRequest
+    from modelimport.identify.hub import LocalFile, LookupRequest
 
     files = tuple(
         LocalFile(f.path.name, f.size, planned.fast_hashes.get(f.path.name)) for f in planned.facts
@@ -281,7 +281,7 @@ def _remember_hashes(hub_session: Any, library: Library, result: ItemResult) -> 
     """Teach the lookup cache the SHA256s the copy computed, so `lookup` knows these files
     unread: the library copy as it is now, and each source while it is still as it was read
     (the size and mtime in `sources`). A file changed since is not recognised by it."""
-    from modelimport.hub.records import FileStamp, LocalFile
+    from modelimport.identify.hub.records import FileStamp, LocalFile
 
     def stamp_of(path: Path) -> FileStamp | None:
         try:
@@ -479,8 +479,8 @@ def _build_record(
         set_candidate(record, fld, "filename" if source == "filename" else "file", value)
     resolve_fields(record)
     if planned.lookup is not None:
-        from modelimport.hub import settle_verification
-        from modelimport.metadata import apply_lookup
+        from modelimport.identify.hub import settle_verification
+        from modelimport.library.metadata import apply_lookup
 
         sha_by_name = {f["original_name"]: f["sha256"] for f in files}
         # A set missing shards was not compared whole: never verified as a whole.
@@ -489,7 +489,7 @@ def _build_record(
         )
         if planned.match_declined and str(settled.trust) != "verified":
             # The person said the guessed repo is not it, and the bytes did not prove otherwise.
-            from modelimport.hub.records import no_match
+            from modelimport.identify.hub.records import no_match
 
             settled = no_match()
         # Set first: apply_lookup marks a fuzzy match as needing confirmation unless a
@@ -535,7 +535,7 @@ def _commit(
             return _duplicate_result(planned, owner)  # type: ignore[arg-type]
         model_id = _unique_model_id(library, db, record["model_type"], record["family"], slug)
         record["model_id"] = model_id
-        from modelimport.library import write_json_atomic
+        from modelimport.library.layout import write_json_atomic
 
         write_json_atomic(txn.model_path / "metadata.json", record)
         dest = library.root / model_id

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelimport.library import METADATA_NAME, Library, fsync_dir, write_json_atomic
+from modelimport.library.layout import METADATA_NAME, Library, fsync_dir, write_json_atomic
 
 JOURNAL = "journal.json"
 

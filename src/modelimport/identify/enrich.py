@@ -12,15 +12,15 @@ from __future__ import annotations
 from pathlib import PurePath
 from typing import Any
 
-from modelimport import index
 from modelimport.events import ProgressEvent, ProgressSink, Stage, ignore_progress
-from modelimport.maintenance import OpenLibrary
-from modelimport.metadata import apply_lookup, now_iso
+from modelimport.library import index
+from modelimport.library.maintenance import OpenLibrary
+from modelimport.library.metadata import apply_lookup, now_iso
 
 
 def lookup_request_for(record: dict[str, Any]) -> Any:
     """A Hub request from an imported record: full SHA256s are known, so no file is read."""
-    from modelimport.hub import LocalFile, LookupRequest
+    from modelimport.identify.hub import LocalFile, LookupRequest
 
     files = tuple(
         LocalFile(

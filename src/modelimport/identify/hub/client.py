@@ -39,11 +39,11 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
-from modelimport.hub.answers import MalformedAnswer, repo_listing, search_hits
-from modelimport.hub.cache import HubCache
-from modelimport.hub.candidates import embedded_candidates, search_base, search_queries
-from modelimport.hub.describe import repo_metadata
-from modelimport.hub.records import (
+from modelimport.identify.hub.answers import MalformedAnswer, repo_listing, search_hits
+from modelimport.identify.hub.cache import HubCache
+from modelimport.identify.hub.candidates import embedded_candidates, search_base, search_queries
+from modelimport.identify.hub.describe import repo_metadata
+from modelimport.identify.hub.records import (
     CONFIDENCE,
     SELECTION_RANK,
     LocalFile,
@@ -54,7 +54,7 @@ from modelimport.hub.records import (
     TrustLevel,
     no_match,
 )
-from modelimport.hub.scoring import RepoMatch, match_listing, name_only_match, to_candidate
+from modelimport.identify.hub.scoring import RepoMatch, match_listing, name_only_match, to_candidate
 
 T = TypeVar("T")
 

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelimport import index
 from modelimport.errors import LibraryError, ModelNotFound
 from modelimport.events import ProgressEvent, ProgressSink, Stage, ignore_progress
 from modelimport.faults import fault_point
-from modelimport.library import Library, validate_model_id, write_json_atomic
-from modelimport.metadata import now_iso
-from modelimport.staging import RecoveryReport
+from modelimport.library import index
+from modelimport.library.layout import Library, validate_model_id, write_json_atomic
+from modelimport.library.metadata import now_iso
+from modelimport.library.staging import RecoveryReport
 
 RESCAN_PROGRESS_EVERY = 200
 
@@ -34,7 +34,7 @@ class OpenLibrary:
 
 def open_library(root: Path, create: bool = True) -> OpenLibrary:
     """Open (or create) the library, then finish or roll back imports whose process died."""
-    from modelimport.importer import recover_library
+    from modelimport.importer.pipeline import recover_library
 
     library = Library(root)
     if not create:

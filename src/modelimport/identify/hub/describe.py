@@ -10,7 +10,7 @@ import re
 from typing import Any
 from urllib.parse import quote
 
-from modelimport.hub.records import LookupRequest, RepoListing
+from modelimport.identify.hub.records import LookupRequest, RepoListing
 from modelimport.names import clean_model_name, is_generic_name, sanitize_component
 
 # Pattern in repo id, tags or base model -> family. First match wins; extend with one line.

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from pathlib import PurePosixPath
 
-from modelimport.hub.records import (
+from modelimport.identify.hub.records import (
     CONFIDENCE,
     Candidate,
     LocalFile,

@@ -13,8 +13,8 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from modelimport.importer.shards import INDEX_SUFFIX, parse_shard_name
 from modelimport.names import MODEL_EXTENSIONS
-from modelimport.shards import INDEX_SUFFIX, parse_shard_name
 
 SKIPPED_DIR_NAMES = {".modelimport", ".git", "__pycache__"}
 

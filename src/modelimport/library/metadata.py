@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from modelimport.library import SCHEMA_VERSION
+from modelimport.library.layout import SCHEMA_VERSION
 
 FIELD_PRECEDENCE = ("user", "manual", "hub_verified", "file", "hub", "filename", "default")
 MERGED_FIELDS = ("model_type", "family", "precision", "variant", "cleaned_name")

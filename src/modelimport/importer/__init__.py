@@ -1,0 +1,1 @@
+"""The import pipeline: collect -> group -> identify -> review -> stage -> commit."""
