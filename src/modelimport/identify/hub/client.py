@@ -22,7 +22,7 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -119,7 +119,12 @@ def _known_sha256_key(local: LocalFile) -> str | None:
 
 
 class HubSession:
-    """One per batch or command: the HfApi client, disk cache, call counters and breaker."""
+    """One per batch or command: the HfApi client, disk cache, call counters and breaker.
+
+    An identity source by name (`modelimport.identify.source.IdentitySource`)."""
+
+    name = "hub"
+    needs_sha256 = False
 
     def __init__(
         self,
@@ -162,6 +167,9 @@ class HubSession:
             return self._identify(request)
         except HubUnavailable as exc:
             return no_match(hub_error=str(exc))
+
+    def identify_many(self, requests: Sequence[LookupRequest]) -> list[LookupResult]:
+        return [self.identify(request) for request in requests]
 
     def remember_hashes(self, files: tuple[LocalFile, ...] | list[LocalFile]) -> None:
         """Record the sha256 of files read whole, for these files as they are now (their

@@ -187,9 +187,12 @@ class LookupResult:
     # Every local file the verdict is about (the whole request, matched or not): `verified`
     # needs each one's sha256 equal to the Hub's. Not part of the JSON: the caller knows them.
     local_files: tuple[str, ...] = ()
+    # Which identity source answered ("hub", "civitai", ...; see `identify.source`).
+    source: str = "hub"
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "source": self.source,
             "trust": self.trust.value,
             "match_method": self.match_method,
             "confidence": self.confidence,
@@ -203,8 +206,13 @@ class LookupResult:
         }
 
 
-def no_match(hub_error: str | None = None, candidates: tuple[Candidate, ...] = ()) -> LookupResult:
+def no_match(
+    hub_error: str | None = None,
+    candidates: tuple[Candidate, ...] = (),
+    source: str = "hub",
+) -> LookupResult:
     return LookupResult(
+        source=source,
         trust=TrustLevel.NONE,
         match_method=None,
         confidence=0.0,
