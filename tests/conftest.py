@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import huggingface_hub.constants
 import pytest
+from cli import CliRun, cli_env
 from fakehub import FakeHub
 
 NO_HUB = "http://127.0.0.1:9"  # nothing listens there: a stray Hub call fails at once
@@ -88,3 +90,74 @@ def reflink_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield mount
     finally:
         subprocess.run(["umount", str(mount)], check=False)
+
+
+TEST_USER = "modelimport-test"
+
+
+class OtherUser:
+    """A user who is not root, for permission tests (the suite runs as root, and root may
+    read and write anything). `home` is a fresh folder the user owns; `run` runs the real
+    CLI as that user."""
+
+    def __init__(self, name: str, home: Path) -> None:
+        self.name = name
+        self.home = home
+
+    def run(self, *args: str | Path, env: dict[str, str] | None = None) -> CliRun:
+        import sys
+
+        extra = {
+            "HOME": str(self.home),
+            "MODELIMPORT_CACHE_DIR": str(self.home / ".cache"),
+            **(env or {}),
+        }
+        proc = subprocess.run(
+            ["setpriv", f"--reuid={self.name}", f"--regid={self.name}", "--clear-groups",
+             sys.executable, "-m", "modelimport", *map(str, args)],
+            capture_output=True,
+            text=True,
+            env=cli_env(extra),
+            stdin=subprocess.DEVNULL,
+            cwd=self.home,
+            timeout=120,
+        )  # fmt: skip
+        return CliRun(proc.returncode, proc.stdout, proc.stderr)
+
+    def owns(self, path: Path) -> Path:
+        subprocess.run(["chown", "-R", f"{self.name}:{self.name}", str(path)], check=True)
+        return path
+
+
+@pytest.fixture
+def other_user() -> Iterator[OtherUser]:
+    """A non-root user made for the tests (useradd; needs root and setpriv, skips otherwise)."""
+    import tempfile
+
+    if os.geteuid() != 0 or not shutil.which("setpriv") or not shutil.which("useradd"):
+        pytest.skip("needs root, useradd and setpriv to run the CLI as a non-root user")
+    for _ in range(20):  # useradd fails while another process holds /etc/passwd's lock
+        made = subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", TEST_USER],
+            capture_output=True,
+            text=True,
+        )
+        if made.returncode in (0, 9):  # 9: the user exists already (another test made it)
+            break
+        time.sleep(0.25)
+    else:
+        pytest.skip(f"could not create a test user: {made.stderr.strip()}")
+    # Not under tmp_path: pytest's folders are root's alone (0700), the user could not enter.
+    home = Path(tempfile.mkdtemp(prefix="modelimport-user-", dir="/tmp"))
+    home.chmod(0o755)
+    user = OtherUser(TEST_USER, home)
+    user.owns(home)
+    probe = user.run("--version")
+    if probe.code != 0:
+        shutil.rmtree(home, ignore_errors=True)
+        pytest.skip(f"the test user cannot run this Python: {probe.stderr.strip()[:200]}")
+    try:
+        yield user
+    finally:
+        subprocess.run(["chmod", "-R", "u+rwX", str(home)], check=False)
+        shutil.rmtree(home, ignore_errors=True)

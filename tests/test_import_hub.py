@@ -154,7 +154,7 @@ def test_manual_record_is_untouched_by_retry_pending_and_rescan(
     fake_hub.add_repo("Qwen/Qwen2-7B-Instruct", {path.name: data}, downloads=50)
     run = run_cli("--library", lib, "retry-pending", "--json", env=fake_hub_env)
     assert run.code == 0, run.stderr
-    assert run.json["results"] == [{"model_id": model_id, "status": "manual", "error": None}]
+    assert run.json["results"] == []  # a manual record is not pending: nothing to look up
     assert fake_hub.total == 0
     assert meta_path.read_bytes() == before
 

@@ -12,11 +12,24 @@ if TYPE_CHECKING:
     from modelimport.library.maintenance import OpenLibrary
 
 
-def open_for(opts: GlobalOptions, out: Output, create: bool = True) -> OpenLibrary:
+def open_for(
+    opts: GlobalOptions,
+    out: Output,
+    create: bool = True,
+    read_only_ok: bool = False,
+    rebuild_damaged: bool = False,
+) -> OpenLibrary:
+    """Open the library for a command; `read_only_ok` for commands that only read (they work
+    on a library this user may not write), `rebuild_damaged` for `rescan`."""
     # Imported here, not at the top: `--help` loads this module but never opens a library.
     from modelimport.library.maintenance import open_library
 
-    opened = open_library(resolve_library_root(opts.library), create=create)
+    opened = open_library(
+        resolve_library_root(opts.library),
+        create=create,
+        read_only_ok=read_only_ok,
+        rebuild_damaged=rebuild_damaged,
+    )
     rec = opened.recovery
     if rec.rolled_back or rec.completed:
         out.info(
@@ -25,7 +38,14 @@ def open_for(opts: GlobalOptions, out: Output, create: bool = True) -> OpenLibra
         )
     for problem in rec.problems:
         out.error(problem)
-    if opened.rebuilt is not None:
+    if opened.damaged_index is not None:
+        out.info(f"The index was damaged; it was kept aside as {opened.damaged_index}.")
+    if opened.rebuilt is not None and opened.read_only:
+        out.info(
+            f"The index is missing or unreadable and the library is read-only here; read "
+            f"{opened.rebuilt} metadata.json file(s) instead (nothing was written)."
+        )
+    elif opened.rebuilt is not None:
         out.info(f"The index was missing; rebuilt it from {opened.rebuilt} metadata.json file(s).")
     return opened
 

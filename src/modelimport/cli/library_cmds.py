@@ -41,7 +41,7 @@ def status(
         ctx, library=library, json=json_, offline=offline, yes=yes, verbose=verbose
     )
     out = Output(opts.json, opts.verbose)
-    data = library_status(open_for(opts, out, create=False))
+    data = library_status(open_for(opts, out, create=False, read_only_ok=True))
     out.result(data, lambda console: _render_status(console, data))
 
 
@@ -76,16 +76,22 @@ def rescan(
         ctx, library=library, json=json_, offline=offline, yes=yes, verbose=verbose
     )
     out = Output(opts.json, opts.verbose)
-    opened = open_for(opts, out, create=False)
+    opened = open_for(opts, out, create=False, read_only_ok=True, rebuild_damaged=True)
     with progress_sink(opts.json, out.err) as sink:
         data = run_rescan(opened, sink)
+    if data["read_only"]:
+        out.info(
+            "The library is read-only here: its records were read and checked, and the index "
+            "was left as it is."
+        )
     if not opts.json:  # on stderr JSON mode writes only JSON lines; the JSON lists them
         for problem in data["problems"]:
             out.error(problem)
     out.result(
         data,
         lambda console: console.print(
-            f"Indexed {data['models']} models from metadata.json"
+            ("Read" if data["read_only"] else "Indexed")
+            + f" {data['models']} models from metadata.json"
             + (
                 f"; {len(data['unreadable'])} unreadable: {', '.join(data['unreadable'])}"
                 if data["unreadable"]
@@ -166,7 +172,9 @@ def shards(
         for g in group_files(collected.files)
         if g.is_sharded
     ]
-    failures = [{"path": str(p), "error": e} for p, e in collected.failures]
+    failures = [
+        {"path": str(p), "error": e} for p, e in (*collected.failures, *collected.unreadable)
+    ]
     data = {"sets": groups, "failures": failures}
 
     def render(console: Console) -> None:
@@ -235,7 +243,7 @@ def list_command(
         ctx, library=library, json=json_, offline=offline, yes=yes, verbose=verbose
     )
     out = Output(opts.json, opts.verbose)
-    opened = open_for(opts, out, create=False)
+    opened = open_for(opts, out, create=False, read_only_ok=True)
     # Types and families are stored in lower case; `--type LLM` means the same as `llm`.
     models = list_models(
         opened.db, model_type and model_type.lower(), family and family.lower(), pending

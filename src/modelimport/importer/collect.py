@@ -2,12 +2,15 @@
 
 Folders are walked recursively. Symlinked folders are followed once (loops are detected by
 device and inode); fifos, sockets and devices are never opened. A file or folder named on
-the command line that cannot be imported or listed is a failure; unsupported files met in a
-folder are skipped and counted.
+the command line that cannot be imported is a failure; unsupported files met in a folder are
+skipped and counted. A file or folder that cannot be read (named, or met while walking) is
+`unreadable`: the import reports it as failed with the reason, never as skipped, because
+the person asked for what is inside it and did not get it.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from dataclasses import dataclass, field
@@ -24,6 +27,7 @@ class Collected:
     files: list[Path] = field(default_factory=list)
     failures: list[tuple[Path, str]] = field(default_factory=list)  # named paths we can't use
     skipped: list[tuple[Path, str]] = field(default_factory=list)  # met while walking
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)  # named or met
 
 
 def is_candidate_name(name: str) -> bool:
@@ -48,7 +52,7 @@ def collect_paths(paths: list[Path], exclude: Path | None = None) -> Collected:
             out.failures.append((given, unreadable_reason(given, exc)))
             continue
         if stat.S_ISDIR(st.st_mode):
-            _walk(given, out, seen_files, {(st.st_dev, st.st_ino)}, excluded, named=True)
+            _walk(given, out, seen_files, {(st.st_dev, st.st_ino)}, excluded)
         elif not stat.S_ISREG(st.st_mode):
             out.failures.append((given, f"{given} is not a regular file."))
         elif not is_candidate_name(given.name):
@@ -71,6 +75,8 @@ def unreadable_reason(path: Path, exc: OSError) -> str:
         return f"{path} does not exist."
     if isinstance(exc, PermissionError):
         return f"Permission denied reading {path}."
+    if exc.errno == errno.ELOOP:
+        return f"{path} is a symlink loop."
     return f"{path} cannot be read: {exc.strerror or exc}."
 
 
@@ -88,22 +94,21 @@ def _walk(
     seen_files: set[tuple[int, int]],
     seen_dirs: set[tuple[int, int]],
     excluded: tuple[int, int] | None,
-    named: bool = False,
 ) -> None:
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as exc:
-        if named:  # the person asked for this folder: not being able to list it is a failure
-            out.failures.append((folder, unreadable_reason(folder, exc)))
-        else:
-            out.skipped.append((folder, f"cannot list folder: {exc.strerror or exc}"))
+        out.unreadable.append((folder, unreadable_reason(folder, exc)))
         return
     for entry in entries:
         path = Path(entry.path)
         try:
             st = entry.stat(follow_symlinks=True)
-        except OSError:
-            out.skipped.append((path, "broken symlink or unreadable entry"))
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ELOOP):  # points nowhere: not a file at all
+                out.skipped.append((path, "broken symlink or symlink loop"))
+            else:  # e.g. a link to a file behind a folder we may not enter
+                out.unreadable.append((path, unreadable_reason(path, exc)))
             continue
         ident = (st.st_dev, st.st_ino)
         if stat.S_ISDIR(st.st_mode):

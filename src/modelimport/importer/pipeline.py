@@ -119,13 +119,20 @@ def plan_import(
     for path, reason in collected.failures:
         status = FAILED if not os.path.exists(path) else REJECTED  # never raises (EACCES)
         plan.settled.append(ItemResult(status, [str(path)], error=reason))
+    for path, reason in collected.unreadable:
+        plan.settled.append(ItemResult(FAILED, [str(path)], error=reason))
     for path, reason in collected.skipped:
         plan.settled.append(ItemResult(SKIPPED, [str(path)], error=reason))
     for group in group_files(collected.files):
         progress(ProgressEvent(Stage.IDENTIFYING, group.display_name))
         try:
-            planned = _plan_model(group, options)
+            planned = _plan_model(group)
+            # Duplicates first: a file already in the library is "there", whatever the
+            # policies below would say about importing it (re-importing the library itself
+            # must not call its incomplete sets and allowed pickles "rejected").
             duplicate_of = _find_duplicate(library, db, planned)
+            if not duplicate_of:
+                _check_policies(planned, options)
         except ModelImportError as exc:
             plan.settled.append(
                 ItemResult(REJECTED, [str(p) for p in group.all_paths], error=str(exc))
@@ -144,23 +151,28 @@ def plan_import(
     return plan
 
 
-def _plan_model(group: ModelFiles, options: ImportOptions) -> PlannedModel:
-    if not group.files:
-        raise InvalidModelFile(
-            f"{group.display_name} names a sharded set but none of its shards are here."
-        )
+def _check_policies(planned: PlannedModel, options: ImportOptions) -> None:
+    """Refuse what the person did not allow: an incomplete set, an unsafe pickle."""
+    group = planned.group
     if not group.complete and not options.allow_incomplete:
         raise InvalidModelFile(
             f"{group.display_name} is an incomplete sharded set ({group.describe_incomplete()});"
             " pass --allow-incomplete to import it anyway."
         )
-    facts = [inspect_file(path) for path in group.files]
-    probe = probe_model(facts, display_name=group.files[0].name)
-    if probe.unsafe_pickle and not options.allow_unsafe_pickle:
+    if planned.probe.unsafe_pickle and not options.allow_unsafe_pickle:
         raise InvalidModelFile(
             f"{group.display_name} is a pickle that imports code-executing globals; "
             "pass --allow-unsafe-pickle to import it anyway."
         )
+
+
+def _plan_model(group: ModelFiles) -> PlannedModel:
+    if not group.files:
+        raise InvalidModelFile(
+            f"{group.display_name} names a sharded set but none of its shards are here."
+        )
+    facts = [inspect_file(path) for path in group.files]
+    probe = probe_model(facts, display_name=group.files[0].name)
     return PlannedModel(
         group=group,
         facts=facts,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -97,6 +98,47 @@ def connect(path: Path) -> sqlite3.Connection:
     return db
 
 
+def connect_read_only(path: Path) -> sqlite3.Connection:
+    """Open an index this process may not write (a read-only library) for reading.
+
+    A WAL database needs its -shm file, which a reader cannot create in a read-only folder;
+    there SQLite can still read the file as immutable (nobody can be writing it through this
+    folder). Raises sqlite3.DatabaseError when the file is not a usable index.
+    """
+    uri = "file:" + urllib.parse.quote(str(path.absolute()))
+    last: sqlite3.DatabaseError | None = None
+    for params in ("mode=ro", "mode=ro&immutable=1"):
+        db = sqlite3.connect(f"{uri}?{params}", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+        db.row_factory = sqlite3.Row
+        try:
+            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            db.execute("SELECT COUNT(*) FROM models").fetchone()
+            return db
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            last = exc
+    assert last is not None
+    raise last
+
+
+def is_healthy(db: sqlite3.Connection) -> bool:
+    """SQLite's own quick check of every page (used by `rescan` before trusting the file)."""
+    try:
+        return db.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+    except sqlite3.DatabaseError:
+        return False
+
+
+def set_aside(path: Path, suffix: str) -> Path:
+    """Rename a damaged index (and its -wal/-shm) out of the way, keeping it for a look."""
+    kept = path.with_name(f"{path.name}.{suffix}")
+    for extra in ("", "-wal", "-shm"):
+        source = path.with_name(path.name + extra)
+        if source.exists():
+            source.rename(kept.with_name(kept.name + extra))
+    return kept
+
+
 def is_locked(exc: BaseException) -> bool:
     """SQLite's "database is locked"/"busy": another process holds the index right now."""
     return isinstance(exc, sqlite3.OperationalError) and any(
@@ -166,7 +208,9 @@ def _model_row(model_id: str, meta: dict[str, Any]) -> tuple[Any, ...]:
         meta.get("match_method"),
         meta.get("match_confidence"),
         meta.get("trust_level"),
-        int(bool(meta.get("pending_online_lookup"))),
+        # A manual record is never looked up again (retry-pending leaves it alone), so it is
+        # not pending, whatever its flag still says (kept, so mark-manual can be undone).
+        int(bool(meta.get("pending_online_lookup")) and meta.get("match_source") != "manual"),
         int(bool(meta.get("is_sharded_set"))),
         int(bool(meta.get("incomplete_set"))),
         sum(int(f.get("size") or 0) for f in files),
@@ -244,9 +288,14 @@ def model_exists(db: sqlite3.Connection, model_id: str) -> bool:
     return db.execute("SELECT 1 FROM models WHERE model_id = ?", (model_id,)).fetchone() is not None
 
 
+# Also for rows written before manual records stopped counting as pending (see _model_row).
+PENDING = "(pending_online_lookup = 1 AND COALESCE(match_source, '') != 'manual')"
+
+
 def summary(db: sqlite3.Connection) -> dict[str, Any]:
     row = db.execute(
-        "SELECT COUNT(*), COALESCE(SUM(total_size), 0), COALESCE(SUM(pending_online_lookup), 0),"
+        "SELECT COUNT(*), COALESCE(SUM(total_size), 0),"
+        f" COALESCE(SUM({PENDING}), 0),"
         " COALESCE(SUM(incomplete), 0), COALESCE(SUM(match_source = 'manual'), 0) FROM models"
     ).fetchone()
     by_type = {
@@ -280,7 +329,7 @@ def list_models(
         where.append("family = ?")
         args.append(family)
     if pending_only:
-        where.append("pending_online_lookup = 1")
+        where.append(PENDING)
     sql = "SELECT * FROM models" + (" WHERE " + " AND ".join(where) if where else "")
     rows = [dict(r) for r in db.execute(sql + " ORDER BY model_id", _sqlite_row(args))]
     for row in rows:  # SQLite has no booleans; the JSON a person reads should
@@ -296,6 +345,6 @@ def pending_model_ids(db: sqlite3.Connection) -> list[str]:
     return [
         r[0]
         for r in db.execute(
-            "SELECT model_id FROM models WHERE pending_online_lookup = 1 ORDER BY model_id"
+            f"SELECT model_id FROM models WHERE {PENDING} ORDER BY model_id"
         )
     ]

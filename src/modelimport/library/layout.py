@@ -19,6 +19,7 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import functools
 import json
@@ -100,14 +101,18 @@ class Library:
 
     def ensure(self) -> Library:
         """Create the library folders; a person-readable error if that is impossible."""
-        if self.root.exists() and not self.root.is_dir():
-            raise LibraryError(f"The library path {self.root} is not a folder.")
         try:
+            # Path.exists raises (not False) when a folder above the root cannot be entered.
+            if self.root.exists() and not self.root.is_dir():
+                raise LibraryError(f"The library path {self.root} is not a folder.")
             self.staging_dir.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError) as exc:
             raise LibraryError(f"The library path {self.root} is not a folder.") from exc
         except PermissionError as exc:
-            raise LibraryError(f"Permission denied creating the library at {self.root}.") from exc
+            raise LibraryError(
+                f"Permission denied creating or entering the library at {self.root} "
+                f"({exc.filename or self.root} cannot be written or entered)."
+            ) from exc
         except OSError as exc:
             raise LibraryError(
                 f"Cannot create the library at {self.root}: {exc.strerror or exc}."
@@ -119,6 +124,14 @@ class Library:
     @property
     def exists(self) -> bool:
         return self.meta_dir.is_dir()
+
+    @property
+    def writable(self) -> bool:
+        """Whether this process may change the library (a read-only mount, another user's
+        library): commands that only read still work on one that is not."""
+        if not os.access(self.meta_dir, os.W_OK):
+            return False
+        return not self.index_path.exists() or os.access(self.index_path, os.W_OK)
 
     def model_dir(self, model_id: str) -> Path:
         return self.root / validate_model_id(model_id)
@@ -155,7 +168,19 @@ class Library:
     @contextlib.contextmanager
     def lock(self, name: str, blocking: bool = True) -> Iterator[bool]:
         """Exclusive flock on `.modelimport/<name>.lock`; yields False if non-blocking and busy."""
-        fd = os.open(self.meta_dir / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        path = self.meta_dir / f"{name}.lock"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            # A read-only library: flock works on a descriptor opened for reading, and a
+            # lock file nobody could create is a lock nobody holds.
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                yield True
+                return
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))

@@ -30,36 +30,89 @@ class OpenLibrary:
     db: sqlite3.Connection
     recovery: RecoveryReport
     rebuilt: int | None = None  # models indexed because the index was missing
+    read_only: bool = False  # this process may not change the library; nothing is written
+    damaged_index: Path | None = None  # where a damaged index was set aside (rescan)
 
 
-def open_library(root: Path, create: bool = True) -> OpenLibrary:
-    """Open (or create) the library, then finish or roll back imports whose process died."""
+def open_library(
+    root: Path, create: bool = True, read_only_ok: bool = False, rebuild_damaged: bool = False
+) -> OpenLibrary:
+    """Open (or create) the library, then finish or roll back imports whose process died.
+
+    `read_only_ok`: the command only reads, so a library this process may not write (a
+    read-only mount, another user's library) is opened for reading instead of refused.
+    `rebuild_damaged`: the command is `rescan`, whose job is rebuilding the index, so a
+    damaged index file is set aside (kept for a look) and a new one created.
+    """
     from modelimport.importer.pipeline import recover_library
 
     library = Library(root)
     if not create:
         _require_existing(library)
+    if read_only_ok and library.exists and not library.writable:
+        return _open_read_only(library)
     library.ensure()
     index_missing = not library.index_path.exists()
+    damaged: Path | None = None
     try:
         db = index.connect(library.index_path)
+        if rebuild_damaged and not index.is_healthy(db):
+            db.close()
+            raise sqlite3.DatabaseError("SQLite's quick_check found damaged pages")
     except sqlite3.DatabaseError as exc:
         if index.is_locked(exc):
             raise LibraryError(
                 f"The index at {library.index_path} stayed locked by another modelimport "
                 f"process for {index.BUSY_TIMEOUT_MS // 1000} s; try again when it has finished."
             ) from exc
-        raise LibraryError(
-            f"The index at {library.index_path} is damaged ({exc}); delete it (and its -wal "
-            "and -shm files): the next modelimport command rebuilds it from metadata.json."
-        ) from exc
+        if not rebuild_damaged:
+            raise LibraryError(
+                f"The index at {library.index_path} is damaged ({exc}); run `modelimport "
+                "rescan` to rebuild it from metadata.json (the damaged file is kept aside)."
+            ) from exc
+        damaged = index.set_aside(library.index_path, f"damaged-{_stamp()}")
+        db = index.connect(library.index_path)
     recovery = recover_library(library, db)
-    opened = OpenLibrary(library, db, recovery)
+    opened = OpenLibrary(library, db, recovery, damaged_index=damaged)
     if index_missing and next(library.iter_metadata_paths(), None) is not None:
         # The index is a cache of the metadata.json files. Working without it would import
         # every model again as new (no duplicate could be found), so rebuild it first.
         opened.rebuilt = _rebuild_index(opened)
     return opened
+
+
+def _stamp() -> str:
+    return now_iso().replace(":", "").replace("-", "").split("+")[0]
+
+
+def _open_read_only(library: Library) -> OpenLibrary:
+    """A library this process may not write: read its index as it is, or, when the index is
+    missing or damaged, index the metadata.json files in memory (nothing is written)."""
+    db: sqlite3.Connection | None = None
+    if library.index_path.exists():
+        try:
+            db = index.connect_read_only(library.index_path)
+        except sqlite3.DatabaseError:
+            db = None
+    rebuilt = None
+    if db is None:
+        db = index.connect(Path(":memory:"))
+        scan = _scan_records(library, ignore_progress)
+        rebuilt = index.replace_all(db, scan.models)
+    problems: tuple[str, ...] = ()
+    try:
+        pending = any(p.is_dir() for p in library.staging_dir.iterdir())
+    except OSError:
+        pending = False
+    if pending:
+        problems = (
+            f"The library at {library.root} is read-only here, so interrupted imports in "
+            f"{library.staging_dir} are not recovered; a command run by a user who may write "
+            "it recovers them.",
+        )
+    return OpenLibrary(
+        library, db, RecoveryReport(problems=problems), rebuilt=rebuilt, read_only=True
+    )
 
 
 def _rebuild_index(opened: OpenLibrary) -> int:
@@ -106,6 +159,7 @@ def rescan_state(library: Library) -> dict[str, Any] | None:
 def library_status(opened: OpenLibrary) -> dict[str, Any]:
     data = {"library": str(opened.library.root), **index.summary(opened.db)}
     data["schema_version"] = index.schema_version(opened.db)
+    data["read_only"] = opened.read_only
     data["rescan"] = rescan_state(opened.library)
     data["recovered"] = {
         "rolled_back": opened.recovery.rolled_back,
@@ -115,45 +169,76 @@ def library_status(opened: OpenLibrary) -> dict[str, Any]:
     return data
 
 
+@dataclass
+class RecordScan:
+    """What reading every metadata.json found (the input of an index rebuild)."""
+
+    models: list[tuple[str, dict[str, Any]]]
+    unreadable: list[str]
+    damaged: list[str]  # readable, but files are missing or not their recorded size
+    problems: list[str]
+
+
+def _scan_records(
+    library: Library,
+    progress: ProgressSink,
+    on_progress: Any = None,
+) -> RecordScan:
+    paths = list(library.iter_metadata_paths())
+    total = len(paths)
+    scan = RecordScan([], [], [], [])
+    for done, path in enumerate(paths, 1):
+        model_id = library.model_id_of(path)
+        record, problem = _read_record(path)
+        if problem is None:
+            scan.models.append((model_id, record))
+            missing = _files_not_whole(path.parent, record)
+            if missing:
+                scan.damaged.append(model_id)
+                scan.problems.append(f"{model_id}: {'; '.join(missing)}.")
+        else:
+            scan.unreadable.append(model_id)
+            scan.problems.append(f"{path} {problem}; it was skipped.")
+        if done % RESCAN_PROGRESS_EVERY == 0 or done in (1, total):
+            progress(ProgressEvent(Stage.SCANNING, "rescan", done, total))
+            if on_progress is not None:
+                on_progress(done, total)
+            fault_point("rescan.progress", done)
+    return scan
+
+
 def rescan(opened: OpenLibrary, progress: ProgressSink = ignore_progress) -> dict[str, Any]:
-    """Rebuild the index from every metadata.json; records are read, never changed."""
+    """Rebuild the index from every metadata.json; records are read, never changed.
+
+    On a read-only library the records are read and checked the same way, and the index
+    (which cannot be written) is left as it is; the result says so.
+    """
     library = opened.library
-    with library.lock("rescan", blocking=False) as got:
-        if not got:
-            raise LibraryError("Another rescan of this library is already running.")
-        state_path = library.meta_dir / "rescan.json"
-        paths = list(library.iter_metadata_paths())
-        total = len(paths)
-        models: list[tuple[str, dict[str, Any]]] = []
-        unreadable: list[str] = []
-        damaged: list[str] = []  # indexed, but files are missing or not their recorded size
-        problems: list[str] = []
-        started = now_iso()
-        write_json_atomic(state_path, {"done": 0, "total": total, "started": started})
-        for done, path in enumerate(paths, 1):
-            model_id = library.model_id_of(path)
-            record, problem = _read_record(path)
-            if problem is None:
-                models.append((model_id, record))
-                missing = _files_not_whole(path.parent, record)
-                if missing:
-                    damaged.append(model_id)
-                    problems.append(f"{model_id}: {'; '.join(missing)}.")
-            else:
-                unreadable.append(model_id)
-                problems.append(f"{path} {problem}; it was skipped.")
-            if done % RESCAN_PROGRESS_EVERY == 0 or done in (1, total):
-                progress(ProgressEvent(Stage.SCANNING, "rescan", done, total))
+    if opened.read_only:
+        scan = _scan_records(library, progress)
+        count = len(scan.models)
+    else:
+        with library.lock("rescan", blocking=False) as got:
+            if not got:
+                raise LibraryError("Another rescan of this library is already running.")
+            state_path = library.meta_dir / "rescan.json"
+            started = now_iso()
+            write_json_atomic(state_path, {"done": 0, "total": None, "started": started})
+
+            def on_progress(done: int, total: int) -> None:
                 write_json_atomic(state_path, {"done": done, "total": total, "started": started})
-                fault_point("rescan.progress", done)
-        count = index.replace_all(opened.db, models)
-        state_path.unlink(missing_ok=True)
+
+            scan = _scan_records(library, progress, on_progress)
+            count = index.replace_all(opened.db, scan.models)
+            state_path.unlink(missing_ok=True)
     return {
         "library": str(library.root),
         "models": count,
-        "unreadable": unreadable,
-        "damaged": damaged,
-        "problems": problems,
+        "unreadable": scan.unreadable,
+        "damaged": scan.damaged,
+        "problems": scan.problems,
+        "read_only": opened.read_only,
+        "damaged_index_kept_at": str(opened.damaged_index) if opened.damaged_index else None,
     }
 
 
