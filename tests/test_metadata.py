@@ -43,10 +43,30 @@ def test_unverified_hub_match_does_not_override_the_file():
     assert record["trust_level"] == "low_confidence" and record["repo_id"] == "org/repo"
 
 
-def test_verified_hub_match_overrides_the_file():
-    record = _record(family="sdxl")
-    apply_lookup(record, _match(TrustLevel.VERIFIED, "hash", 1.0, family="pony"))
-    assert record["family"] == "pony" and record["field_sources"]["family"] == "hub_verified"
+def test_a_verified_match_never_overrides_what_the_structure_proves():
+    record = _record(family="sdxl", model_type="lora")
+    apply_lookup(
+        record,
+        _match(
+            TrustLevel.VERIFIED, "hash", 1.0,
+            family="pony", model_type="checkpoint", cleaned_name="pony-diffusion",
+        ),
+    )
+    assert (record["model_type"], record["family"]) == ("lora", "sdxl")
+    assert record["field_sources"]["model_type"] == record["field_sources"]["family"] == "file"
+    # What the file cannot tell, a verified match fills.
+    assert record["cleaned_name"] == "pony-diffusion"
+    assert record["field_sources"]["cleaned_name"] == "hub_verified"
+
+
+def test_a_verified_match_beats_a_family_the_name_or_a_default_gave():
+    record = _record(model_type="vae")  # family sd15 from the file name
+    apply_lookup(record, _match(TrustLevel.VERIFIED, "hash", 1.0, family="sdxl"))
+    assert record["family"] == "sdxl" and record["field_sources"]["family"] == "hub_verified"
+    record = new_record()
+    set_candidate(record, "family", "default", "sd15")
+    apply_lookup(record, _match(TrustLevel.HIGH, "filename_exact", 0.95, family="sdxl"))
+    assert record["family"] == "sdxl" and record["field_sources"]["family"] == "hub"
 
 
 def test_unverified_hub_fills_what_the_file_left_open():
@@ -60,7 +80,7 @@ def test_unverified_hub_fills_what_the_file_left_open():
 
 
 def test_user_edit_beats_everything():
-    record = _record(family="sdxl")
+    record = _record()
     apply_lookup(record, _match(TrustLevel.VERIFIED, "hash", 1.0, family="pony"))
     set_candidate(record, "family", "user", "illustrious")
     resolve_fields(record)

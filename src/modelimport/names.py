@@ -33,6 +33,7 @@ GENERIC_STEMS = frozenset(
         "model",
         "pytorch-model",
         "diffusion-pytorch-model",
+        "pytorch-lora-weights",
         "tf-model",
         "flax-model",
         "adapter-model",

@@ -189,6 +189,10 @@ REFINABLE_FAMILIES: dict[tuple[str, str], frozenset[str]] = {
     ("vae", "sd15"): frozenset({"sd15", "sd2", "sdxl"}),
 }
 
+# (model_type, family the shapes give) that the shapes cannot actually tell from its siblings
+# in REFINABLE_FAMILIES: the family is the name's word, or only a default to be improved.
+SHAPE_AMBIGUOUS: frozenset[tuple[str, str]] = frozenset({("vae", "sd15")})
+
 # Tensor dtype -> precision. I64/I32/BOOL hold ids and masks and never decide precision.
 DTYPE_PRECISION: dict[str, str] = {
     "F64": "fp64", "F32": "fp32", "F16": "fp16", "BF16": "bf16",
@@ -242,14 +246,17 @@ def probe_model(files: list[FileFacts], display_name: str | None = None) -> Mode
     if family not in ("unknown", "?"):
         sources.setdefault("family", "file")
     refinable = REFINABLE_FAMILIES.get((model_type, family))
+    ambiguous = (model_type, family) in SHAPE_AMBIGUOUS
     if family in ("unknown", "?") or refinable:
         named = _match(NAME_FAMILY, _gguf_name(first.details) or filename)
         if named and (family in ("unknown", "?") or named in (refinable or ())):
-            if named != family:
+            if named != family or ambiguous:
                 sources["family"] = "filename" if not _gguf_name(first.details) else "file"
             family = named
         elif family == "?":
             family = "unknown"
+        elif ambiguous:
+            sources["family"] = "default"  # a guess: a Hub match or a person may say better
     if model_type == "unknown" and first.format == "gguf":
         model_type = "llm"
         sources["model_type"] = "format"

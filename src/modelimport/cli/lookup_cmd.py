@@ -159,7 +159,8 @@ def _lookup_one(
 ) -> dict[str, Any]:
     from modelimport.formats import inspect_file
     from modelimport.hashing import fast_hash
-    from modelimport.identify.hub import LocalFile, LookupRequest
+    from modelimport.identify.hub import LocalFile
+    from modelimport.identify.hub.candidates import request_for
     from modelimport.identify.hub.records import FileStamp
     from modelimport.probe import probe_model
 
@@ -177,7 +178,14 @@ def _lookup_one(
         # Unchanged while it was read: a SHA256 remembered for this very file in this state
         # is reused (and one read now remembered); a file written meanwhile gets neither.
         local = replace(local, stamp=stamp)
-    request = LookupRequest.for_files((local,), path.resolve().parent.name, probe.embedded_repos)
+    request = request_for(
+        (local,),
+        path.resolve().parent.name,
+        embedded_repos=probe.embedded_repos,
+        metadata=probe.file_says.get("embedded_metadata"),
+        model_type=probe.model_type,
+        family=probe.family,
+    )
     result = session.identify(request)
     return {
         "path": str(path),

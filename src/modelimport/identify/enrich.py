@@ -20,7 +20,8 @@ from modelimport.library.metadata import apply_lookup, now_iso
 
 def lookup_request_for(record: dict[str, Any]) -> Any:
     """A Hub request from an imported record: full SHA256s are known, so no file is read."""
-    from modelimport.identify.hub import LocalFile, LookupRequest
+    from modelimport.identify.hub import LocalFile
+    from modelimport.identify.hub.candidates import request_for
 
     files = tuple(
         LocalFile(
@@ -31,10 +32,16 @@ def lookup_request_for(record: dict[str, Any]) -> Any:
     )
     sources = record.get("sources") or []
     folder = PurePath(sources[0]["path"]).parent.name if sources else None
-    return LookupRequest.for_files(
+    says = record.get("file_says") or {}
+    sourced = record.get("field_sources") or {}
+    return request_for(
         files,
         folder,
-        tuple(record.get("embedded_repos") or ()),
+        embedded_repos=tuple(record.get("embedded_repos") or ()),
+        metadata=says.get("embedded_metadata"),
+        # What the file said, not what an earlier match filled in.
+        model_type=record.get("model_type") if sourced.get("model_type") == "file" else None,
+        family=record.get("family") if sourced.get("family") == "file" else None,
         whole_set=not record.get("incomplete_set"),  # a set missing shards is never verified
     )
 

@@ -185,13 +185,20 @@ def _plan_model(group: ModelFiles) -> PlannedModel:
 
 
 def _lookup_request(planned: PlannedModel) -> Any:
-    from modelimport.identify.hub import LocalFile, LookupRequest
+    from modelimport.identify.hub import LocalFile
+    from modelimport.identify.hub.candidates import request_for
 
     files = tuple(
         LocalFile(f.path.name, f.size, planned.fast_hashes.get(f.path.name)) for f in planned.facts
     )
-    return LookupRequest.for_files(
-        files, planned.group.files[0].parent.name, planned.probe.embedded_repos
+    probe = planned.probe
+    return request_for(
+        files,
+        planned.group.files[0].parent.name,
+        embedded_repos=probe.embedded_repos,
+        metadata=probe.file_says.get("embedded_metadata"),
+        model_type=probe.model_type,
+        family=probe.family,
     )
 
 
@@ -488,7 +495,8 @@ def _build_record(
         ("cleaned_name", planned.name),
     ):
         source = probe.field_sources.get(fld, "file")
-        set_candidate(record, fld, "filename" if source == "filename" else "file", value)
+        # A value the name decided, or a guess the shapes cannot back, is not the file's word.
+        set_candidate(record, fld, source if source in ("filename", "default") else "file", value)
     resolve_fields(record)
     if planned.lookup is not None:
         from modelimport.identify.hub import settle_verification

@@ -2,7 +2,10 @@
 
 Where sources disagree, the more trustworthy wins (FIELD_PRECEDENCE, highest first):
 user edit > manual record > verified Hub match > file contents > unverified Hub match >
-filename. The record keeps, per field, where its value came from (`field_sources`).
+filename. What the file's structure proves outranks any match (STRUCTURE_PRECEDENCE, for
+model_type and family): a LoRA verified against a text-to-image repo stays a LoRA; a match only
+fills what the tensors leave open. The record keeps, per field, where its value came from
+(`field_sources`): `file`, `filename` (the name decided it), `hub`/`hub_verified`, `default`.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from typing import Any
 from modelimport.library.layout import SCHEMA_VERSION
 
 FIELD_PRECEDENCE = ("user", "manual", "hub_verified", "file", "hub", "filename", "default")
+STRUCTURE_PRECEDENCE = ("user", "manual", "file", "hub_verified", "hub", "filename", "default")
+PRECEDENCE_BY_FIELD = {"model_type": STRUCTURE_PRECEDENCE, "family": STRUCTURE_PRECEDENCE}
 MERGED_FIELDS = ("model_type", "family", "precision", "variant", "cleaned_name")
 
 
@@ -20,9 +25,11 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def choose(candidates: dict[str, Any]) -> tuple[Any, str]:
+def choose(
+    candidates: dict[str, Any], precedence: tuple[str, ...] = FIELD_PRECEDENCE
+) -> tuple[Any, str]:
     """The value from the most trusted source that has one; `candidates` maps source -> value."""
-    for source in FIELD_PRECEDENCE:
+    for source in precedence:
         value = candidates.get(source)
         if value not in (None, "", "unknown"):
             return value, source
@@ -86,7 +93,8 @@ def resolve_fields(record: dict[str, Any]) -> None:
     """Set each merged field from its most trusted candidate and note where it came from."""
     candidates = record.get("field_candidates", {})
     for field in MERGED_FIELDS:
-        value, source = choose(candidates.get(field, {}))
+        precedence = PRECEDENCE_BY_FIELD.get(field, FIELD_PRECEDENCE)
+        value, source = choose(candidates.get(field, {}), precedence)
         record[field] = value
         record.setdefault("field_sources", {})[field] = source
 

@@ -1,28 +1,95 @@
-"""Where to look on the Hub: search queries from a model's name, and repos named by the file.
+"""Where to look on the Hub: search queries from a model's names, and how to rank what they find.
 
-Generic file names (`model.safetensors`, `pytorch_model.bin`, `model-00001-of-00004.safetensors`)
-say nothing about the model, so the folder they sit in is searched instead: people keep repo
-downloads in folders named after the repo, including the Hub cache's `models--org--name`.
+The Hub's `search` matches a case-insensitive substring of the repo id and nothing else, so a
+query is useful when it is a run of words the repo id also spells. A person looking for
+`sd3.5_large_controlnet_blur.safetensors` tries the whole name, then the name in the Hub's
+usual spelling (`-` between words), then drops words from either end (`large-controlnet-blur`
+finds `stabilityai/stable-diffusion-3.5-large-controlnet-blur`), and finally single
+distinctive words. `search_queries` yields queries in that order; the client stops once a
+listed repo holds a file of the same name and size, and skips any query containing one that
+found nothing (a longer substring cannot match where a shorter one did not).
+
+Names inside the file (`hints`: GGUF general.basename/size_label/finetune, modelspec.title,
+kohya ss_output_name, config _name_or_path) are queried right after the file's own name.
+
+Generic file names (`model.safetensors`, `diffusion_pytorch_model.safetensors`) say nothing
+about the model, so the folder they sit in is searched instead (people keep repo downloads in
+folders named after the repo, including the Hub cache's `models--org--name`), unless the folder
+is itself generic (`Downloads`, `models`, `loras`): then the probe's family and type
+(`sdxl-vae`) are all there is to search.
+
+`rank_hits` orders search results by how much of the name a repo id spells, so the listings
+(one call each) go to the likeliest repos first, not to the most downloaded distractor.
 """
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Iterator
+from typing import Any
 
-from modelimport.identify.hub.records import LookupRequest
-from modelimport.names import GENERIC_STEMS, clean_model_name, is_generic_name
+from modelimport.identify.hub.records import LocalFile, LookupRequest, SearchHit
+from modelimport.names import (
+    GENERIC_STEMS,
+    QUANT_TOKENS,
+    SHARD_SUFFIX,
+    clean_model_name,
+    is_generic_name,
+    strip_model_extension,
+)
 
-MAX_SEARCH_QUERIES = 3
 MIN_QUERY_LENGTH = 3
-
+MIN_WORD_QUERY_LENGTH = 4  # a single word shorter than this matches half the Hub
+MAX_WINDOW_QUERIES = 12  # beyond this the budget is spent long before
 
 # Trailing tokens that mark a person's copy rather than the model ("v2", "final", "copy (1)").
 VERSION_NOISE = re.compile(r"^(v\d+(\.\d+)*|final|fixed|new|copy|latest|\(\d+\)|\d{8})$", re.I)
+
+# Words too common to find anything on their own (matched as whole lower-case tokens). They
+# still count inside longer queries and when ranking.
+COMMON_WORDS = frozenset(
+    {
+        "model", "models", "base", "instruct", "chat", "it", "hf", "v1", "v2", "v3", "v1.0",
+        "1.0", "2.0", "the", "and", "for", "with", "large", "small", "medium", "mini", "tiny",
+        "lora", "vae", "unet", "clip", "text", "encoder", "diffusion", "pytorch", "weights",
+        "fp16", "fp32", "bf16", "fp8", "gguf", "safetensors", "pruned", "ema", "emaonly",
+        "final", "latest", "full", "dev", "pro", "xl", "sd", "x4", "4x", "2x", "8x", "1x",
+        "beta", "alpha", "controlnet", "adapter", "image", "video", "turbo", "lightning",
+        "quantized", "merged", "uncensored", "distilled", "preview", "release", "original",
+    }
+)
+
+# Folder names that say where a file was put, not what it is: never searched.
+GENERIC_FOLDERS = frozenset(
+    {
+        "downloads", "download", "desktop", "documents", "home", "tmp", "temp", "models",
+        "model", "checkpoints", "checkpoint", "stable-diffusion", "lora", "loras", "lycoris",
+        "vae", "vae-approx", "unet", "diffusion-models", "text-encoders", "clip", "clip-vision",
+        "controlnet", "upscale-models", "esrgan", "embeddings", "hypernetworks", "ipadapter",
+        "gguf", "llm", "llms", "weights", "files", "data", "new-folder", "output", "input",
+        "comfyui", "invokeai", "lm-studio", "lmstudio", "ollama", "style-models", "photomaker",
+    }
+)
+
+# Probe model type -> the word repo ids use for it (for generic names in generic folders).
+TYPE_WORDS: dict[str, str] = {
+    "vae": "vae",
+    "lora": "lora",
+    "controlnet": "controlnet",
+    "upscaler": "upscaler",
+    "text_encoder": "text-encoder",
+    "embedding": "embedding",
+}
 
 # A Hub repo id: one or two components of the characters the Hub allows.
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
 _HUB_CACHE_FOLDER = re.compile(r"^models--([^/]+?)--(.+)$")
 _REPO_URL = re.compile(r"^(?:https?://(?:www\.)?huggingface\.co/|hf://)?([^?#]+?)/?$")
+# Separators between words; a dot between digits is a version (`3.5`) and stays in its word.
+_SEPARATOR = re.compile(r"([-_\s]+|(?<!\d)\.|\.(?!\d))")
+_QUANT_SPAN = re.compile(r"(?i)(?<![A-Za-z0-9])i?q[1-8](_[0-9a-z]{1,2}){0,2}(?![A-Za-z0-9])")
+_WORD = re.compile(r"[a-z0-9]+(?:\.[0-9]+)*")
 
 
 def valid_repo_id(value: object) -> str | None:
@@ -43,42 +110,161 @@ def normalize_repo_id(raw: str) -> str | None:
     return valid_repo_id(repo)
 
 
-def search_base(request: LookupRequest) -> str:
-    """The name to search for: the model's name, or its folder's when the file names are generic."""
-    generic = (
+# -- names -> words ---------------------------------------------------------------------------
+
+
+def name_parts(name: str) -> list[tuple[str, str]]:
+    """(separator before, word) pairs of a file or model name, storage tokens dropped.
+
+    `t5-v1_1-xxl-encoder-Q8_0.gguf` -> [("", "t5"), ("-", "v1"), ("_", "1"), ("-", "xxl"),
+    ("-", "encoder")]: the name's own separators are kept for the query in its own spelling.
+    """
+    stem = SHARD_SUFFIX.sub("", strip_model_extension(name))
+    stem = _QUANT_SPAN.sub("", stem)
+    pieces = _SEPARATOR.split(stem)
+    parts: list[tuple[str, str]] = []
+    separator = ""
+    for i, piece in enumerate(pieces):
+        if i % 2:  # a separator
+            separator = separator or piece
+            continue
+        if not piece or QUANT_TOKENS.match(piece):
+            continue
+        parts.append(("" if not parts else separator or "-", piece))
+        separator = ""
+    return parts
+
+
+def words_of(text: str) -> set[str]:
+    """Lower-case words of a name or repo id, for ranking (`3.5` stays one word)."""
+    return set(_WORD.findall(text.lower().replace("_", " ")))
+
+
+def _spell(parts: list[tuple[str, str]], own: bool) -> str:
+    if own:
+        return "".join(sep + word for sep, word in parts).strip()
+    return "-".join(word for _, word in parts)
+
+
+def _is_distinctive(word: str) -> bool:
+    low = word.lower()
+    return (
+        len(low) >= MIN_WORD_QUERY_LENGTH
+        and low not in COMMON_WORDS
+        and not low.isdigit()
+        and not VERSION_NOISE.match(low)
+        and not re.fullmatch(r"\d+(\.\d+)?[bmk]", low)  # a parameter count (7b, 1.5b)
+    )
+
+
+def _windows(parts: list[tuple[str, str]]) -> Iterator[list[tuple[str, str]]]:
+    """Runs of consecutive words, longest first; at one length, leading words dropped first
+    (a prefix like `4x-` or `sd3.5_` is more often the person's than the repo's)."""
+    n = len(parts)
+    for length in range(n, 1, -1):
+        starts = list(range(n - length, -1, -1)) if length < n else [0]
+        # Dropping only leading words, then only trailing, then both ends.
+        starts.sort(key=lambda s: (s == 0, s))
+        for start in starts:
+            yield parts[start : start + length]
+
+
+def name_queries(name: str) -> list[str]:
+    """Queries from one name: whole (own spelling, then `-`), shorter runs, then single words."""
+    parts = name_parts(name)
+    while len(parts) > 1 and VERSION_NOISE.match(parts[-1][1]):
+        parts = parts[:-1]
+    queries: list[str] = []
+
+    def add(text: str) -> None:
+        text = text.strip("-_. ")
+        if len(text) >= MIN_QUERY_LENGTH and text.lower() not in (q.lower() for q in queries):
+            queries.append(text)
+
+    whole = name_parts(name)
+    add(_spell(whole, own=True))
+    add(_spell(whole, own=False))
+    windows = 0
+    for window in _windows(parts):
+        if windows >= MAX_WINDOW_QUERIES:
+            break
+        # A short run of common words and numbers (`base-1.0`) finds everything and nothing.
+        if not any(_is_distinctive(w) for _, w in window) and len(_spell(window, False)) < 10:
+            continue
+        if window[0][1].isdigit() and len(window) < len(parts):  # `1-xxl` split from `v1_1-xxl`
+            continue
+        before = len(queries)
+        add(_spell(window, own=True))
+        add(_spell(window, own=False))
+        windows += len(queries) > before
+    singles = sorted(
+        {w for _, w in parts if _is_distinctive(w)}, key=lambda w: (-len(w), w.lower())
+    )
+    for word in singles:
+        add(word)
+    return queries
+
+
+# -- the request -> queries -------------------------------------------------------------------
+
+
+def _folder_name(request: LookupRequest) -> str | None:
+    folder = request.folder_name
+    if not folder:
+        return None
+    cached = _HUB_CACHE_FOLDER.match(folder)
+    if cached:
+        return cached.group(2)
+    if clean_model_name(folder).lower() in GENERIC_FOLDERS:
+        return None
+    return folder
+
+
+def names_are_generic(request: LookupRequest) -> bool:
+    return (
         not request.name
         or request.name.lower() in GENERIC_STEMS
         or all(is_generic_name(f.name) for f in request.files)
     )
-    if generic and request.folder_name:
-        folder = request.folder_name
-        cached = _HUB_CACHE_FOLDER.match(folder)
-        if cached:
-            folder = cached.group(2)
-        return clean_model_name(folder)
+
+
+def search_base(request: LookupRequest) -> str:
+    """The name the model goes by: its own, or its folder's when the file names are generic
+    (and the folder is not a generic one like `Downloads`)."""
+    if names_are_generic(request):
+        folder = _folder_name(request)
+        if folder:
+            return clean_model_name(folder)
     return request.name
 
 
 def search_queries(request: LookupRequest) -> list[str]:
-    """Progressively shorter queries: the full cleaned name, without version noise, then
-    dropping trailing tokens, so `Meta-Llama-3-8B-Instruct-v2` still finds something."""
-    base = search_base(request)
-    tokens = [t for t in re.split(r"[-_\s]+", base) if t]
+    """Every query worth trying for this request, best first (the client stops early)."""
     queries: list[str] = []
 
-    def add(parts: list[str]) -> None:
-        query = "-".join(parts)
-        if len(query) >= MIN_QUERY_LENGTH and query.lower() not in (q.lower() for q in queries):
-            queries.append(query)
+    def extend(more: list[str]) -> None:
+        for query in more:
+            if query.lower() not in (q.lower() for q in queries):
+                queries.append(query)
 
-    add(tokens)
-    while tokens and VERSION_NOISE.match(tokens[-1]):
-        tokens = tokens[:-1]
-    add(tokens)
-    while len(tokens) > 2:
-        tokens = tokens[:-1]
-        add(tokens)
-    return queries[:MAX_SEARCH_QUERIES]
+    generic = names_are_generic(request)
+    own = [] if generic else name_queries(request.files[0].name if request.files else "")
+    folder = _folder_name(request) if generic else None
+    # The whole name first, in its own spelling and the Hub's; names inside the file next;
+    # then shorter runs and single words of each.
+    extend(own[:2])
+    if folder:
+        extend(name_queries(folder)[:2])
+    for hint in request.hints:
+        extend(name_queries(hint)[:2])
+    extend(own[2:])
+    if folder:
+        extend(name_queries(folder)[2:])
+    for hint in request.hints:
+        extend(name_queries(hint)[2:])
+    if generic and request.family and request.model_type in TYPE_WORDS:
+        extend([f"{request.family}-{TYPE_WORDS[request.model_type]}"])
+    return queries
 
 
 def embedded_candidates(request: LookupRequest) -> list[str]:
@@ -92,3 +278,118 @@ def embedded_candidates(request: LookupRequest) -> list[str]:
         if repo and repo not in repos:
             repos.append(repo)
     return repos
+
+
+# -- ranking ----------------------------------------------------------------------------------
+
+# Words of a repo id that say which format it publishes; a hit publishing another format than
+# the file's is less likely to hold it (a `-GGUF` repo holds no .safetensors, and the reverse).
+FORMAT_WORDS = {".gguf": "gguf"}
+
+
+def rank_hits(request: LookupRequest, hits: list[SearchHit]) -> list[SearchHit]:
+    """Hits ordered by how much of the name their repo id spells, then by downloads."""
+    wanted = words_of(search_base(request))
+    for hint in request.hints:
+        wanted |= words_of(hint)
+    suffix = ""
+    if request.files:
+        name = request.files[0].name.lower()
+        suffix = next((ext for ext in FORMAT_WORDS if name.endswith(ext)), "")
+    type_word = TYPE_WORDS.get(request.model_type or "", "")
+
+    def score(hit: SearchHit) -> float:
+        repo_words = words_of(hit.repo_id.split("/")[-1])
+        overlap = len(wanted & repo_words) / max(1, len(wanted))
+        extra = len(repo_words - wanted) / max(1, len(repo_words))
+        value = 2.0 * overlap - 0.5 * extra
+        fmt = FORMAT_WORDS.get(suffix)
+        has_gguf = "gguf" in repo_words
+        if fmt and has_gguf:
+            value += 0.5
+        elif not fmt and has_gguf:
+            value -= 1.0
+        if type_word and type_word in hit.repo_id.lower():
+            value += 0.25
+        return value + math.log10(1 + max(0, hit.downloads)) / 10
+
+    return sorted(hits, key=score, reverse=True)
+
+
+def metadata_hints(metadata: dict[str, Any] | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(names, base-model repos) a file's embedded metadata gives: GGUF general.* keys,
+    safetensors modelspec.title / kohya ss_output_name, config `_name_or_path`.
+
+    Untrusted text: only used as search words (the Hub's answer decides), and repo ids are
+    checked by `normalize_repo_id`.
+    """
+    if not metadata:
+        return (), ()
+    names: list[str] = []
+
+    def text(key: str) -> str:
+        value = metadata.get(key)
+        return value.strip() if isinstance(value, str) else ""
+
+    basename = text("general.basename")
+    if basename:
+        size = text("general.size_label")
+        finetune = text("general.finetune")
+        names.append("-".join(p for p in (basename, size, finetune) if p))
+        if size or finetune:
+            names.append(basename)
+    for key in ("general.name", "modelspec.title", "ss_output_name", "_name_or_path"):
+        value = text(key)
+        if value and len(value) <= 200:
+            names.append(value.split("/")[-1])
+    bases: list[str] = []
+    for n in range(16):
+        found = False
+        for key in (f"general.base_model.{n}.repo_url", f"general.base_model.{n}.repository"):
+            repo = normalize_repo_id(text(key)) if text(key) else None
+            found = found or bool(text(key))
+            if repo and repo not in bases:
+                bases.append(repo)
+        org, name = text(f"general.base_model.{n}.organization"), text(
+            f"general.base_model.{n}.name"
+        )
+        if org and name and not found:
+            repo = valid_repo_id(f"{org.replace(' ', '-')}/{name.replace(' ', '-')}")
+            if repo and repo not in bases:
+                bases.append(repo)
+        if not (found or name):
+            break
+    for key in ("modelspec.base_model", "ss_base_model", "base_model"):
+        repo = normalize_repo_id(text(key)) if "/" in text(key) else None
+        if repo and repo not in bases:
+            bases.append(repo)
+    unique: list[str] = []
+    for name in names:
+        if name.lower() not in (u.lower() for u in unique) and len(name) >= MIN_QUERY_LENGTH:
+            unique.append(name)
+    return tuple(unique), tuple(bases)
+
+
+def request_for(
+    files: tuple[LocalFile, ...],
+    folder_name: str | None,
+    *,
+    embedded_repos: tuple[str, ...] = (),
+    metadata: dict[str, Any] | None = None,
+    model_type: str | None = None,
+    family: str | None = None,
+    whole_set: bool = True,
+) -> LookupRequest:
+    """The lookup request for a model's files, with what the file says about itself: the
+    names inside it and the base models it names (`metadata_hints`), its type and family."""
+    hints, base_models = metadata_hints(metadata)
+    return LookupRequest.for_files(
+        files,
+        folder_name,
+        embedded_repos,
+        whole_set=whole_set,
+        hints=hints,
+        base_models=base_models,
+        model_type=model_type,
+        family=family,
+    )

@@ -39,13 +39,21 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
+from modelimport.identify.catalog import catalog_candidates
 from modelimport.identify.hub.answers import MalformedAnswer, repo_listing, search_hits
 from modelimport.identify.hub.cache import HubCache
-from modelimport.identify.hub.candidates import embedded_candidates, search_base, search_queries
+from modelimport.identify.hub.candidates import (
+    embedded_candidates,
+    rank_hits,
+    search_base,
+    search_queries,
+    valid_repo_id,
+)
 from modelimport.identify.hub.describe import repo_metadata
 from modelimport.identify.hub.records import (
     CONFIDENCE,
     SELECTION_RANK,
+    Candidate,
     LocalFile,
     LookupRequest,
     LookupResult,
@@ -58,9 +66,18 @@ from modelimport.identify.hub.scoring import RepoMatch, match_listing, name_only
 
 T = TypeVar("T")
 
+# The budget: on average at most MAX_CALLS_PER_MODEL requests per model across a batch. A
+# model may spend what earlier models of the batch saved (shared searches, cached listings),
+# up to MAX_CALLS_HARD_MODEL; the first model of a session has MAX_CALLS_PER_MODEL.
 MAX_CALLS_PER_MODEL = 4
+MAX_CALLS_HARD_MODEL = 10
 MAX_EMBEDDED_REPOS = 2
-DEFAULT_SEARCH_LIMIT = 5
+# A search costs one call whatever it returns: enough hits to hold the right repo among
+# popular namesakes, ranked locally (`rank_hits`) so listings go to the likeliest first.
+DEFAULT_SEARCH_LIMIT = 50
+LISTINGS_PER_QUERY = 2
+# Levels at which a repo holds a file of the same name: another place these bytes may be.
+SAME_NAME_TRUST = (TrustLevel.HIGH, TrustLevel.MODIFIED, TrustLevel.LOW)
 MAX_5XX_RETRIES = 1
 RETRY_BACKOFF_S = 0.5
 MAX_RETRY_AFTER_S = 10.0  # a 429 asking for longer than this counts as the Hub being down
@@ -151,6 +168,12 @@ class HubSession:
         self.failure: str | None = None  # set once the Hub failed: the breaker is open
         self._sleep = sleep
         self._budget = MAX_CALLS_PER_MODEL
+        self._models = 0  # identify() calls that could reach the Hub, for the batch budget
+        # One search per query and one listing per repo per session, even with --refresh
+        # (which only skips the disk cache): files of one batch share them.
+        self._searches: dict[str, list[SearchHit]] = {}
+        self._listings: dict[str, RepoListing | None] = {}
+        self._empty_queries: set[str] = set()
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -160,7 +183,9 @@ class HubSession:
             return no_match(hub_error="offline")
         if self.failure:
             return no_match(hub_error=self.failure)
-        self._budget = MAX_CALLS_PER_MODEL
+        saved = MAX_CALLS_PER_MODEL * self._models - self.total_calls
+        self._budget = max(0, min(MAX_CALLS_HARD_MODEL, MAX_CALLS_PER_MODEL + saved))
+        self._models += 1
         request = self._with_known_hashes(request)
         self.remember_hashes(request.files)
         try:
@@ -203,38 +228,49 @@ class HubSession:
     def _identify(self, request: LookupRequest) -> LookupResult:
         search_name = search_base(request)
         evaluated: dict[str, tuple[RepoMatch, RepoListing | None, int]] = {}
+        hits: dict[str, SearchHit] = {}  # every repo a search found, for the name-only verdicts
 
-        def evaluate(repo_id: str, downloads: int | None) -> RepoMatch | None:
+        def evaluate(repo_id: str, downloads: int | None) -> None:
+            if repo_id in evaluated or repo_id in request.base_models:
+                return
             listing = self._listing(repo_id)
             if listing is None:
-                return None
+                return
             match = match_listing(request, listing, search_name)
             evaluated[repo_id] = (match, listing, downloads or listing.downloads)
-            return match
 
         def decided() -> bool:
             return any(m.trust in DECISIVE for m, _, _ in evaluated.values())
 
         try:
-            for repo_id in embedded_candidates(request)[:MAX_EMBEDDED_REPOS]:
+            # Repos named for this file (by the catalog or inside the file) cost one listing each.
+            named = [e.repo_id for e in catalog_candidates(request) if valid_repo_id(e.repo_id)]
+            named += embedded_candidates(request)[:MAX_EMBEDDED_REPOS]
+            for repo_id in dict.fromkeys(named):
                 evaluate(repo_id, None)
                 if decided():
                     break
-            hits: list[SearchHit] = []
-            if not decided():
-                for query in search_queries(request):
-                    hits = [h for h in self._search(query) if h.repo_id not in evaluated]
-                    if hits:
+            for query in search_queries(request) if not decided() else ():
+                lowered = query.lower()
+                if any(empty in lowered for empty in self._empty_queries):
+                    continue  # contains a query that found nothing: finds nothing either
+                found = self._search(query)
+                if not found:
+                    self._empty_queries.add(lowered)
+                    continue
+                for hit in found:
+                    hits.setdefault(hit.repo_id, hit)
+                fresh = [h for h in rank_hits(request, found) if h.repo_id not in evaluated]
+                for hit in fresh[:LISTINGS_PER_QUERY]:
+                    evaluate(hit.repo_id, hit.downloads)
+                    if decided():
                         break
-            for hit in sorted(hits, key=lambda h: -h.downloads):
                 if decided():
                     break
-                if hit.repo_id not in evaluated:
-                    evaluate(hit.repo_id, hit.downloads)
         except _BudgetSpent:
-            hits = locals().get("hits") or []
-        for hit in hits:  # searched but not listed: judged by name only
-            if hit.repo_id not in evaluated:
+            pass
+        for hit in hits.values():  # searched but not listed: judged by name only
+            if hit.repo_id not in evaluated and hit.repo_id not in request.base_models:
                 judged = name_only_match(search_name, hit.repo_id)
                 evaluated[hit.repo_id] = (judged, None, hit.downloads)
         return self._verdict(request, evaluated)
@@ -253,12 +289,37 @@ class HubSession:
         if not ranked or ranked[0][0].trust is TrustLevel.NONE:
             return no_match(candidates=candidates)
         match, listing, _ = ranked[0]
+        others = [
+            self._result(request, m, other)
+            for m, other, _ in ranked[1:]
+            if other is not None and m.expected_sha256 and m.trust in SAME_NAME_TRUST
+        ]
+        result = self._result(request, match, listing, candidates, tuple(others))
+        if result.trust is TrustLevel.HIGH and _other_bytes_same_size(result, others):
+            # Another candidate holds a file of this name and size with other bytes: the name
+            # and size no longer say which one this is. Only the hash can (the import's copy
+            # stream, or `lookup --verify`); until then this is a guess to confirm.
+            result = replace(
+                result, trust=TrustLevel.LOW, confidence=CONFIDENCE["ambiguous_exact"]
+            )
+        return result
+
+    def _result(
+        self,
+        request: LookupRequest,
+        match: RepoMatch,
+        listing: RepoListing | None,
+        candidates: tuple[Candidate, ...] = (),
+        alternates: tuple[LookupResult, ...] = (),
+    ) -> LookupResult:
         matched = match.matched_files
         first_path = next(iter(matched.values()), None)
         if listing is not None:
             metadata = repo_metadata(listing, request, first_path, self.endpoint)
         else:
             metadata = {"official_name": match.repo_id.split("/")[-1], "cleaned_name": request.name}
+        if request.base_models and not metadata.get("base_model"):
+            metadata["base_model"] = request.base_models[0]  # what the file says it came from
         metadata["hash_mismatch"] = match.trust is TrustLevel.MODIFIED
         return LookupResult(
             trust=match.trust,
@@ -271,12 +332,21 @@ class HubSession:
             metadata=metadata,
             candidates=candidates,
             local_files=tuple(f.name for f in request.files),
+            alternates=alternates,
         )
 
     # -- Hub calls ----------------------------------------------------------------------------
 
     def _search(self, query: str) -> list[SearchHit]:
-        key = f"{self.endpoint}|{query}|{self.search_limit}"
+        memo = query.lower()  # the Hub's search is case-insensitive
+        if memo in self._searches:
+            return self._searches[memo]
+        hits = self._search_hub(query)
+        self._searches[memo] = hits
+        return hits
+
+    def _search_hub(self, query: str) -> list[SearchHit]:
+        key = f"{self.endpoint}|{query.lower()}|{self.search_limit}"
         if not self.refresh:
             cached = self.cache.get("search", key)
             if isinstance(cached, list):
@@ -292,6 +362,11 @@ class HubSession:
         return hits
 
     def _listing(self, repo_id: str) -> RepoListing | None:
+        if repo_id not in self._listings:
+            self._listings[repo_id] = self._listing_hub(repo_id)
+        return self._listings[repo_id]
+
+    def _listing_hub(self, repo_id: str) -> RepoListing | None:
         key = f"{self.endpoint}|{repo_id}"
         if not self.refresh:
             cached = self.cache.get("repo", key)
@@ -396,7 +471,47 @@ class HubSession:
         raise HubUnavailable(reason)
 
 
+def _other_bytes_same_size(result: LookupResult, others: list[LookupResult]) -> bool:
+    """Does another candidate list a file of the same name and size with another sha256?"""
+    mine = result.expected_sha256
+    sizes = {
+        f["path"]: f["size"] for f in result.metadata.get("repo_files") or [] if "path" in f
+    }
+    for other in others:
+        other_sizes = {
+            f["path"]: f["size"] for f in other.metadata.get("repo_files") or [] if "path" in f
+        }
+        for name, sha in other.expected_sha256.items():
+            here = result.matched_files.get(name)
+            there = other.matched_files.get(name)
+            if (
+                name in mine
+                and mine[name].lower() != sha.lower()
+                and here is not None
+                and there is not None
+                and sizes.get(here) == other_sizes.get(there)
+            ):
+                return True
+    return False
+
+
 def settle_verification(
+    result: LookupResult, sha256_by_name: dict[str, str], *, whole_set: bool = True
+) -> LookupResult:
+    """Decide a pending verification; when these bytes are not the chosen repo's, the other
+    candidates holding files of the same names (`alternates`) are tried before Modified:
+    Modified means no candidate holds these bytes."""
+    settled = _settle_one(result, sha256_by_name, whole_set=whole_set)
+    if settled.trust is TrustLevel.VERIFIED or not result.alternates:
+        return settled
+    for alternate in result.alternates:
+        other = _settle_one(alternate, sha256_by_name, whole_set=whole_set)
+        if other.trust is TrustLevel.VERIFIED:
+            return replace(other, candidates=result.candidates, alternates=())
+    return settled
+
+
+def _settle_one(
     result: LookupResult, sha256_by_name: dict[str, str], *, whole_set: bool = True
 ) -> LookupResult:
     """Decide a pending verification once the full sha256s are known (from the copy stream).

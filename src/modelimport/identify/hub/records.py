@@ -31,7 +31,13 @@ SELECTION_RANK: dict[TrustLevel, int] = {
 }
 
 # match_method -> confidence, for the methods with a fixed confidence.
-CONFIDENCE = {"hash": 1.0, "filename_exact": 0.95, "hash_mismatch": 0.7}
+CONFIDENCE = {
+    "hash": 1.0,
+    "filename_exact": 0.95,
+    "hash_mismatch": 0.7,
+    # Same name and size in two repos with different bytes: which one is for the hash to say.
+    "ambiguous_exact": 0.6,
+}
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,15 @@ class LookupRequest:
     # False for a sharded set missing shards: what is not there was not compared, so the
     # set is at most high confidence however well the present files match.
     whole_set: bool = True
+    # Names the file gives itself (GGUF general.basename + size + finetune, modelspec.title,
+    # kohya ss_output_name, config _name_or_path): more queries, and words to rank hits by.
+    hints: tuple[str, ...] = ()
+    # Repos the file names as the model it was made from (GGUF general.base_model.*): rarely
+    # the repo holding these bytes, so searched last and recorded as `base_model`.
+    base_models: tuple[str, ...] = ()
+    # What the probe found (model type, family), for generic names and for ranking hits.
+    model_type: str | None = None
+    family: str | None = None
 
     @classmethod
     def for_files(
@@ -82,11 +97,25 @@ class LookupRequest:
         embedded_repos: tuple[str, ...] = (),
         *,
         whole_set: bool = True,
+        hints: tuple[str, ...] = (),
+        base_models: tuple[str, ...] = (),
+        model_type: str | None = None,
+        family: str | None = None,
     ) -> LookupRequest:
         """The request for a model's files: searched by the cleaned name of its first file
         (what people and repos call it), which the names inside a file often are not."""
+        # A base model is what the file was made from, not where it lives: never a holder.
+        holders = tuple(r for r in embedded_repos if r not in base_models)
         return cls(
-            clean_model_name(files[0].name), files, folder_name or None, embedded_repos, whole_set
+            clean_model_name(files[0].name),
+            files,
+            folder_name or None,
+            holders,
+            whole_set,
+            hints,
+            base_models,
+            model_type if model_type not in (None, "", "unknown") else None,
+            family if family not in (None, "", "unknown", "?") else None,
         )
 
 
@@ -189,6 +218,10 @@ class LookupResult:
     local_files: tuple[str, ...] = ()
     # Which identity source answered ("hub", "civitai", ...; see `identify.source`).
     source: str = "hub"
+    # Other repos holding files of the same names (and sizes) whose bytes may be these: when
+    # the copy stream's sha256 differs from this result's, `settle_verification` tries them
+    # before settling on Modified. Each is a whole result of its own (metadata included).
+    alternates: tuple[LookupResult, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
