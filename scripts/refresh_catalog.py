@@ -7,8 +7,8 @@ public model lists:
   `repo::path` sources),
 - LM Studio's model catalog (catalog.json: GGUF files with exact sizes).
 
-The catalog keeps only files that no search of their own name finds (no query
-`modelimport.identify.hub.candidates.name_queries` makes of the name is a substring of the
+The catalog keeps only files that a search of their whole name does not find (neither
+spelling `modelimport.identify.hub.candidates.name_queries` starts with is a substring of the
 repo id): for the others the Hub's search is the better, always current source.
 
     python scripts/refresh_catalog.py                 # fetch the lists from GitHub (network)
@@ -137,7 +137,9 @@ def lmstudio_entries(text: str) -> list[dict]:
 
 
 def findable_by_name(name: str, repo: str) -> bool:
-    return any(query.lower() in repo.lower() for query in name_queries(name))
+    """Does a search of the whole name (either spelling) find the repo? Shorter queries
+    may too, but each costs a call of the budget: the catalog saves them."""
+    return any(query.lower() in repo.lower() for query in name_queries(name)[:2])
 
 
 def main() -> None:

@@ -182,6 +182,10 @@ def name_queries(name: str) -> list[str]:
             queries.append(text)
 
     whole = name_parts(name)
+    # A name written with one separator throughout (`sd3.5_large_controlnet_blur`) is the
+    # person's spelling; shorter runs are tried in the Hub's (`-`). A name mixing them keeps
+    # its own spelling in shorter runs too.
+    mixed = len({sep for sep, _ in whole[1:]}) > 1
     add(_spell(whole, own=True))
     add(_spell(whole, own=False))
     windows = 0
@@ -194,7 +198,8 @@ def name_queries(name: str) -> list[str]:
         if window[0][1].isdigit() and len(window) < len(parts):  # `1-xxl` split from `v1_1-xxl`
             continue
         before = len(queries)
-        add(_spell(window, own=True))
+        if mixed:  # `t5-v1_1-xxl`: the `_` is part of the repo's spelling too
+            add(_spell(window, own=True))
         add(_spell(window, own=False))
         windows += len(queries) > before
     singles = sorted(

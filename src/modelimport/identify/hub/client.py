@@ -76,6 +76,7 @@ MAX_EMBEDDED_REPOS = 2
 # popular namesakes, ranked locally (`rank_hits`) so listings go to the likeliest first.
 DEFAULT_SEARCH_LIMIT = 50
 LISTINGS_PER_QUERY = 2
+MAX_NAMESAKES = 1  # extra listings after a name-and-size match, for same-name-other-bytes
 # Levels at which a repo holds a file of the same name: another place these bytes may be.
 SAME_NAME_TRUST = (TrustLevel.HIGH, TrustLevel.MODIFIED, TrustLevel.LOW)
 MAX_5XX_RETRIES = 1
@@ -267,6 +268,7 @@ class HubSession:
                         break
                 if decided():
                     break
+            self._list_namesakes(request, evaluated, hits, evaluate)
         except _BudgetSpent:
             pass
         for hit in hits.values():  # searched but not listed: judged by name only
@@ -274,6 +276,28 @@ class HubSession:
                 judged = name_only_match(search_name, hit.repo_id)
                 evaluated[hit.repo_id] = (judged, None, hit.downloads)
         return self._verdict(request, evaluated)
+
+    def _list_namesakes(
+        self,
+        request: LookupRequest,
+        evaluated: dict[str, tuple[RepoMatch, RepoListing | None, int]],
+        hits: dict[str, SearchHit],
+        evaluate: Callable[[str, int | None], None],
+    ) -> None:
+        """After a name-and-size match with the bytes not yet hashed, list the namesakes of
+        that repo (same repo name, another owner: re-uploads and forks), which may hold a
+        file of the same name with other bytes; `settle_verification` then picks the one
+        holding these bytes. Only repos a search already found, within the budget."""
+        high = [r for r, (m, _, _) in evaluated.items() if m.trust is TrustLevel.HIGH]
+        if not high or any(f.sha256 for f in request.files):
+            return
+        names = {r.split("/")[-1].lower() for r in high}
+        namesakes = [
+            h for h in hits.values()
+            if h.repo_id not in evaluated and h.repo_id.split("/")[-1].lower() in names
+        ]
+        for hit in sorted(namesakes, key=lambda h: -h.downloads)[:MAX_NAMESAKES]:
+            evaluate(hit.repo_id, hit.downloads)
 
     def _verdict(
         self,
