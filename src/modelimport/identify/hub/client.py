@@ -3,7 +3,10 @@
 Invariants:
 - `identify` never raises for Hub trouble: timeouts, 5xx, 429 and unreachable hosts end in a
   result with `hub_error` set, and the caller imports offline-style.
-- At most `MAX_CALLS_PER_MODEL` HTTP requests per `identify`, retries included.
+- A session never averages more than `MAX_CALLS_PER_MODEL` HTTP requests per `identify`,
+  retries included: a model may spend what earlier ones saved, up to MAX_CALLS_HARD_MODEL,
+  and the first model of a session has MAX_CALLS_PER_MODEL. One search per query and one
+  listing per repo per session, also across threads.
 - Once the Hub failed (after bounded retries), no further request is made in this session
   (the breaker): huggingface_hub's own backoff would spend ~23 s per search against a 500.
 - Offline (`offline=True`, HF_HUB_OFFLINE=1): no request at all.
@@ -20,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -168,13 +172,19 @@ class HubSession:
         self.calls: Counter[str] = Counter()  # HTTP requests made, by kind ("search", "model_info")
         self.failure: str | None = None  # set once the Hub failed: the breaker is open
         self._sleep = sleep
-        self._budget = MAX_CALLS_PER_MODEL
-        self._models = 0  # identify() calls that could reach the Hub, for the batch budget
+        # The batch budget: each identify() adds MAX_CALLS_PER_MODEL to the pool and takes
+        # an allowance from it (its own calls live in a per-thread counter); what it does
+        # not spend goes back. So a batch never averages more than MAX_CALLS_PER_MODEL.
+        self._pool = 0
+        self._local = threading.local()
+        self._lock = threading.Lock()
         # One search per query and one listing per repo per session, even with --refresh
-        # (which only skips the disk cache): files of one batch share them.
+        # (which only skips the disk cache): files of one batch share them, also when they
+        # are identified in parallel (`_shared` waits for a request another thread makes).
         self._searches: dict[str, list[SearchHit]] = {}
         self._listings: dict[str, RepoListing | None] = {}
         self._empty_queries: set[str] = set()
+        self._key_locks: dict[str, threading.Lock] = {}
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -184,15 +194,29 @@ class HubSession:
             return no_match(hub_error="offline")
         if self.failure:
             return no_match(hub_error=self.failure)
-        saved = MAX_CALLS_PER_MODEL * self._models - self.total_calls
-        self._budget = max(0, min(MAX_CALLS_HARD_MODEL, MAX_CALLS_PER_MODEL + saved))
-        self._models += 1
+        with self._lock:
+            self._pool += MAX_CALLS_PER_MODEL
+            self._budget = min(MAX_CALLS_HARD_MODEL, self._pool)
+            self._pool -= self._budget
         request = self._with_known_hashes(request)
         self.remember_hashes(request.files)
         try:
             return self._identify(request)
         except HubUnavailable as exc:
             return no_match(hub_error=str(exc))
+        finally:
+            with self._lock:
+                self._pool += self._budget
+            self._budget = 0
+
+    @property
+    def _budget(self) -> int:
+        """Calls this thread's identify() may still make."""
+        return getattr(self._local, "budget", 0)
+
+    @_budget.setter
+    def _budget(self, value: int) -> None:
+        self._local.budget = value
 
     def identify_many(self, requests: Sequence[LookupRequest]) -> list[LookupResult]:
         return [self.identify(request) for request in requests]
@@ -253,11 +277,14 @@ class HubSession:
                     break
             for query in search_queries(request) if not decided() else ():
                 lowered = query.lower()
-                if any(empty in lowered for empty in self._empty_queries):
+                with self._lock:
+                    empties = tuple(self._empty_queries)
+                if any(empty in lowered for empty in empties):
                     continue  # contains a query that found nothing: finds nothing either
                 found = self._search(query)
                 if not found:
-                    self._empty_queries.add(lowered)
+                    with self._lock:
+                        self._empty_queries.add(lowered)
                     continue
                 for hit in found:
                     hits.setdefault(hit.repo_id, hit)
@@ -362,12 +389,8 @@ class HubSession:
     # -- Hub calls ----------------------------------------------------------------------------
 
     def _search(self, query: str) -> list[SearchHit]:
-        memo = query.lower()  # the Hub's search is case-insensitive
-        if memo in self._searches:
-            return self._searches[memo]
-        hits = self._search_hub(query)
-        self._searches[memo] = hits
-        return hits
+        # The Hub's search is case-insensitive: one entry per query whatever its case.
+        return self._shared(self._searches, query.lower(), lambda: self._search_hub(query))
 
     def _search_hub(self, query: str) -> list[SearchHit]:
         key = f"{self.endpoint}|{query.lower()}|{self.search_limit}"
@@ -386,9 +409,23 @@ class HubSession:
         return hits
 
     def _listing(self, repo_id: str) -> RepoListing | None:
-        if repo_id not in self._listings:
-            self._listings[repo_id] = self._listing_hub(repo_id)
-        return self._listings[repo_id]
+        return self._shared(self._listings, repo_id, lambda: self._listing_hub(repo_id))
+
+    def _shared(self, table: dict[str, T], key: str, fetch: Callable[[], T]) -> T:
+        """`table[key]`, fetched once per session; a thread asking for a key another thread
+        is fetching waits for that answer instead of asking the Hub again."""
+        with self._lock:
+            if key in table:
+                return table[key]
+            key_lock = self._key_locks.setdefault(f"{id(table)}|{key}", threading.Lock())
+        with key_lock:
+            with self._lock:
+                if key in table:
+                    return table[key]
+            value = fetch()  # Hub trouble raises: nothing is remembered
+            with self._lock:
+                table[key] = value
+            return value
 
     def _listing_hub(self, repo_id: str) -> RepoListing | None:
         key = f"{self.endpoint}|{repo_id}"
@@ -456,7 +493,8 @@ class HubSession:
             if self._budget <= 0:
                 raise _BudgetSpent()
             self._budget -= 1
-            self.calls[kind] += 1
+            with self._lock:
+                self.calls[kind] += 1
             try:
                 return fn()
             except (RepositoryNotFoundError, RevisionNotFoundError):
