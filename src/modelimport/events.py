@@ -23,6 +23,7 @@ class Stage(StrEnum):
     DUPLICATE = "duplicate"
     ERROR = "error"
     SCANNING = "scanning"
+    VERIFYING = "verifying"
 
 
 @dataclass(frozen=True)

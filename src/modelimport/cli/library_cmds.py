@@ -53,6 +53,16 @@ def _render_status(console: Console, data: dict[str, Any]) -> None:
     console.print(f"Pending online lookups: {data['pending_lookups']}")
     console.print(f"Incomplete sharded sets: {data['incomplete_sets']}")
     console.print(f"Manual records: {data['manual_records']}")
+    verified = data.get("last_verified")
+    if verified:
+        what = "the whole library" if verified.get("whole_library") else "some models"
+        found = verified.get("problems") or 0
+        console.print(
+            f"Last verified: {verified.get('at')} ({what}, {verified.get('files')} files, "
+            + ("all intact)" if not found else f"{found} problem(s))")
+        )
+    else:
+        console.print("Last verified: never (modelimport verify)")
     rescan = data["rescan"]
     if rescan:
         console.print(f"Rescan running: {rescan.get('done', 0)} / {rescan.get('total', '?')}")
@@ -281,3 +291,109 @@ def list_command(
         console.print(table)
 
     out.result({"library": str(opened.library.root), "models": models}, render)
+
+
+CHECK_EXAMPLES = (
+    "Examples:\n\n  modelimport check\n\n  modelimport check --repair\n\n"
+    "  modelimport check --json"
+)
+
+
+@app.command(epilog=CHECK_EXAMPLES)
+def check(
+    ctx: typer.Context,
+    repair: Annotated[
+        bool,
+        flag(
+            "--repair",
+            help="Fix what metadata.json can fix: index rows, leftover temporary files; adopt "
+            "model files dropped into the library by hand.",
+        ),
+    ] = False,
+    library: LibraryOpt = None,
+    json_: JsonOpt = False,
+    offline: OfflineOpt = False,
+    yes: YesOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Check the library's invariants (fast: reads metadata and sizes, not file contents).
+
+    Every index row has a complete model folder whose metadata.json agrees with it, every
+    listed file is there with its size, no import is left in staging, no stray files, and
+    every app link resolves. Exit 1 when something is off.
+    """
+    from modelimport.library.integrity import check_library
+
+    opts = resolve_options(
+        ctx, library=library, json=json_, offline=offline, yes=yes, verbose=verbose
+    )
+    out = Output(opts.json, opts.verbose)
+    opened = open_for(opts, out, create=False, read_only_ok=True)
+    data = check_library(opened, repair=repair)
+
+    def render(console: Console) -> None:
+        for p in data["problems"]:
+            line = p["message"] + (f" {p['repair'].capitalize()}." if p["repair"] else "")
+            console.print(("repaired: " if p["repaired"] else "problem: ") + line, markup=False)
+        if data["ok"]:
+            fixed = len(data["problems"])
+            console.print(
+                f"Library OK: {data['models']} models checked"
+                + (f"; {fixed} problem(s) repaired." if fixed else ".")
+            )
+        else:
+            console.print(
+                f"{data['remaining']} problem(s) in {data['library']}"
+                + ("." if repair else " (check --repair fixes those marked repairable).")
+            )
+
+    out.result(data, render)
+    raise typer.Exit(0 if data["ok"] else 1)
+
+
+VERIFY_EXAMPLES = (
+    "Examples:\n\n  modelimport verify\n\n"
+    "  modelimport verify llm/llama/meta-llama-3-8b-instruct-q4_k_m --json"
+)
+
+
+@app.command(epilog=VERIFY_EXAMPLES)
+def verify(
+    ctx: typer.Context,
+    model_ids: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="[MODEL_ID]...", help="Models to verify (default: all)."),
+    ] = None,
+    library: LibraryOpt = None,
+    json_: JsonOpt = False,
+    offline: OfflineOpt = False,
+    yes: YesOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Re-read library files and compare their BLAKE3 with metadata.json (finds bit rot).
+
+    Reads every byte (BLAKE3 on every core); exit 1 names each corrupted or missing file.
+    """
+    from modelimport.library.integrity import verify_library
+
+    opts = resolve_options(
+        ctx, library=library, json=json_, offline=offline, yes=yes, verbose=verbose
+    )
+    out = Output(opts.json, opts.verbose)
+    opened = open_for(opts, out, create=False, read_only_ok=True)
+    with progress_sink(opts.json, out.err) as sink:
+        data = verify_library(opened, model_ids or None, sink)
+
+    def render(console: Console) -> None:
+        for r in data["results"]:
+            if r["status"] != "ok":
+                console.print(f"{r['status']}: {r['model_id']}: {r['error']}", markup=False)
+        s = data["summary"]
+        console.print(
+            f"Verified {s['files']} file(s) of {s['models']} model(s) "
+            f"({human_size(s['bytes'])}): "
+            + ("all intact." if not s["problems"] else f"{s['problems']} problem(s).")
+        )
+
+    out.result(data, render)
+    raise typer.Exit(1 if data["summary"]["problems"] else 0)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from rich.progress import TaskID
 
 _FINAL = {Stage.COMPLETE, Stage.DUPLICATE, Stage.ERROR}
+_BYTE_STAGES = {Stage.COPYING, Stage.HASHING, Stage.SCANNING, Stage.VERIFYING}
 
 
 @contextlib.contextmanager
@@ -47,10 +48,7 @@ def planning_sink(json_mode: bool, console: Console) -> Iterator[ProgressSink]:
 
 
 def _json_lines(event: ProgressEvent) -> None:
-    if event.stage in (Stage.COPYING, Stage.HASHING, Stage.SCANNING) and event.bytes_done not in (
-        0,
-        event.bytes_total,
-    ):
+    if event.stage in _BYTE_STAGES and event.bytes_done not in (0, event.bytes_total):
         return  # per-chunk byte counts would flood a log; start and end are enough
     line = {
         "event": "progress",

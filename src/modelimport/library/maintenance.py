@@ -161,6 +161,9 @@ def library_status(opened: OpenLibrary) -> dict[str, Any]:
     data["schema_version"] = index.schema_version(opened.db)
     data["read_only"] = opened.read_only
     data["rescan"] = rescan_state(opened.library)
+    from modelimport.library.integrity import last_verified
+
+    data["last_verified"] = last_verified(opened.library)
     data["recovered"] = {
         "rolled_back": opened.recovery.rolled_back,
         "completed": opened.recovery.completed,

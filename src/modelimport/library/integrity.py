@@ -1,0 +1,413 @@
+"""`check` and `verify`: the library proves its own invariants.
+
+`check` (cheap: metadata and stat calls, no file contents):
+- every index row names a model directory whose metadata.json exists and agrees with it;
+- every metadata.json is indexed, and every file it lists exists with its recorded size;
+- no transaction is left in staging once recovery has run (a live import's is fine);
+- nothing else is in the library: a stray file is reported, and a model file dropped in by
+  hand is adopted as a model by `--repair` (imported by a same-filesystem move);
+- every app link the index records resolves (when the apps package offers `check_links`).
+
+`verify` re-reads library files and compares their BLAKE3 with metadata.json.
+
+Invariants: neither ever changes a model's files or a metadata.json; `--repair` only
+rewrites index rows from metadata.json (the source of truth), removes rows whose model is
+gone and our own leftover temporary files, and adopts stray model files through the normal
+import (so a kill during a repair is recovered like any import).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from modelimport.events import ProgressEvent, ProgressSink, Stage, ignore_progress
+from modelimport.importer.collect import is_candidate_name
+from modelimport.library import index
+from modelimport.library.layout import META_DIR, METADATA_NAME, Library, write_json_atomic
+from modelimport.library.maintenance import OpenLibrary, _read_record
+from modelimport.library.metadata import now_iso
+
+VERIFIED_STATE = "verified.json"  # in .modelimport: when the whole library was last verified
+
+
+@dataclass
+class Problem:
+    kind: str  # index_row_orphaned, index_disagrees, not_indexed, missing_file, ...
+    message: str  # one sentence for a person
+    model_id: str | None = None
+    path: str | None = None
+    repaired: bool = False
+    repair: str | None = None  # what --repair did (or why it could not)
+
+
+# kind -> whether `check --repair` can fix it from what metadata.json says
+REPAIRABLE = {
+    "index_row_orphaned": True,  # drop the row: the model directory is gone
+    "index_disagrees": True,  # rewrite the row from metadata.json
+    "not_indexed": True,  # index the model from metadata.json
+    "temp_file": True,  # our own interrupted atomic write: remove it
+    "stray_model_file": True,  # adopt it: import it as a model
+    "unreadable_record": False,
+    "missing_file": False,
+    "size_mismatch": False,
+    "staging_left": False,
+    "stray_file": False,
+    "model_id_mismatch": False,
+    "app_link": False,
+}
+
+
+def check_library(
+    opened: OpenLibrary, repair: bool = False, progress: ProgressSink = ignore_progress
+) -> dict[str, Any]:
+    library, db = opened.library, opened.db
+    problems: list[Problem] = []
+    indexed = {r[0]: r for r in db.execute("SELECT * FROM models").fetchall()}
+    on_disk: dict[str, dict[str, Any]] = {}
+    listed: set[Path] = set()
+    for path in library.iter_metadata_paths():
+        model_id = library.model_id_of(path)
+        progress(ProgressEvent(Stage.SCANNING, model_id))
+        listed.add(path)
+        record, problem = _read_record(path)
+        if problem is not None:
+            problems.append(
+                Problem("unreadable_record", f"{path} {problem}.", model_id, str(path))
+            )
+            continue
+        on_disk[model_id] = record
+        problems += _check_model_files(library, model_id, record, listed)
+        if record.get("model_id") not in (None, model_id):
+            problems.append(
+                Problem(
+                    "model_id_mismatch",
+                    f"{model_id}: metadata.json says it is {record.get('model_id')} (the folder "
+                    "was moved or renamed by hand).",
+                    model_id,
+                    str(path),
+                )
+            )
+        if model_id not in indexed:
+            problems.append(
+                Problem("not_indexed", f"{model_id} is not in the index.", model_id, str(path))
+            )
+        elif not _index_agrees(db, model_id, record, indexed[model_id]):
+            problems.append(
+                Problem(
+                    "index_disagrees",
+                    f"{model_id}: the index disagrees with metadata.json.",
+                    model_id,
+                    str(path),
+                )
+            )
+    unreadable = {p.model_id for p in problems if p.kind == "unreadable_record"}
+    for model_id in sorted(set(indexed) - set(on_disk) - unreadable):
+        problems.append(
+            Problem(
+                "index_row_orphaned",
+                f"{model_id} is in the index but its folder or metadata.json is gone.",
+                model_id,
+            )
+        )
+    problems += _check_staging(library)
+    problems += _strays(library, listed)
+    problems += _app_link_problems(opened)
+    if repair:
+        if opened.read_only:
+            for p in problems:
+                p.repair = "not repaired: the library is read-only here"
+        else:
+            _repair(opened, problems, on_disk, progress)
+    remaining = [p for p in problems if not p.repaired]
+    return {
+        "library": str(library.root),
+        "models": len(on_disk),
+        "ok": not remaining,
+        "problems": [asdict(p) for p in problems],
+        "remaining": len(remaining),
+    }
+
+
+def _check_model_files(
+    library: Library, model_id: str, record: dict[str, Any], listed: set[Path]
+) -> list[Problem]:
+    problems = []
+    model_dir = library.root / model_id
+    for entry in record.get("files") or []:
+        name = entry["name"]
+        path = model_dir / name
+        listed.add(path)
+        try:
+            size = path.stat().st_size
+        except OSError:
+            problems.append(
+                Problem("missing_file", f"{model_id}: {name} is missing.", model_id, str(path))
+            )
+            continue
+        if size != entry.get("size"):
+            problems.append(
+                Problem(
+                    "size_mismatch",
+                    f"{model_id}: {name} is {size} bytes, metadata.json says {entry.get('size')}.",
+                    model_id,
+                    str(path),
+                )
+            )
+    return problems
+
+
+def _index_agrees(
+    db: sqlite3.Connection, model_id: str, record: dict[str, Any], row: sqlite3.Row
+) -> bool:
+    expected = index._sqlite_row(index._model_row(model_id, record))
+    if tuple(row) != expected:
+        return False
+    files = {
+        tuple(r) for r in db.execute("SELECT * FROM files WHERE model_id = ?", (model_id,))
+    }
+    wanted = {
+        index._sqlite_row(
+            (
+                model_id,
+                f["name"],
+                int(f.get("size") or 0),
+                f.get("sha256"),
+                f.get("blake3"),
+                f.get("fast_hash"),
+            )
+        )
+        for f in record.get("files") or []
+    }
+    return files == wanted
+
+
+def _check_staging(library: Library) -> list[Problem]:
+    """Recovery ran when the library was opened; what is left is a live import's (its lock
+    is held) or one recovery could not finish (already reported, kept on purpose)."""
+    import fcntl
+
+    problems = []
+    try:
+        txns = sorted(p for p in library.staging_dir.iterdir() if p.is_dir())
+    except OSError:
+        return []
+    for txn in txns:
+        try:
+            fd = os.open(txn / "lock", os.O_RDONLY)
+        except OSError:
+            fd = -1
+        try:
+            if fd >= 0:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a running import
+        finally:
+            if fd >= 0:
+                os.close(fd)
+        problems.append(
+            Problem(
+                "staging_left",
+                f"An interrupted import is still in {txn} (recovery could not finish it).",
+                path=str(txn),
+            )
+        )
+    return problems
+
+
+def _strays(library: Library, listed: set[Path]) -> list[Problem]:
+    """Every file under the root that no metadata.json lists."""
+    problems = []
+    model_dirs = {p.parent for p in listed if p.name == METADATA_NAME}
+    for folder, dirnames, filenames in os.walk(library.root):
+        here = Path(folder)
+        if here == library.root:
+            dirnames[:] = [d for d in dirnames if d != META_DIR]
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = here / name
+            if path in listed:
+                continue
+            inside = next((d for d in model_dirs if d == here or d in here.parents), None)
+            if name.startswith(f".{METADATA_NAME}.") and name.endswith(".tmp"):
+                kind, what = "temp_file", "a temporary file left by an interrupted write"
+            elif inside is None and is_candidate_name(name) and path.is_file():
+                kind, what = "stray_model_file", "a model file that no model lists"
+            else:
+                kind, what = "stray_file", "a file that no model lists"
+            where = f" (inside {library.model_id_of(inside / METADATA_NAME)})" if inside else ""
+            problems.append(
+                Problem(
+                    kind,
+                    f"{path.relative_to(library.root)} is {what}{where}.",
+                    path=str(path),
+                )
+            )
+    return problems
+
+
+def _app_link_problems(opened: OpenLibrary) -> list[Problem]:
+    try:
+        from modelimport import apps  # type: ignore[attr-defined]
+    except ImportError:
+        return []
+    check_links = getattr(apps, "check_links", None)
+    if check_links is None:
+        return []
+    found = check_links(opened.library, opened.db)
+    return [Problem("app_link", _sentence(p), path=_link_path(p)) for p in found]
+
+
+def _sentence(problem: Any) -> str:
+    if isinstance(problem, str):
+        return problem
+    if isinstance(problem, dict):
+        return str(problem.get("message") or problem)
+    return str(getattr(problem, "message", problem))
+
+
+def _link_path(problem: Any) -> str | None:
+    if isinstance(problem, dict):
+        value = problem.get("link") or problem.get("path")
+    else:
+        value = getattr(problem, "link", None) or getattr(problem, "path", None)
+    return str(value) if value is not None else None
+
+
+def _repair(
+    opened: OpenLibrary,
+    problems: list[Problem],
+    records: dict[str, dict[str, Any]],
+    progress: ProgressSink,
+) -> None:
+    library, db = opened.library, opened.db
+    for p in problems:
+        if not REPAIRABLE.get(p.kind):
+            continue
+        if p.kind in ("index_disagrees", "not_indexed"):
+            with library.lock("commit"):
+                index.upsert_model(db, p.model_id, records[p.model_id])  # type: ignore[index,arg-type]
+            p.repaired, p.repair = True, "indexed from metadata.json"
+        elif p.kind == "index_row_orphaned":
+            with library.lock("commit"):
+                db.execute("DELETE FROM models WHERE model_id = ?", (p.model_id,))
+            p.repaired, p.repair = True, "removed from the index"
+        elif p.kind == "temp_file":
+            Path(p.path).unlink(missing_ok=True)  # type: ignore[arg-type]
+            p.repaired, p.repair = True, "removed"
+        elif p.kind == "stray_model_file":
+            _adopt(opened, p, progress)
+
+
+def _adopt(opened: OpenLibrary, problem: Problem, progress: ProgressSink) -> None:
+    """Import a model file dropped into the library by hand, by the normal import (moved:
+    a rename on this filesystem), so it gets hashes, a record and an index row."""
+    from modelimport.importer.pipeline import (
+        DUPLICATE,
+        IMPORTED,
+        ImportOptions,
+        execute_plan,
+        plan_import,
+    )
+
+    options = ImportOptions(move=True, offline=True)
+    path = Path(problem.path)  # type: ignore[arg-type]
+    plan = plan_import([path], opened.library, opened.db, options, progress)
+    [result] = execute_plan(plan, opened.library, opened.db, options, progress) or [None]
+    if result is not None and result.status == IMPORTED:
+        problem.repaired = True
+        problem.model_id = result.model_id
+        problem.repair = f"adopted as {result.model_id}"
+    elif result is not None and result.status == DUPLICATE:
+        problem.repair = (
+            f"not adopted: it is a copy of {result.model_id}; delete it if you do not need it"
+        )
+    else:
+        problem.repair = f"not adopted: {result.error if result else 'nothing to import'}"
+
+
+# -- verify ---------------------------------------------------------------------------------
+
+
+def verify_library(
+    opened: OpenLibrary,
+    model_ids: list[str] | None = None,
+    progress: ProgressSink = ignore_progress,
+) -> dict[str, Any]:
+    """Re-read every file of the given models (all by default) and compare its BLAKE3."""
+    from modelimport.errors import ModelImportError
+    from modelimport.hashing import blake3_file
+    from modelimport.library.layout import validate_model_id
+
+    library = opened.library
+    if model_ids:
+        wanted = list(model_ids)
+    else:
+        wanted = [library.model_id_of(p) for p in library.iter_metadata_paths()]
+    results = []
+    mismatches = files_read = bytes_read = 0
+    for model_id in wanted:
+        try:
+            model_id = validate_model_id(model_id)
+            record = library.read_metadata(model_id)
+        except ModelImportError as exc:
+            results.append({"model_id": model_id, "status": "failed", "error": str(exc)})
+            mismatches += 1
+            continue
+        bad = []
+        for entry in record.get("files") or []:
+            name = entry.get("name")
+            path = library.root / model_id / name
+            item = f"{model_id}/{name}"
+
+            def on_bytes(done: int, item: str = item, total: int = entry.get("size") or 0) -> None:
+                progress(ProgressEvent(Stage.VERIFYING, item, done, total))
+
+            progress(ProgressEvent(Stage.VERIFYING, item, 0, entry.get("size") or 0))
+            try:
+                digest = blake3_file(path, on_bytes)
+            except OSError as exc:
+                bad.append({"name": name, "problem": f"cannot be read ({exc.strerror or exc})"})
+                progress(ProgressEvent(Stage.ERROR, item, message="unreadable"))
+                continue
+            files_read += 1
+            bytes_read += path.stat().st_size
+            if digest != entry.get("blake3"):
+                bad.append({"name": name, "problem": "its BLAKE3 differs from metadata.json"})
+                progress(ProgressEvent(Stage.ERROR, item, message="CORRUPTED"))
+            else:
+                progress(ProgressEvent(Stage.COMPLETE, item, message="ok"))
+        mismatches += len(bad)
+        results.append(
+            {
+                "model_id": model_id,
+                "status": "corrupted" if bad else "ok",
+                "files": bad,
+                "error": "; ".join(f"{b['name']}: {b['problem']}" for b in bad) or None,
+            }
+        )
+    summary = {
+        "at": now_iso(),
+        "models": len(wanted),
+        "files": files_read,
+        "bytes": bytes_read,
+        "problems": mismatches,
+        "whole_library": not model_ids,
+    }
+    if not opened.read_only:
+        write_json_atomic(library.meta_dir / VERIFIED_STATE, summary)
+    return {"library": str(library.root), "results": results, "summary": summary}
+
+
+def last_verified(library: Library) -> dict[str, Any] | None:
+    """What the last `verify` found and when, or None if it never ran."""
+    try:
+        data = json.loads((library.meta_dir / VERIFIED_STATE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
