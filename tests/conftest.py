@@ -161,3 +161,32 @@ def other_user() -> Iterator[OtherUser]:
     finally:
         subprocess.run(["chmod", "-R", "u+rwX", str(home)], check=False)
         shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A real, small (64 MiB) ext4 filesystem, loop-mounted, for disk-full tests (needs
+    root and mkfs.ext4; falls back to a 64 MiB tmpfs; skips where neither can be mounted)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a small filesystem")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    image = tmp_path / "small.img"
+    mounted = False
+    if shutil.which("mkfs.ext4"):
+        with open(image, "wb") as fh:
+            fh.truncate(64 << 20)
+        made = subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], capture_output=True)
+        mounted = made.returncode == 0 and subprocess.run(
+            ["mount", "-o", "loop", str(image), str(mount)], capture_output=True
+        ).returncode == 0
+    if not mounted:
+        mounted = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)], capture_output=True
+        ).returncode == 0
+    if not mounted:
+        pytest.skip("could not mount a small ext4 image or tmpfs here")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)

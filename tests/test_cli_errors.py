@@ -283,6 +283,8 @@ def test_every_command_accepts_every_global_option_after_it(
         "list": [],
         "rescan": [],
         "mark-manual": [model_id],
+        "check": [],
+        "verify": [],
     }
     _register()
     assert set(typer.main.get_command(app).commands) == set(arguments)  # type: ignore[attr-defined]

@@ -41,3 +41,7 @@ class LibraryError(ModelImportError):
 
 class ModelNotFound(LibraryError):
     """A model id names no model in the library."""
+
+
+class NotEnoughSpace(LibraryError):
+    """The library's filesystem cannot hold what a batch would write (checked before it)."""

@@ -352,6 +352,21 @@ def _clone(source: Path, fd: int) -> bool:
     return True
 
 
+def can_clone(folder: Path) -> bool:
+    """Whether files in `folder` can be cloned (a copy there costs no space): tried on two
+    empty temporary files, as the copy itself would."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=folder) as a, tempfile.TemporaryFile(dir=folder) as b:
+            a.write(b"x")
+            a.flush()
+            fcntl.ioctl(b.fileno(), _FICLONE, a.fileno())
+    except OSError:
+        return False
+    return True
+
+
 class _CloneProgress:
     """Where a clone replaces the writes, still pass the copy's fault point per chunk, so
     the crash tests stop a clone at the same places as a copy."""

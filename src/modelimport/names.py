@@ -140,3 +140,13 @@ def model_name_for(path: PurePath) -> str:
     if is_generic_name(path.name) and path.parent.name:
         return clean_model_name(path.parent.name)
     return clean_model_name(path.name)
+
+
+def human_size(size: int | float) -> str:
+    """A byte count as people read it: 1.5 GiB."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"

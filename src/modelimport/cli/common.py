@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from modelimport.cli.options import GlobalOptions
 from modelimport.cli.output import Output
 from modelimport.config import resolve_library_root
+from modelimport.names import human_size  # noqa: F401 - the CLI modules import it from here
 
 if TYPE_CHECKING:
     from modelimport.library.maintenance import OpenLibrary
@@ -48,15 +49,6 @@ def open_for(
     elif opened.rebuilt is not None:
         out.info(f"The index was missing; rebuilt it from {opened.rebuilt} metadata.json file(s).")
     return opened
-
-
-def human_size(size: int | float) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
 
 
 def human_count(count: int) -> str:

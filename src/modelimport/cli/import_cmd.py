@@ -33,6 +33,8 @@ Examples:
 
   modelimport import ~/Downloads/*.safetensors
 
+  modelimport import ~/Downloads --yes --delete-originals
+
   modelimport import ./dl --yes --json > report.json
 
   modelimport import ./llama-3-70b/ --move --yes
@@ -60,6 +62,15 @@ def import_command(
         flag(
             "--allow-unsafe-pickle",
             help="Import pickles that import code-executing globals (they are never loaded).",
+        ),
+    ] = False,
+    delete_originals: Annotated[
+        bool,
+        flag(
+            "--delete-originals",
+            help="After the batch, delete the source files, only if every item succeeded, "
+            "each library copy re-read from disk matches, and each source is unchanged and "
+            "in a writable folder; otherwise nothing is deleted and each says why.",
         ),
     ] = False,
     refresh: RefreshOpt = False,
@@ -92,6 +103,10 @@ def import_command(
         raise UsageError(
             "No terminal to ask for confirmation; pass --yes to import without review."
         )
+    if delete_originals and move:
+        raise UsageError(
+            "--move already removes the originals; --delete-originals is for a copy."
+        )
     offline_mode = opts.offline or hub_offline_by_env()
     options = ImportOptions(
         move=move,
@@ -113,12 +128,25 @@ def import_command(
     with progress_sink(opts.json, out.err) as sink:
         results = execute_plan(plan, opened.library, opened.db, options, sink, hub_session)
     report = _report(results)
-    out.result(report, lambda console: _render_results(console, report, opts.verbose))
+    refused = False
+    if delete_originals:
+        from modelimport.importer.originals import delete_originals as run_delete
+
+        with progress_sink(opts.json, out.err) as sink:
+            report["originals"] = run_delete(opened.library, results, sink)
+        refused = report["originals"]["refused"] > 0
+
+    def render(console: Console) -> None:
+        _render_results(console, report, opts.verbose)
+        if "originals" in report:
+            _render_originals(console, report["originals"])
+
+    out.result(report, render)
     # An imported model with an error is in the library but not yet indexed: not all done.
     failed = any(
         r.status in (FAILED, REJECTED) or (r.status == IMPORTED and r.error) for r in results
     )
-    raise typer.Exit(1 if failed else 0)
+    raise typer.Exit(1 if failed or refused else 0)
 
 
 def _hub_session(timeout: float, refresh: bool) -> Any:
@@ -236,3 +264,18 @@ def _render_results(console: Console, report: dict[str, Any], verbose: bool = Fa
         for r in report["results"]:
             if r["status"] == "skipped":
                 console.print(f"skipped: {r['sources'][0]}: {r['error']}")
+
+
+def _render_originals(console: Console, originals: dict[str, Any]) -> None:
+    for f in originals["files"]:
+        if f["deleted"]:
+            line = f"deleted original: {f['path']}"
+            if f["warning"]:
+                line += f" ({f['warning']})"
+        else:
+            line = f"kept original: {f['path']}: {f['reason']}"
+        console.print(line, markup=False)
+    console.print(
+        f"Originals: {originals['deleted']} deleted, {originals['kept']} kept; "
+        f"{human_size(originals['freed_bytes'])} freed."
+    )

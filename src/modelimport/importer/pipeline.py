@@ -148,7 +148,47 @@ def plan_import(
         if hub_session is not None and not options.offline:
             planned.lookup = hub_session.identify(_lookup_request(planned))
         plan.models.append(planned)
+    if plan.models:
+        check_free_space(plan, library, options)  # before the review asks anything
     return plan
+
+
+# Room kept free beyond the model bytes: metadata.json, journals, the index's growth.
+FREE_SPACE_MARGIN = 8 * 1024 * 1024
+
+
+def check_free_space(plan: ImportPlan, library: Library, options: ImportOptions) -> None:
+    """Refuse a batch whose bytes cannot fit in the library's filesystem, before any is
+    written (a same-filesystem move writes nothing; a copy writes every byte, unless the
+    filesystem clones)."""
+    import shutil
+
+    from modelimport.errors import NotEnoughSpace
+    from modelimport.hashing import CLONE, can_clone
+    from modelimport.names import human_size
+
+    staging_dev = library.staging_dir.stat().st_dev
+    needed = same_fs_copies = 0
+    for planned in plan.models:
+        for path in planned.group.all_paths:
+            st = path.stat()
+            same_fs = st.st_dev == staging_dev
+            if options.move and same_fs and not path.is_symlink():
+                continue  # a rename
+            needed += st.st_size
+            same_fs_copies += st.st_size if same_fs else 0
+    free = shutil.disk_usage(library.staging_dir).free
+    if needed + FREE_SPACE_MARGIN <= free:
+        return
+    if same_fs_copies and CLONE and can_clone(library.staging_dir):
+        needed -= same_fs_copies  # clones share the sources' blocks
+        if needed + FREE_SPACE_MARGIN <= free:
+            return
+    raise NotEnoughSpace(
+        f"Not enough free space in {library.root}: this import needs {human_size(needed)} "
+        f"(+{human_size(FREE_SPACE_MARGIN)} for records) and {human_size(free)} are free; "
+        "nothing was imported."
+    )
 
 
 def _check_policies(planned: PlannedModel, options: ImportOptions) -> None:
@@ -288,6 +328,9 @@ def execute_plan(
     hub_session: Any = None,
 ) -> list[ItemResult]:
     results = list(plan.settled)
+    if plan.models:
+        check_free_space(plan, library, options)
+        fault_point("batch.start")
     for planned in plan.models:
         result = import_model(planned, library, db, options, progress)
         if hub_session is not None and result.status == IMPORTED:
@@ -339,7 +382,11 @@ def import_model(
     progress: ProgressSink = ignore_progress,
 ) -> ItemResult:
     item = planned.group.display_name
-    txn = staging.begin(library, "move" if options.move else "copy")
+    try:
+        txn = staging.begin(library, "move" if options.move else "copy")
+    except OSError as exc:  # a full disk, a library made read-only meanwhile
+        progress(ProgressEvent(Stage.ERROR, item, message=_describe_error(exc, item)))
+        return ItemResult(FAILED, planned.sources, error=_describe_error(exc, item))
     try:
         files, sources = _stage_files(planned, txn, options, progress)
         record = _build_record(planned, files, sources, txn.txn_id)

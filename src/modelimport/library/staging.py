@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelimport.faults import fault_point
 from modelimport.library.layout import METADATA_NAME, Library, fsync_dir, write_json_atomic
 
 JOURNAL = "journal.json"
@@ -92,11 +93,20 @@ def begin(library: Library, mode: str) -> StagingTxn:
     txn_id = uuid.uuid4().hex[:16]
     path = library.staging_dir / txn_id
     path.mkdir(parents=True)
-    lock_fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT, 0o644)
-    fcntl.flock(lock_fd, fcntl.LOCK_EX)
-    txn = StagingTxn(library, txn_id, path, mode, lock_fd)
-    (path / "model").mkdir()
-    txn.save()
+    lock_fd = -1
+    try:
+        lock_fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        txn = StagingTxn(library, txn_id, path, mode, lock_fd)
+        (path / "model").mkdir()
+        fault_point("staging.begin")
+        txn.save()
+    except BaseException:
+        # Nothing is staged yet (a full disk, most likely): leave no trace.
+        shutil.rmtree(path, ignore_errors=True)
+        if lock_fd >= 0:
+            os.close(lock_fd)
+        raise
     return txn
 
 

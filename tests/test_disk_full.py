@@ -1,0 +1,119 @@
+"""A full disk: refused before a batch when it cannot fit (with the numbers), and a disk
+that fills during a batch fails only the item being written, cleans its staging and lets
+the rest finish (exit 1). On a real small filesystem where the machine can mount one, and
+by fault injection everywhere."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from cli import library_files, run_cli, start_cli
+from factories import make_safetensors
+
+
+def _model(path: Path, size: int, seed: int = 0) -> Path:
+    """A valid safetensors file of about `size` bytes of real (non-sparse) data."""
+    make_safetensors(path, {f"w{seed}": ("U8", [size])}, fill=os.urandom(size))
+    return path
+
+
+def _staging_empty(lib: Path) -> bool:
+    return list((lib / ".modelimport" / "staging").iterdir()) == []
+
+
+def test_a_batch_that_cannot_fit_is_refused_before_anything_is_written(
+    small_fs: Path, tmp_path: Path
+):
+    src = tmp_path / "src"
+    for n in range(3):
+        _model(src / f"m{n}.safetensors", 30 << 20, seed=n)  # 90 MiB for a 64 MiB disk
+    lib = small_fs / "lib"
+
+    run = run_cli("--library", lib, "import", src, "--yes", "--json")
+
+    assert run.code == 1
+    line = run.stderr.strip().splitlines()[-1]  # after the "identifying" progress lines
+    assert line.startswith(f"Error: Not enough free space in {lib}: this import needs 90.0 MiB")
+    assert line.endswith("are free; nothing was imported.")
+    assert "Traceback" not in run.stderr
+    assert library_files(lib) == [] and _staging_empty(lib)
+
+
+def test_disk_filling_during_a_batch_fails_that_item_only(small_fs: Path, tmp_path: Path):
+    src = tmp_path / "src"
+    first = _model(src / "a.safetensors", 1 << 20, seed=1)
+    big = _model(src / "b.safetensors", 24 << 20, seed=2)
+    last = _model(src / "c.safetensors", 1 << 20, seed=3)
+    lib = small_fs / "lib"
+    run_cli("--library", lib, "status")  # the library exists before the disk fills
+    marker = tmp_path / "marker"
+    env = {"MODELIMPORT_FAULTS": "batch.start:pause", "MODELIMPORT_FAULT_MARKER": str(marker)}
+    proc = start_cli("--library", lib, "import", src, "--yes", "--json", env=env)
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    # Past the free-space check, someone else fills the disk: about 12 MiB stay free.
+    free = shutil.disk_usage(small_fs).free
+    subprocess.run(
+        ["fallocate", "-l", str(free - (12 << 20)), str(small_fs / "ballast")], check=True
+    )
+    marker.unlink()
+    out, err = proc.communicate(timeout=120)
+
+    assert proc.returncode == 1, err
+    results = {Path(r["sources"][0]).name: r for r in json.loads(out)["results"]}
+    assert results["a.safetensors"]["status"] == "imported"
+    assert results["c.safetensors"]["status"] == "imported"
+    failed = results["b.safetensors"]
+    assert failed["status"] == "failed"
+    assert failed["error"].startswith("The disk is full while importing b.safetensors")
+    assert "Traceback" not in err
+    assert _staging_empty(lib)
+    for source in (first, big, last):
+        assert source.exists()
+    (small_fs / "ballast").unlink()
+    check = run_cli("--library", lib, "check", "--json")
+    assert check.code == 0, check.stdout
+    assert check.json["models"] == 2
+
+
+def test_enospc_mid_write_by_fault_injection_lets_the_rest_finish(tmp_path: Path):
+    src = tmp_path / "src"
+    small = _model(src / "a.safetensors", 64 << 10, seed=1)
+    big = _model(src / "b.safetensors", 32 << 20, seed=2)
+    digest = hashlib.sha256(big.read_bytes()).hexdigest()
+    _model(src / "c.safetensors", 64 << 10, seed=3)
+    lib = tmp_path / "lib"
+    env = {"MODELIMPORT_FAULTS": f"copy.bytes>={16 << 20}:enospc"}  # only b gets that far
+
+    run = run_cli("--library", lib, "import", src, "--yes", "--json", env=env)
+
+    assert run.code == 1
+    statuses = {Path(r["sources"][0]).name: r["status"] for r in run.json["results"]}
+    assert statuses == {"a.safetensors": "imported", "b.safetensors": "failed",
+                        "c.safetensors": "imported"}  # fmt: skip
+    assert _staging_empty(lib)
+    assert hashlib.sha256(big.read_bytes()).hexdigest() == digest and small.exists()
+    assert run_cli("--library", lib, "check").code == 0
+
+
+@pytest.mark.parametrize("point", ["staging.begin:enospc"])
+def test_enospc_when_starting_a_transaction_is_a_failed_item(tmp_path: Path, point: str):
+    src = _model(tmp_path / "a.safetensors", 64 << 10)
+    lib = tmp_path / "lib"
+    run = run_cli("--library", lib, "import", src, "--yes", "--json",
+                  env={"MODELIMPORT_FAULTS": point})  # fmt: skip
+    assert run.code == 1, run.stderr
+    [result] = run.json["results"]
+    assert result["status"] == "failed"
+    assert result["error"].startswith("The disk is full while importing a.safetensors")
+    assert _staging_empty(lib) and library_files(lib) == []
