@@ -18,11 +18,14 @@ def make_safetensors(
     metadata: dict[str, str] | None = None,
     fill: bytes = b"\x00",
     padding: int = 0,
+    header_size: int | None = None,
 ) -> Path:
     """Write a valid safetensors file: `tensors` maps name -> (dtype, shape).
 
     `fill` patterns the tensor bytes so files with equal headers can still differ;
-    `padding` adds extra bytes to the last tensor's data to reach a wanted size.
+    `padding` adds extra bytes to the last tensor's data to reach a wanted size;
+    `header_size` pads the JSON header with spaces to exactly that many bytes (as the
+    safetensors writer pads to a multiple of 8).
     """
     tensors = tensors or {"weight": ("F16", [4, 4])}
     header: dict[str, object] = {}
@@ -35,15 +38,21 @@ def make_safetensors(
     if metadata:
         header["__metadata__"] = metadata
     raw = json.dumps(header).encode()
-    raw += b" " * (-len(raw) % 8)
+    if header_size is not None:
+        assert len(raw) <= header_size, f"header needs {len(raw)} bytes"
+        raw += b" " * (header_size - len(raw))
+    else:
+        raw += b" " * (-len(raw) % 8)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as fh:
         fh.write(struct.pack("<Q", len(raw)))
         fh.write(raw)
-        data = (fill * (offset // len(fill) + 1))[:offset]
-        fh.write(data)
-        if padding:
-            fh.write(fill[:1] * padding)
+        if fill.strip(b"\x00"):
+            fh.write((fill * (offset // len(fill) + 1))[:offset])
+            if padding:
+                fh.write(fill[:1] * padding)
+        else:  # zeros: a hole, so real shapes (a 4096 x 32128 embedding) cost no disk
+            fh.truncate(fh.tell() + offset + padding)
     return path
 
 
@@ -53,8 +62,10 @@ def make_gguf(
     name: str | None = None,
     kv: dict[str, object] | None = None,
     tensors: dict[str, list[int]] | None = None,
+    quant: str | None = None,
 ) -> Path:
-    """Write a valid GGUF file with llama.cpp's own writer."""
+    """Write a valid GGUF file with llama.cpp's own writer; `quant` ("Q8_0", "Q4_0", ...)
+    stores 2-D tensors quantised with llama.cpp's own quantiser, as city96's GGUFs do."""
     import gguf
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,7 +82,12 @@ def make_gguf(
         else:
             writer.add_string(key, str(value))
     for tname, shape in (tensors or {"token_embd.weight": [8, 4]}).items():
-        writer.add_tensor(tname, np.ones(shape, dtype=np.float32))
+        data = np.ones(shape, dtype=np.float32)
+        if quant and len(shape) >= 2:
+            qtype = gguf.GGMLQuantizationType[quant]
+            writer.add_tensor(tname, gguf.quants.quantize(data, qtype), raw_dtype=qtype)
+        else:
+            writer.add_tensor(tname, data)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -119,7 +135,7 @@ def _p_tuple(items: list[bytes]) -> bytes:
 
 
 def torch_state_dict_pickle(
-    tensors: dict[str, tuple[str, list[int]]], wrap: str | None = None
+    tensors: dict[str, tuple[str, list[int]]], wrap: str | None = None, first_storage: int = 0
 ) -> bytes:
     """The bytes `torch.save(state_dict)` puts in data.pkl (protocol 2, persistent storages)."""
     out = [b"\x80\x02"]
@@ -133,7 +149,7 @@ def torch_state_dict_pickle(
             stride.insert(0, acc)
             acc *= dim
         pid = _p_tuple([_p_str("storage"), _p_global("torch", _STORAGE_CLASSES[dtype]),
-                        _p_str(str(index)), _p_str("cpu"), _p_int(numel)])
+                        _p_str(str(first_storage + index)), _p_str("cpu"), _p_int(numel)])
         out += [
             _p_str(name),
             _p_global("torch._utils", "_rebuild_tensor_v2"),
@@ -147,6 +163,49 @@ def torch_state_dict_pickle(
         out.append(b"s")  # SETITEM into the wrapper dict
     out.append(b".")
     return b"".join(out)
+
+
+def nested_state_dict_pickle(groups: dict[str, dict[str, tuple[str, list[int]]]]) -> bytes:
+    """`torch.save({"image_proj": sd1, "ip_adapter": sd2})`: named state dicts in one dict, as
+    IP-Adapter .bin files hold them."""
+    out, first = [b"\x80\x02}("], 0
+    for group, tensors in groups.items():
+        out += [_p_str(group), torch_state_dict_pickle(tensors, first_storage=first)[2:-1]]
+        first += len(tensors)
+    return b"".join([*out, b"u."])
+
+
+def _p_numpy_scalar() -> bytes:
+    """numpy.float64 as pickled by numpy: scalar(dtype('f8') + BUILD state, raw bytes)."""
+    dtype = (_p_global("numpy", "dtype") + _p_tuple([_p_str("f8"), b"\x89", b"\x88"]) + b"R"
+             + _p_tuple([_p_int(3), _p_str("<"), b"N", b"N", b"N", _p_int(-1), _p_int(-1),
+                         _p_int(0)]) + b"b")
+    raw = _p_global("_codecs", "encode") + _p_tuple([_p_str("\x00" * 8), _p_str("latin1")])
+    return _p_global("numpy.core.multiarray", "scalar") + _p_tuple([dtype, raw + b"R"]) + b"R"
+
+
+def lightning_checkpoint_pickle(tensors: dict[str, tuple[str, list[int]]]) -> bytes:
+    """data.pkl of a PyTorch Lightning checkpoint as Stable Diffusion 1.x's sd-v1-4.ckpt holds
+    it: epoch, global_step, the Lightning version, the state dict, and "callbacks" keyed by
+    the ModelCheckpoint class itself (its state holds numpy scores)."""
+    state_dict = torch_state_dict_pickle(tensors)[2:-1]  # without PROTO and STOP
+    callback_state = (b"}(" + _p_str("monitor") + b"N" + _p_str("best_model_score")
+                      + _p_numpy_scalar() + _p_str("best_model_path")
+                      + _p_str("/fsx/stable-diffusion/logs/checkpoints/last.ckpt")
+                      + _p_str("current_score") + _p_numpy_scalar()
+                      + _p_str("dirpath") + _p_str("/fsx/stable-diffusion/logs/checkpoints")
+                      + b"u")
+    callbacks = (b"}" + _p_global("pytorch_lightning.callbacks.model_checkpoint",
+                                  "ModelCheckpoint") + callback_state + b"s")
+    return b"".join([
+        b"\x80\x02}(",
+        _p_str("epoch"), _p_int(6),
+        _p_str("global_step"), _p_int(470000),
+        _p_str("pytorch-lightning_version"), _p_str("1.4.2"),
+        _p_str("state_dict"), state_dict,
+        _p_str("callbacks"), callbacks,
+        b"u.",
+    ])
 
 
 def make_torch_zip(

@@ -296,12 +296,39 @@ def test_payload_hidden_in_a_second_pickle_is_found(tmp_path):
     assert inspect_file(path).details["pickle_scan"]["verdict"] == "unsafe"
 
 
-def test_unknown_global_is_not_trusted(tmp_path):
+def test_a_class_outside_a_state_dict_is_named_not_refused(tmp_path):
+    # A training script's own class, rebuilt on load: harmless, but weights_only=True refuses it.
     path = tmp_path / "odd.pkl"
     path.write_bytes(b"\x80\x02cmypkg.helpers\nLoader\n)R.")
     scan = inspect_file(path).details["pickle_scan"]
+    assert scan["verdict"] == "needs_classes"
+    assert scan["needs_classes"] == ["mypkg.helpers.Loader"] and scan["dangerous"] == []
+    assert scan["loader_packages"] == ["mypkg"]
+
+
+def test_an_unvetted_function_called_on_load_is_unsafe(tmp_path):
+    # Calling a function nobody vetted is running code, whatever its module.
+    path = tmp_path / "odd.pkl"
+    path.write_bytes(b"\x80\x02cmypkg.helpers\nfetch_and_run\n)R.")
+    scan = inspect_file(path).details["pickle_scan"]
     assert scan["verdict"] == "unsafe"
-    assert scan["unknown"] == ["mypkg.helpers.Loader"] and scan["dangerous"] == []
+    assert scan["dangerous"] == ["mypkg.helpers.fetch_and_run"]
+
+
+def test_a_function_only_named_not_called_is_harmless(tmp_path):
+    # e.g. an activation function stored as a config value.
+    path = tmp_path / "cfg.pkl"
+    path.write_bytes(b"\x80\x02}X\x03\x00\x00\x00actcmypkg.nn\ngelu\ns.")
+    scan = inspect_file(path).details["pickle_scan"]
+    assert scan["verdict"] == "needs_classes" and scan["needs_classes"] == ["mypkg.nn.gelu"]
+
+
+@pytest.mark.parametrize("glob", [b"subprocess\nPopen", b"builtins\neval", b"pydoc\npipepager",
+                                  b"logging\nFileHandler", b"torch.jit\nload"])
+def test_known_dangerous_globals_are_unsafe_called_or_not(tmp_path, glob):
+    path = tmp_path / "bad.pkl"
+    path.write_bytes(b"\x80\x02}X\x01\x00\x00\x00xc" + glob + b"\ns.")
+    assert inspect_file(path).details["pickle_scan"]["verdict"] == "unsafe"
 
 
 def test_computed_global_name_is_unsafe(tmp_path):
@@ -365,3 +392,41 @@ def test_random_bytes_named_like_a_checkpoint_are_not_called_bad_safetensors(tmp
     message = refused(path)
     assert message.startswith("random.ckpt is not a model file: not a PyTorch checkpoint")
     assert "safetensors file" not in message
+
+
+# A header length whose low bytes are 80 02..80 05 reads like a pickle's PROTO opcode.
+@pytest.mark.parametrize("header_size", [640, 896, 1152, 1408, 65536 + 1152])
+def test_safetensors_whose_length_reads_like_a_pickle_is_safetensors(tmp_path, header_size):
+    tensors = {f"blocks.{i}.weight": ("F16", [4, 4]) for i in range(5)}
+    path = make_safetensors(tmp_path / "m.safetensors", tensors, header_size=header_size)
+    assert path.read_bytes()[:2] in {b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05"}
+    facts = inspect_file(path)
+    assert facts.format == "safetensors" and facts.details["header_bytes"] == header_size
+    assert len(facts.tensors) == 5
+
+
+def test_a_pickle_is_still_a_pickle(tmp_path):
+    path = make_evil_pickle(tmp_path / "evil.safetensors")  # a lying extension changes nothing
+    assert inspect_file(path).format == "pickle"
+
+
+@pytest.mark.parametrize(("name", "body", "says"), [
+    ("config.json", '{"architectures": ["LlamaForCausalLM"], "model_type": "llama"}',
+     "config.json is a model config file (JSON), not a model file."),
+    ("model.safetensors.index.json", '{"metadata": {}, "weight_map": {"a": "b"}}',
+     "the index of a sharded model"),
+    ("model_index.json", '{"_class_name": "StableDiffusionPipeline"}',
+     "model_index.json is a diffusers config file (JSON), not a model file."),
+    ("notes.json", "[1, 2]", "notes.json is a JSON file, not a model file."),
+    ("settings.json", "{\"steps\": 20}", "settings.json is a JSON config file, not a model file."),
+    ("README.txt", "Download the weights from the link below.\n",
+     "README.txt is a text file, not a model file."),
+    ("hi.txt", "hi", "hi.txt is a text file, not a model file."),
+    ("v1-inference.yaml", "model:\n  target: ldm.models.diffusion.ddpm.LatentDiffusion\n",
+     "v1-inference.yaml is a YAML config file, not a model file."),
+])
+def test_config_and_text_files_are_called_what_they_are(tmp_path, name, body, says):
+    path = tmp_path / name
+    path.write_text(body)
+    message = refused(path)
+    assert says in message and "safetensors file" not in message

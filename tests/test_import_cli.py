@@ -321,3 +321,18 @@ def test_list_filters_models(tmp_path: Path, mixed_folder: Path):
     # In a pipe, one line per model, the id whole at its start (ready for mark-manual).
     lines = human.stdout.splitlines()
     assert any(line.startswith(llms[0]["model_id"] + " ") for line in lines), lines
+
+
+def test_safetensors_with_a_1152_byte_header_is_imported(tmp_path: Path):
+    # 1152 = 0x0480: the file starts 80 04, which is also how a protocol-4 pickle starts.
+    tensors = {f"encoder.layers.{i}.self_attn.q_proj.weight": ("F16", [8, 8]) for i in range(6)}
+    path = make_safetensors(tmp_path / "dl" / "clip_l.safetensors", tensors, header_size=1152)
+    assert path.read_bytes()[:2] == b"\x80\x04"
+    lib = tmp_path / "lib"
+    run = run_cli("--library", lib, "import", path, "--yes", "--json")
+    assert run.code == 0, run.stderr
+    [result] = run.json["results"]
+    assert result["status"] == "imported", result
+    meta = json.loads((lib / result["model_id"] / "metadata.json").read_text())
+    assert meta["files"][0]["format"] == "safetensors"
+    assert meta["files"][0]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()

@@ -81,3 +81,26 @@ def test_lookup_bad_path_is_one_sentence(tmp_path: Path) -> None:
     junk.write_bytes(b"not a model at all")
     run = run_cli("lookup", junk)
     assert run.code == 1 and "Traceback" not in run.stderr and run.stdout.count("\n") == 1
+
+
+def test_lookup_verify_prints_the_sha256_it_computed(tmp_path: Path) -> None:
+    path, data = model_file(tmp_path, "Qwen2-7B-Instruct.safetensors")
+    run = run_cli("lookup", path, "--verify", "--offline")
+    assert run.code == 0, run.stderr
+    assert f"SHA256: {hashlib.sha256(data).hexdigest()}" in run.stdout
+    assert "SHA256:" not in run_cli("lookup", path, "--offline").stdout  # not computed: not shown
+
+
+def test_lookup_of_a_config_or_text_file_says_what_it_is(tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    config.write_text('{"architectures": ["LlamaForCausalLM"], "model_type": "llama"}')
+    notes = tmp_path / "notes.txt"
+    notes.write_text("trigger words: foo, bar\n")
+    run = run_cli("lookup", config, notes, "--json")
+    assert run.code == 1
+    errors = [r["error"] for r in run.json["results"]]
+    assert errors == ["config.json is a model config file (JSON), not a model file.",
+                      "notes.txt is a text file, not a model file."]
+    run = run_cli("lookup", config)
+    assert "not a valid safetensors" not in run.stdout + run.stderr
+    assert "config.json is a model config file (JSON), not a model file." in run.stdout

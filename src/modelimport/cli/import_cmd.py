@@ -61,7 +61,9 @@ def import_command(
         bool,
         flag(
             "--allow-unsafe-pickle",
-            help="Import pickles that import code-executing globals (they are never loaded).",
+            help="Import pickles that would run code when loaded (os.system, eval, ...); they "
+            "are never loaded either way. Pickles that only need harmless classes (SD 1.x "
+            "Lightning .ckpt) are imported without it.",
         ),
     ] = False,
     delete_originals: Annotated[
@@ -206,6 +208,8 @@ def _render_plan(console: Console, plan: Any) -> None:
             label += f" (+{len(m.group.all_paths) - 1} files)"
         if m.probe.unsafe_pickle:
             label += " [UNSAFE PICKLE]"
+        elif m.probe.pickle_needs:
+            label += " [pickle needs classes]"
         params = m.probe.parameter_count
         table.add_row(
             label,

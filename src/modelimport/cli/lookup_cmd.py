@@ -42,6 +42,8 @@ Examples:
   modelimport lookup ./sd_xl_base_1.0.safetensors --verify
 
   modelimport lookup ~/models/*/model.safetensors --json --top 3
+
+  modelimport lookup sd-v1-4.ckpt     # shows the pickle verdict and the classes it needs
 """
 
 TRUST_LABELS = {
@@ -69,8 +71,8 @@ def lookup_command(
         bool,
         flag(
             "--verify",
-            help="Read each file whole to compare its SHA256 now (otherwise: pending "
-            "verification, decided when the file is imported).",
+            help="Read each file whole to compare its SHA256 now, and print it (otherwise: "
+            "pending verification, decided when the file is imported).",
         ),
     ] = False,
     refresh: RefreshOpt = False,
@@ -194,18 +196,43 @@ def _lookup_one(
             "size": facts.size,
             "format": facts.format,
             "model_type": probe.model_type,
+            "subtype": probe.subtype,
             "family": probe.family,
+            "field_sources": {k: probe.field_sources.get(k) for k in ("model_type", "family")},
             "precision": probe.precision,
             "variant": probe.variant,
             "parameters": _parameters(probe, facts),
             "fast_hash": local.fast_hash,
             "sha256": local.sha256,
             "embedded_repos": list(request.embedded_repos),
+            "pickle": _pickle_verdict(probe),
         },
         "status": _status(result),
         **_trimmed(result, top),
         "error": None,
     }
+
+
+def _pickle_verdict(probe: Any) -> dict[str, Any] | None:
+    """What the pickle scan decided, for pickles only (None for safetensors and GGUF)."""
+    scan = probe.file_says.get("pickle_scan")
+    if not scan:
+        return None
+    return {
+        "verdict": scan["verdict"],
+        "dangerous": scan.get("dangerous", []),
+        "needs_classes": scan.get("needs_classes", []),
+        "loader_packages": scan.get("loader_packages", []),
+    }
+
+
+PICKLE_VERDICT_TEXT = {
+    "safe": "a plain state dict (torch.load(weights_only=True) loads it)",
+    "needs_classes": "harmless, importable; a loader needs {classes} "
+    "(torch.load(weights_only=True) refuses it)",
+    "unsafe": "UNSAFE: {dangerous} would run code when loaded; import refuses it unless "
+    "--allow-unsafe-pickle",
+}
 
 
 def _verified_sha256(path: Path, sink: ProgressSink) -> str:
@@ -267,6 +294,15 @@ def _render(console: Console, reports: list[dict[str, Any]]) -> None:
         )
         console.print(Text.assemble((report["path"], "bold"), f"  {human_size(f['size'])}"))
         console.print(f"  File says: {says or 'nothing beyond its format'}")
+        if f["sha256"]:
+            console.print(f"  SHA256: {f['sha256']}")
+        pickle = f.get("pickle")
+        if pickle:
+            text = PICKLE_VERDICT_TEXT[pickle["verdict"]].format(
+                classes=", ".join(pickle["needs_classes"]),
+                dangerous=", ".join(pickle["dangerous"]) or "unvettable globals",
+            )
+            console.print(f"  Pickle: {text}", markup=False)
         if report["hub_error"]:
             console.print(f"  Hub: not looked up ({report['hub_error']})")
             continue

@@ -15,6 +15,7 @@ Invariants:
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,9 @@ from typing import Any
 from modelimport.errors import InvalidModelFile
 
 # Formats, by the magic bytes they start with. A safetensors file has no magic: it starts
-# with its header length, so it is what remains once the others are ruled out.
+# with its header length, so it is what remains once the others are ruled out, except that
+# a length whose low bytes read 80 02..80 05 looks like a pickle: such a file is tried as
+# safetensors first (a pickle never parses as one: its length would exceed the file).
 GGUF_MAGIC = b"GGUF"
 ZIP_MAGIC = b"PK\x03\x04"
 PICKLE_PROTOCOLS = range(2, 6)
@@ -80,8 +83,14 @@ def inspect_file(path: Path) -> FileFacts:
 
         return inspect_torch_zip(path, size)
     if len(head) >= 2 and head[0] == 0x80 and head[1] in PICKLE_PROTOCOLS:
+        from modelimport.formats.safetensors_file import inspect_safetensors
         from modelimport.formats.torch_file import inspect_pickle
 
+        # A safetensors header of 640, 896, 1152 or 1408 bytes (plus any multiple of 65536)
+        # starts with the same bytes as a pickle: a file that parses as safetensors is one.
+        if len(head) == 8:
+            with contextlib.suppress(InvalidModelFile):
+                return inspect_safetensors(path, size, head)
         return inspect_pickle(path, size)
     if len(head) == 8:
         from modelimport.formats.safetensors_file import inspect_safetensors
@@ -89,11 +98,50 @@ def inspect_file(path: Path) -> FileFacts:
         try:
             return inspect_safetensors(path, size, head)
         except InvalidModelFile:
+            text = _text_file(path)
+            if text:
+                raise InvalidModelFile(text) from None
             if path.suffix.lower() in PICKLE_SUFFIXES:
                 # Named like a checkpoint: saying it is "not valid safetensors" would mislead.
                 raise InvalidModelFile(_NOT_A_MODEL.format(name=path.name)) from None
             raise
-    raise InvalidModelFile(_NOT_A_MODEL.format(name=path.name))
+    raise InvalidModelFile(_text_file(path) or _NOT_A_MODEL.format(name=path.name))
+
+
+# Files that sit beside models, by extension -> what to call them once their content has
+# failed to parse as a model.
+TEXT_FILE_KINDS = {
+    ".json": "a JSON file", ".txt": "a text file", ".md": "a text file",
+    ".yaml": "a YAML config file", ".yml": "a YAML config file", ".toml": "a TOML config file",
+    ".py": "a Python script", ".html": "a web page", ".htm": "a web page",
+    ".info": "a JSON file",
+}
+# Keys that make a JSON file a model's config or a sharded set's index -> what to call it.
+JSON_FILE_KINDS = (
+    ("weight_map", "the index of a sharded model (it names the shards; import those)"),
+    ("_class_name", "a diffusers config file (JSON)"),
+    ("architectures", "a model config file (JSON)"),
+    ("model_type", "a model config file (JSON)"),
+)
+MAX_TEXT_SNIFF = 64 * 1024  # a config.json is a few KiB; a bigger one is just "JSON"
+
+
+def _text_file(path: Path) -> str | None:
+    """The one-sentence refusal for a config or text file, or None if it is not one."""
+    kind = TEXT_FILE_KINDS.get(path.suffix.lower())
+    if kind is None:
+        return None
+    if path.suffix.lower() in (".json", ".info"):
+        import json
+
+        try:
+            with open(path, "rb") as fh:
+                body = json.loads(fh.read(MAX_TEXT_SNIFF))
+        except (OSError, ValueError):
+            body = None
+        if isinstance(body, dict):
+            kind = next((k for key, k in JSON_FILE_KINDS if key in body), "a JSON config file")
+    return f"{path.name} is {kind}, not a model file."
 
 
 # Extensions PyTorch checkpoints use (a safetensors file may wear them too).

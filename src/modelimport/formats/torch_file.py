@@ -3,9 +3,14 @@
 Nothing is ever unpickled. The pickle's opcodes are read with `pickletools.genops` and run
 through a small symbolic machine that builds lists, dicts and tuples but represents every
 global as an inert `Global` and every call as an inert `Call`; from that we learn the tensor
-names, dtypes and shapes (`torch._utils._rebuild_tensor_v2` arguments) and every global the
-pickle would import. The verdict is "unsafe" if any global is known dangerous (our table or
-picklescan's) or is outside the table of globals a plain checkpoint needs.
+names, dtypes and shapes (`torch._utils._rebuild_tensor_v2` arguments), every global the
+pickle would import and which of them it calls.
+
+Verdicts (`classify_globals`): "unsafe" only for what runs code on load (a global in our
+dangerous table or picklescan's, a name computed at load time, an unvetted function the
+pickle calls); "needs_classes" for harmless classes outside a plain state dict (SD 1.x's
+Lightning ModelCheckpoint, omegaconf containers, a training script's classes), which are
+imported and named; "safe" for a plain state dict.
 """
 
 from __future__ import annotations
@@ -41,11 +46,17 @@ SAFE_GLOBALS: dict[str, set[str] | str] = {
         "float8_e4m3fn", "float8_e5m2",
     },
     "torch._utils": {"_rebuild_tensor_v2", "_rebuild_parameter", "_rebuild_tensor",
-                     "_rebuild_parameter_with_state", "_rebuild_qtensor"},
+                     "_rebuild_parameter_with_state", "_rebuild_qtensor",
+                     "_rebuild_sparse_tensor", "_rebuild_meta_tensor_no_storage",
+                     "_rebuild_device_tensor_from_numpy", "_rebuild_nested_tensor",
+                     "_rebuild_wrapper_subclass"},
+    "torch._tensor": {"_rebuild_from_type_v2"},
     "torch.storage": {"UntypedStorage", "TypedStorage"},
     "numpy": {"dtype", "ndarray"},
     "numpy.core.multiarray": {"_reconstruct", "scalar"},
     "numpy._core.multiarray": {"_reconstruct", "scalar"},
+    "numpy.core.numeric": {"_frombuffer"},
+    "numpy._core.numeric": {"_frombuffer"},
     "builtins": {"set", "frozenset", "slice", "complex", "bytearray", "int", "float", "str",
                  "dict", "list", "tuple", "bool"},
     "__builtin__": {"set", "frozenset", "slice", "complex", "bytearray"},
@@ -68,6 +79,46 @@ DANGEROUS_GLOBALS: dict[str, set[str] | str] = {
     "functools": {"partial", "reduce"},
     "torch": {"load", "save", "_load_global_deps"},
     "torch.serialization": "*",
+    # Beyond picklescan's list: modules whose classes or functions act on load (spawn, open
+    # files or sockets, compile or load code, exit the process).
+    "_ctypes": "*", "cffi": "*", "_io": "*", "io": {"open", "FileIO", "open_code"},
+    "codecs": {"open"}, "tempfile": "*", "shelve": "*", "dbm": "*", "sqlite3": "*",
+    "zipfile": "*", "tarfile": "*", "logging": {"FileHandler"}, "logging.config": "*",
+    "logging.handlers": "*", "http": "*", "socketserver": "*", "smtplib": "*",
+    "ftplib": "*", "telnetlib": "*", "imaplib": "*", "poplib": "*", "xmlrpc": "*",
+    "ssl": "*", "pydoc": "*", "distutils": "*", "setuptools": "*", "pkgutil": "*",
+    "venv": "*", "ensurepip": "*", "idlelib": "*", "lib2to3": "*", "cProfile": "*",
+    "profile": "*", "trace": "*", "doctest": "*", "signal": "*", "_thread": "*",
+    "threading": "*", "concurrent": "*", "gc": "*", "inspect": "*",
+    "types": {"CodeType", "FunctionType", "LambdaType", "MethodType", "ModuleType", "new_class"},
+    "_posixsubprocess": "*", "uuid": "*", "site": "*", "zipimport": "*", "imp": "*",
+    "dill": "*", "cloudpickle": "*", "joblib": "*", "yaml": "*", "jinja2": "*",
+    "_operator": {"attrgetter", "methodcaller", "itemgetter"},
+    "torch.jit": "*", "torch._C": "*", "torch.package": "*", "torch.fx": "*",
+    "torch.utils.cpp_extension": "*", "torch._dynamo": "*", "torch._inductor": "*",
+    "torch.utils.collect_env": "*", "torch.utils.data.datapipes": "*",
+    "numpy.f2py": "*", "numpy.testing": "*", "numpy.distutils": "*", "numpy.ctypeslib": "*",
+    "numpy.lib.npyio": "*", "numpy": {"load", "loads", "fromfile"}, "pandas.io": "*",
+}
+
+# Functions (lower-case names) that a pickle may call on load because they only rebuild
+# data; any other unvetted function a pickle calls counts as running code.
+HARMLESS_CALLS: dict[str, set[str] | str] = {
+    "copyreg": {"_reconstructor", "__newobj__", "__newobj_ex__"},
+    "numpy.random._pickle": {"__randomstate_ctor", "__generator_ctor", "__bit_generator_ctor"},
+    "numpy": {"dtype", "ndarray"},
+    "torch": {"device", "Size", "dtype", "layout", "memory_format"},
+}
+
+# Top-level module of a class a pickle needs -> the package that provides it (for the
+# record's "loader needs"); a module not listed is named as is (a training script's own).
+LOADER_PACKAGES: dict[str, str | None] = {
+    "pytorch_lightning": "pytorch-lightning", "lightning": "lightning",
+    "lightning_fabric": "lightning", "omegaconf": "omegaconf", "numpy": "numpy",
+    "torch": "torch", "collections": None, "typing": None, "pathlib": None,  # stdlib
+    "argparse": None, "enum": None, "datetime": None, "_codecs": None, "copyreg": None,
+    "transformers": "transformers", "diffusers": "diffusers", "accelerate": "accelerate",
+    "sklearn": "scikit-learn", "timm": "timm",
 }
 
 # Storage class named in a tensor's persistent id -> dtype in safetensors spelling.
@@ -113,6 +164,8 @@ class PickleError(Exception):
 class PickleResult:
     value: Any
     globals: list[tuple[str, str]]
+    # Globals the pickle calls itself (REDUCE, INST, OBJ), not only names or builds.
+    called: list[tuple[str, str]] = field(default_factory=list)
 
 
 def run_pickle(stream: BinaryIO) -> PickleResult:
@@ -132,6 +185,7 @@ def _run_pickle(stream: BinaryIO) -> PickleResult:
     stack: list[Any] = []
     memo: dict[Any, Any] = {}
     found: list[tuple[str, str]] = []
+    called: list[tuple[str, str]] = []
 
     def pop_mark() -> list[Any]:
         for i in range(len(stack) - 1, -1, -1):
@@ -147,8 +201,10 @@ def _run_pickle(stream: BinaryIO) -> PickleResult:
         found.append((module, name))
         return Global(module, name)
 
-    def call(func: Any, args: Any) -> Any:
+    def call(func: Any, args: Any, invokes: bool = True) -> Any:
         if isinstance(func, Global):
+            if invokes:
+                called.append((func.module, func.name))
             key = (func.module, func.name)
             if key in (("collections", "OrderedDict"), ("builtins", "dict")):
                 return {}
@@ -173,7 +229,7 @@ def _run_pickle(stream: BinaryIO) -> PickleResult:
             if name in ("PROTO", "FRAME"):
                 continue
             if name == "STOP":
-                return PickleResult(stack.pop() if stack else None, found)
+                return PickleResult(stack.pop() if stack else None, found, called)
             if name == "MARK":
                 stack.append(_MARK)
             elif name in ("GLOBAL", "INST"):
@@ -233,10 +289,12 @@ def _run_pickle(stream: BinaryIO) -> PickleResult:
             elif name in ("REDUCE", "NEWOBJ"):
                 args = stack.pop()
                 func = stack.pop()
-                stack.append(call(func, args))
+                # NEWOBJ is cls.__new__(cls, *args): it builds an instance without running
+                # the class's own code; REDUCE calls the callable itself.
+                stack.append(call(func, args, invokes=name == "REDUCE"))
             elif name == "NEWOBJ_EX":
                 _kwargs, args, func = stack.pop(), stack.pop(), stack.pop()
-                stack.append(call(func, args))
+                stack.append(call(func, args, invokes=False))
             elif name == "OBJ":
                 items = pop_mark()
                 stack.append(call(items[0], tuple(items[1:])) if items else None)
@@ -265,9 +323,11 @@ def _run_pickle(stream: BinaryIO) -> PickleResult:
     except (ValueError, KeyError, IndexError, TypeError, PickleError) as exc:
         err = PickleError(str(exc) or type(exc).__name__)
         err.globals = found  # type: ignore[attr-defined]
+        err.called = called  # type: ignore[attr-defined]
         raise err from exc
     err = PickleError("pickle ends without STOP")
     err.globals = found  # type: ignore[attr-defined]
+    err.called = called  # type: ignore[attr-defined]
     raise err
 
 
@@ -315,20 +375,60 @@ def collect_tensors(value: Any) -> dict[str, TensorInfo]:
     return tensors
 
 
-WRAPPER_KEYS = {"state_dict", "model", "module", "model_state_dict", "params"}
+# "params_ema" / "params": BasicSR (SwinIR, HAT, DAT, Real-ESRGAN releases) wraps its weights so.
+WRAPPER_KEYS = {"state_dict", "model", "module", "model_state_dict", "params", "params_ema"}
 
 
-def classify_globals(found: list[tuple[str, str]]) -> dict[str, Any]:
-    """The verdict on a pickle's globals: safe only if every one is a known state-dict need."""
+def _broken(exc: PickleError) -> PickleResult:
+    """What a pickle that broke half-way imported. What it would have done with those globals
+    cannot be known, so each counts as called."""
+    found = list(getattr(exc, "globals", []))
+    return PickleResult(None, found, found)
+
+
+def classify_globals(
+    found: list[tuple[str, str]], called: list[tuple[str, str]] | None = None
+) -> dict[str, Any]:
+    """The verdict on a pickle's globals.
+
+    - "safe": only what a plain state dict needs (torch.load(weights_only=True) loads it);
+    - "needs_classes": also harmless classes a loader must import (Lightning's
+      ModelCheckpoint, omegaconf containers, a training script's own classes): imported,
+      and the record names them;
+    - "unsafe": a global that runs code on load: listed dangerous (ours or picklescan's),
+      not vettable (a name computed at load time), or an unvetted function the pickle calls.
+    """
     unique = sorted(set(found))
-    dangerous = [g for g in unique if _listed(DANGEROUS_GLOBALS, g) or "unknown" in g]
-    unknown = [g for g in unique if g not in dangerous and not _listed(SAFE_GLOBALS, g)]
+    calls = set(called or ())
+    dangerous = [g for g in unique if _dangerous(g, g in calls)]
+    needs = [g for g in unique if g not in dangerous and not _listed(SAFE_GLOBALS, g)]
+    verdict = "unsafe" if dangerous else "needs_classes" if needs else "safe"
     return {
-        "verdict": "unsafe" if dangerous or unknown else "safe",
+        "verdict": verdict,
         "globals": [f"{m}.{n}" for m, n in unique],
         "dangerous": [f"{m}.{n}" for m, n in dangerous],
-        "unknown": [f"{m}.{n}" for m, n in unknown],
+        "needs_classes": [f"{m}.{n}" for m, n in needs],
+        "loader_packages": sorted({p for g in needs if (p := _loader_package(g[0]))}),
     }
+
+
+def _dangerous(glob: tuple[str, str], is_called: bool) -> bool:
+    module, name = glob
+    if "unknown" in glob or (module == "copyreg" and name.startswith("extension_")):
+        return True  # computed at load time or looked up in a registry: cannot be vetted
+    if _listed(DANGEROUS_GLOBALS, glob):
+        return True
+    if not is_called or _listed(SAFE_GLOBALS, glob) or _listed(HARMLESS_CALLS, glob):
+        return False
+    # Called and unvetted: a function (lower-case or private name) is code run on load; a
+    # class (CapWords) called is its constructor rebuilding an object, as enums and paths do.
+    leaf = name.rpartition(".")[2]
+    return not leaf[:1].isupper()
+
+
+def _loader_package(module: str) -> str | None:
+    top = module.split(".")[0]
+    return LOADER_PACKAGES.get(top, top if top not in ("builtins", "__builtin__") else None)
 
 
 def _listed(table: dict[str, set[str] | str], glob: tuple[str, str]) -> bool:
@@ -351,11 +451,14 @@ def _picklescan_dangerous(data: bytes, label: str) -> list[str]:
     return [f"{g.module}.{g.name}" for g in result.globals if g.safety == SafetyLevel.Dangerous]
 
 
-def _scan(name: str, data: bytes, tensors_from: Any, found: list[tuple[str, str]]) -> dict:
-    scan = classify_globals(found)
+def _scan(
+    name: str, data: bytes, found: list[tuple[str, str]], called: list[tuple[str, str]]
+) -> dict:
+    scan = classify_globals(found, called)
     extra = sorted(set(_picklescan_dangerous(data, name)) - set(scan["dangerous"]))
     if extra:
         scan["dangerous"] = sorted(scan["dangerous"] + extra)
+        scan["needs_classes"] = [g for g in scan["needs_classes"] if g not in extra]
         scan["verdict"] = "unsafe"
     return scan
 
@@ -407,7 +510,7 @@ def inspect_torch_zip(path: Path, size: int) -> FileFacts:
     except PickleError as exc:
         raise InvalidModelFile(f"{name} holds a damaged data.pkl ({exc}).") from exc
     tensors = collect_tensors(result.value)
-    scan = _scan(name, data, result.value, result.globals)
+    scan = _scan(name, data, result.globals, result.called)
     details = _details(scan, tensors, {"entries": entries, "pickle_member": member.filename})
     return FileFacts(path, "torch-zip", size, details, tensors)
 
@@ -457,8 +560,8 @@ def inspect_pickle(path: Path, size: int) -> FileFacts:
             found = getattr(exc, "globals", [])
             if not found:
                 raise InvalidModelFile(f"{name} is not a readable pickle ({exc}).") from exc
-            first = PickleResult(None, found)  # broken, but still judged by what it imports
-        found = list(first.globals)
+            first = _broken(exc)  # broken, but still judged by what it imports
+        found, called = list(first.globals), list(first.called)
         value = first.value
         legacy = first.value == LEGACY_TORCH_MAGIC
         if legacy:
@@ -467,6 +570,7 @@ def inspect_pickle(path: Path, size: int) -> FileFacts:
                 for _ in range(4):  # protocol version, sys info, the state, storage keys
                     part = run_pickle(reader)
                     found += part.globals
+                    called += part.called
                     parts.append(part.value)
             except PickleError as exc:
                 found += getattr(exc, "globals", [])
@@ -479,12 +583,16 @@ def inspect_pickle(path: Path, size: int) -> FileFacts:
                 if reader.peek(1)[:1] != b"\x80":
                     break
                 try:
-                    found += run_pickle(reader).globals
+                    extra = run_pickle(reader)
                 except PickleError as exc:
-                    found += getattr(exc, "globals", [])
+                    broken = _broken(exc)
+                    found += broken.globals
+                    called += broken.called
                     break
+                found += extra.globals
+                called += extra.called
         data = bytes(reader.seen)
     tensors = collect_tensors(value)
-    scan = _scan(name, data, value, found)
+    scan = _scan(name, data, found, called)
     details = _details(scan, tensors, {"legacy_torch": legacy, "pickle_bytes": len(data)})
     return FileFacts(path, "pickle", size, details, tensors)

@@ -201,7 +201,8 @@ def _check_policies(planned: PlannedModel, options: ImportOptions) -> None:
         )
     if planned.probe.unsafe_pickle and not options.allow_unsafe_pickle:
         raise InvalidModelFile(
-            f"{group.display_name} is a pickle that imports code-executing globals; "
+            f"{group.display_name} is a pickle that would run code when loaded "
+            f"({', '.join(probe.pickle_dangerous) or 'unvettable globals'}); "
             "pass --allow-unsafe-pickle to import it anyway."
         )
 
@@ -530,6 +531,9 @@ def _build_record(
         file_says=probe.file_says,
         embedded_repos=list(probe.embedded_repos),
         unsafe_pickle=probe.unsafe_pickle,
+        # Classes a loader must import: torch.load(weights_only=True) refuses this file.
+        pickle_needs_classes=list(probe.pickle_needs),
+        subtype=probe.subtype,
         sources=sources,
         import_txn=txn_id,
         pending_online_lookup=planned.lookup is None,

@@ -1,0 +1,112 @@
+"""Pickles judged fairly, through the real CLI: refused only for what runs code on load.
+
+The checkpoints are real torch-zip archives (archive/data.pkl, data/N, version) whose data.pkl
+is written opcode by opcode in the layouts PyTorch and PyTorch Lightning write.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from cli import library_files, run_cli
+from factories import (
+    evil_pickle_bytes,
+    lightning_checkpoint_pickle,
+    make_torch_zip,
+    torch_state_dict_pickle,
+)
+
+UNET = "model.diffusion_model."
+# The SD 1.x layout: UNet, CLIP-L text encoder, VAE, all under state_dict.
+SD15_TENSORS = {
+    f"{UNET}input_blocks.0.0.weight": ("F32", [320, 4, 3, 3]),
+    f"{UNET}input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": ("F32", [320, 768]),
+    "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight":
+        ("F32", [49408, 768]),
+    "first_stage_model.encoder.down.0.block.0.conv1.weight": ("F32", [128, 128, 3, 3]),
+    "first_stage_model.quant_conv.weight": ("F32", [8, 8, 1, 1]),
+}
+MODEL_CHECKPOINT = "pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint"
+
+
+def lightning_ckpt(folder: Path, name: str = "sd-v1-4.ckpt") -> Path:
+    return make_torch_zip(
+        folder / name, SD15_TENSORS, pickle_bytes=lightning_checkpoint_pickle(SD15_TENSORS)
+    )
+
+
+def test_sd15_lightning_checkpoint_is_imported_and_names_the_class_it_needs(tmp_path: Path):
+    path = lightning_ckpt(tmp_path / "dl")
+    lib = tmp_path / "lib"
+    run = run_cli("--library", lib, "import", path, "--yes", "--json")
+    assert run.code == 0, run.stderr
+    [result] = run.json["results"]
+    assert result["status"] == "imported", result
+    meta = json.loads((lib / result["model_id"] / "metadata.json").read_text())
+    assert (meta["model_type"], meta["family"]) == ("checkpoint", "sd15")
+    assert meta["unsafe_pickle"] is False
+    assert meta["pickle_needs_classes"] == [MODEL_CHECKPOINT]
+    scan = meta["file_says"]["pickle_scan"]
+    assert scan["verdict"] == "needs_classes" and scan["dangerous"] == []
+    assert scan["loader_packages"] == ["pytorch-lightning"]
+    # numpy scalars and _codecs.encode are what weights_only=True allows: not "needed classes".
+    assert {"numpy.core.multiarray.scalar", "_codecs.encode"} <= set(scan["globals"])
+
+
+def test_lookup_shows_the_pickle_verdict(tmp_path: Path):
+    path = lightning_ckpt(tmp_path / "dl", "v1-5-pruned-emaonly.ckpt")
+    run = run_cli("lookup", path)
+    assert run.code == 0, run.stderr
+    assert f"Pickle: harmless, importable; a loader needs {MODEL_CHECKPOINT}" in run.stdout
+    run = run_cli("lookup", path, "--json")
+    assert run.json["results"][0]["file"]["pickle"]["verdict"] == "needs_classes"
+
+    plain = make_torch_zip(tmp_path / "plain.pt", SD15_TENSORS)
+    assert "Pickle: a plain state dict" in run_cli("lookup", plain).stdout
+
+    evil = make_torch_zip(tmp_path / "evil.ckpt", pickle_bytes=evil_pickle_bytes())
+    out = run_cli("lookup", evil).stdout
+    assert "Pickle: UNSAFE: os.system would run code when loaded" in out
+
+
+@pytest.mark.parametrize("where", ["raw", "zip", "inside-lightning"])
+def test_os_system_pickle_is_refused_and_nothing_is_written(tmp_path: Path, where: str):
+    folder = tmp_path / "dl"
+    folder.mkdir()
+    if where == "raw":
+        path = folder / "model.ckpt"
+        path.write_bytes(evil_pickle_bytes())
+    elif where == "zip":
+        path = make_torch_zip(folder / "model.ckpt", pickle_bytes=evil_pickle_bytes())
+    else:  # a Lightning checkpoint followed by a payload in the same data.pkl's second pickle
+        body = lightning_checkpoint_pickle(SD15_TENSORS)
+        path = folder / "model.ckpt"
+        path.write_bytes(body + evil_pickle_bytes())
+    lib = tmp_path / "lib"
+    run = run_cli("--library", lib, "import", path, "--yes", "--json")
+    assert run.code == 1, run.stderr
+    [result] = run.json["results"]
+    assert result["status"] == "rejected"
+    assert "would run code when loaded (os.system)" in result["error"]
+    assert "--allow-unsafe-pickle" in result["error"]
+    assert library_files(lib) == []
+
+    run = run_cli("--library", lib, "import", path, "--yes", "--json", "--allow-unsafe-pickle")
+    assert run.code == 0, run.stderr
+    meta_path = lib / run.json["results"][0]["model_id"] / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["unsafe_pickle"] is True
+    assert "os.system" in meta["file_says"]["pickle_scan"]["dangerous"]
+
+
+def test_plain_state_dict_needs_no_classes(tmp_path: Path):
+    path = make_torch_zip(tmp_path / "dl" / "unet.pt", SD15_TENSORS,
+                          pickle_bytes=torch_state_dict_pickle(SD15_TENSORS, wrap="state_dict"))
+    lib = tmp_path / "lib"
+    run = run_cli("--library", lib, "import", path, "--yes", "--json")
+    assert run.code == 0, run.stderr
+    meta = json.loads((lib / run.json["results"][0]["model_id"] / "metadata.json").read_text())
+    assert meta["pickle_needs_classes"] == []
+    assert meta["file_says"]["pickle_scan"]["verdict"] == "safe"
