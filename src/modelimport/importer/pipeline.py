@@ -202,7 +202,7 @@ def _check_policies(planned: PlannedModel, options: ImportOptions) -> None:
     if planned.probe.unsafe_pickle and not options.allow_unsafe_pickle:
         raise InvalidModelFile(
             f"{group.display_name} is a pickle that would run code when loaded "
-            f"({', '.join(probe.pickle_dangerous) or 'unvettable globals'}); "
+            f"({', '.join(planned.probe.pickle_dangerous) or 'unvettable globals'}); "
             "pass --allow-unsafe-pickle to import it anyway."
         )
 
