@@ -19,7 +19,7 @@ from typing import Any
 from modelimport.formats import FileFacts, TensorInfo
 from modelimport.names import clean_model_name
 from modelimport.probe.provenance import embedded_repos
-from modelimport.probe.rules import first_matching_rule
+from modelimport.probe.rules import KeyText, first_matching_rule
 from modelimport.probe.shapes import FAMILY_RESOLVERS, match_table
 from modelimport.probe.tables import (
     DTYPE_PRECISION,
@@ -126,7 +126,8 @@ def probe_model(files: list[FileFacts], display_name: str | None = None) -> Mode
 
 def _kind_from_keys(tensors: dict[str, TensorInfo], metadata: dict[str, Any]) -> _Kind:
     keys = [_strip_wrapper(k) for k in tensors]
-    rule = first_matching_rule(keys)
+    text = KeyText.of(keys)
+    rule = first_matching_rule(text)
     if rule is None:
         return _Kind("unknown", ())
     if rule.family.startswith("by:"):
@@ -134,7 +135,7 @@ def _kind_from_keys(tensors: dict[str, TensorInfo], metadata: dict[str, Any]) ->
         families = FAMILY_RESOLVERS[rule.family[3:]](stripped, metadata)
     else:
         families = (rule.family,)
-    return _Kind(rule.model_type, families, rule.subtype_for(keys))
+    return _Kind(rule.model_type, families, rule.subtype_for(text))
 
 
 def _gguf_kind(details: dict[str, Any], tensors: dict[str, TensorInfo],

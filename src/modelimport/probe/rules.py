@@ -31,20 +31,34 @@ class KeyRule:
     subtype_if: tuple[tuple[re.Pattern[str], str], ...] = ()
     ref: str = ""
 
-    def matches(self, keys: list[str]) -> bool:
-        return all(_any(p, keys) for p in self.needs) and not any(
-            _any(p, keys) for p in self.excludes
+    def matches(self, keys: KeyText) -> bool:
+        return all(p.search(keys) for p in self.needs) and not any(
+            p.search(keys) for p in self.excludes
         )
 
-    def subtype_for(self, keys: list[str]) -> str | None:
+    def subtype_for(self, keys: KeyText) -> str | None:
         for pattern, subtype in self.subtype_if:
-            if _any(pattern, keys):
+            if pattern.search(keys):
                 return subtype
         return self.subtype
 
 
-def _any(pattern: re.Pattern[str], keys: list[str]) -> bool:
-    return any(pattern.search(k) for k in keys)
+class KeyText(str):
+    """Every tensor name on its own line (each preceded by a newline), so one multiline regex
+    search scans them all in C. A newline inside a (hostile) name is replaced, so `^` and `$`
+    only ever mean a name's ends."""
+
+    @classmethod
+    def of(cls, keys: list[str]) -> KeyText:
+        return cls("".join("\n" + k.replace("\n", " ") for k in keys))
+
+
+def _compile(pattern: str) -> re.Pattern[str]:
+    # A leading `^` becomes a literal newline: the regex engine then jumps from newline to
+    # newline instead of trying every character (4x faster on a 3,000-tensor checkpoint).
+    if pattern.startswith("^"):
+        pattern = "\n(?:" + pattern[1:] + ")"
+    return re.compile(pattern, re.MULTILINE)
 
 
 @cache
@@ -61,15 +75,15 @@ def key_rules() -> tuple[KeyRule, ...]:
             KeyRule(
                 model_type=raw["type"],
                 family=family,
-                needs=tuple(re.compile(p) for p in raw["needs"]),
-                excludes=tuple(re.compile(p) for p in raw.get("excludes", ())),
+                needs=tuple(_compile(p) for p in raw["needs"]),
+                excludes=tuple(_compile(p) for p in raw.get("excludes", ())),
                 subtype=raw.get("subtype"),
-                subtype_if=tuple((re.compile(p), s) for p, s in raw.get("subtype_if", ())),
+                subtype_if=tuple((_compile(p), s) for p, s in raw.get("subtype_if", ())),
                 ref=raw.get("ref", ""),
             )
         )
     return tuple(rules)
 
 
-def first_matching_rule(keys: list[str]) -> KeyRule | None:
+def first_matching_rule(keys: KeyText) -> KeyRule | None:
     return next((rule for rule in key_rules() if rule.matches(keys)), None)
