@@ -418,6 +418,7 @@ def test_a_pickle_is_still_a_pickle(tmp_path):
     ("model_index.json", '{"_class_name": "StableDiffusionPipeline"}',
      "model_index.json is a diffusers config file (JSON), not a model file."),
     ("notes.json", "[1, 2]", "notes.json is a JSON file, not a model file."),
+    ("deep.json", "[" * 30000 + "]" * 30000, "deep.json is a JSON file, not a model file."),
     ("settings.json", "{\"steps\": 20}", "settings.json is a JSON config file, not a model file."),
     ("README.txt", "Download the weights from the link below.\n",
      "README.txt is a text file, not a model file."),

@@ -137,7 +137,7 @@ def _text_file(path: Path) -> str | None:
         try:
             with open(path, "rb") as fh:
                 body = json.loads(fh.read(MAX_TEXT_SNIFF))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):  # [[[[... is a JSON file all the same
             body = None
         if isinstance(body, dict):
             kind = next((k for key, k in JSON_FILE_KINDS if key in body), "a JSON config file")
