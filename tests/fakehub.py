@@ -13,8 +13,12 @@ inject latency, 5xx errors and 429s with Retry-After.
     hub.answer_raw("model_info", b"<html>", repo="org/name", content_type="text/html")
                                          # a hostile or broken answer, served as given
 
-Files given as bytes can be downloaded; files given as (size, sha256) exist only as metadata
-(listings, HEAD), and GET answers 404 for them.
+Files given as bytes can be downloaded (`/{repo}/resolve/{revision}/{path}`, as
+`hf_hub_download` asks); files given as (size, sha256) exist only as metadata (listings,
+HEAD), and GET answers 404 for them.
+
+    hub.serve_other_bytes("org/name", "model.safetensors", b"...")
+                                         # listings keep the real sha256; downloads get these
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ class FakeFile:
     sha256: str
     content: bytes | None = None
     lfs: bool = True
+    served: bytes | None = None  # what a download gets instead of `content` (a corrupt Hub)
 
     @property
     def blob_id(self) -> str:
@@ -151,6 +156,11 @@ class FakeHub:
         repo = FakeRepo(repo_id, fake_files, **attrs)
         self.repos[repo_id] = repo
         return repo
+
+    def serve_other_bytes(self, repo_id: str, path: str, served: bytes) -> None:
+        """Downloads of `path` get `served`, while listings and HEAD keep the size and sha256
+        of the real content: a Hub (or a proxy) sending bytes other than the ones it lists."""
+        self.repos[repo_id].files[path].served = served
 
     def fail(
         self,
@@ -429,7 +439,7 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._not_found("EntryNotFound", "This fake file has no content")
             return
-        content = f.content
+        content = f.served if f.served is not None else f.content
         status = 200
         range_header = self.headers.get("Range")
         if range_header and range_header.startswith("bytes="):

@@ -17,6 +17,7 @@ class Stage(StrEnum):
     COPYING = "copying"
     HASHING = "hashing"
     MOVING = "moving"
+    DOWNLOADING = "downloading"
     WRITING_METADATA = "writing metadata"
     INDEXING = "indexing"
     COMPLETE = "complete"

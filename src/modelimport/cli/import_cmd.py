@@ -38,6 +38,8 @@ Examples:
   modelimport import ./dl --yes --json > report.json
 
   modelimport import ./llama-3-70b/ --move --yes
+
+  modelimport import ./llama-3-70b/ --download-missing --with-related --yes
 """
 
 
@@ -75,6 +77,22 @@ def import_command(
             "in a writable folder; otherwise nothing is deleted and each says why.",
         ),
     ] = False,
+    download_missing: Annotated[
+        bool,
+        flag(
+            "--download-missing",
+            help="Import a set that misses shards, then download them from its matched Hub "
+            "repo (each checked against the SHA256 the Hub lists) and add them to the model.",
+        ),
+    ] = False,
+    with_related: Annotated[
+        bool,
+        flag(
+            "--with-related",
+            help="After importing, download what the matched repo has that the model lacks: "
+            "config, tokenizer, index json, model card.",
+        ),
+    ] = False,
     refresh: RefreshOpt = False,
     timeout: HubTimeoutOpt = 5.0,
     library: LibraryOpt = None,
@@ -110,11 +128,17 @@ def import_command(
             "--move already removes the originals; --delete-originals is for a copy."
         )
     offline_mode = opts.offline or hub_offline_by_env()
+    if download_missing or with_related:
+        from modelimport.downloads import require_hub
+
+        require_hub(offline_mode)
     options = ImportOptions(
         move=move,
         allow_incomplete=allow_incomplete,
         allow_unsafe_pickle=allow_unsafe_pickle,
         offline=offline_mode,
+        download_missing=download_missing,
+        with_related=with_related,
     )
     opened = open_for(opts, out)
     hub_session = None if offline_mode else _hub_session(timeout=timeout, refresh=refresh)
@@ -146,7 +170,10 @@ def import_command(
     out.result(report, render)
     # An imported model with an error is in the library but not yet indexed: not all done.
     failed = any(
-        r.status in (FAILED, REJECTED) or (r.status == IMPORTED and r.error) for r in results
+        r.status in (FAILED, REJECTED)
+        or (r.status == IMPORTED and r.error)
+        or r.details.get("downloads", {}).get("status") == "failed"
+        for r in results
     )
     raise typer.Exit(1 if failed or refused else 0)
 
@@ -264,6 +291,11 @@ def _render_results(console: Console, report: dict[str, Any], verbose: bool = Fa
         f"duplicate, {s['rejected']} rejected, {s['failed']} failed, {skipped} skipped"
         + ("." if verbose or not skipped else " (--verbose names them).")
     )
+    completions = [r["downloads"] for r in report["results"] if r.get("downloads")]
+    if completions:
+        from modelimport.cli.library_cmds import render_completions
+
+        render_completions(console, completions)
     if verbose:
         for r in report["results"]:
             if r["status"] == "skipped":

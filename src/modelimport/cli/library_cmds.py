@@ -12,6 +12,8 @@ from rich.table import Table
 from modelimport.cli.app import app
 from modelimport.cli.common import human_size, open_for
 from modelimport.cli.options import (
+    GlobalOptions,
+    HubTimeoutOpt,
     JsonOpt,
     LibraryOpt,
     OfflineOpt,
@@ -144,37 +146,80 @@ def mark_manual(
     raise typer.Exit(1 if any(r["status"] == "failed" for r in results) else 0)
 
 
-SHARDS_EXAMPLES = (
-    "Examples:\n\n  modelimport shards ./llama-3-70b/\n\n  modelimport shards dl --json"
-)
+SHARDS_EXAMPLES = """
+Examples:
+
+  modelimport shards ./llama-3-70b/
+
+  modelimport shards dl --json
+
+  modelimport shards --download-missing llm/llama/llama-3-70b-instruct
+
+  modelimport shards --download-missing --with-related ./llama-3-70b/
+"""
 
 
 @app.command(epilog=SHARDS_EXAMPLES)
 def shards(
     ctx: typer.Context,
-    paths: Annotated[list[Path], paths_argument("Files and folders to group.")],
+    paths: Annotated[
+        list[Path],
+        paths_argument(
+            "Files and folders to group; with --download-missing, model ids or paths of "
+            "models in the library (or of the files they were imported from)."
+        ),
+    ],
+    download_missing: Annotated[
+        bool,
+        flag(
+            "--download-missing",
+            help="Download the shards a library model's set misses from its matched Hub repo, "
+            "verified by the SHA256 the Hub lists, and add them to the model.",
+        ),
+    ] = False,
+    with_related: Annotated[
+        bool,
+        flag(
+            "--with-related",
+            help="Also download what the matched repo has that the model lacks: config, "
+            "tokenizer, index json, model card.",
+        ),
+    ] = False,
+    timeout: HubTimeoutOpt = 10.0,
     library: LibraryOpt = None,
     json_: JsonOpt = False,
     offline: OfflineOpt = False,
     yes: YesOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Group sharded sets and report whether each is complete (reads names, not data)."""
-    from modelimport.importer.collect import collect_paths
-    from modelimport.importer.shards import group_files
+    """Group sharded sets and report whether each is complete (reads names, not data).
 
+    With --download-missing (or --with-related) it completes models in the library instead:
+    every file is downloaded into the library's staging, checked against the SHA256 the
+    Hub lists, and added to the model in one step; one bad file leaves the model unchanged.
+    """
     opts = resolve_options(
         ctx, library=library, json=json_, offline=offline, yes=yes, verbose=verbose
     )
     out = Output(opts.json, opts.verbose)
+    if download_missing or with_related:
+        _download_missing(
+            opts, out, [str(p) for p in paths], download_missing, with_related, timeout
+        )
+        return
+    from modelimport.importer.collect import collect_paths
+    from modelimport.importer.shards import group_files
+
     collected = collect_paths(paths)
     groups = [
         {
-            "name": g.display_name,
+            "name": g.set_name,
             "folder": str((g.files or (g.index_file,))[0].parent),  # type: ignore[union-attr]
             "sharded": g.is_sharded,
             "complete": g.complete,
             "shard_total": g.shard_total,
+            "shards_present": len(g.files),
+            "index_file": g.index_file.name if g.index_file else None,
             "files": [p.name for p in g.all_paths],
             "missing": list(g.missing),
             "problems": list(g.problems),
@@ -189,14 +234,16 @@ def shards(
 
     def render(console: Console) -> None:
         table = Table(title="Sharded sets")
-        for col in ("set", "folder", "files", "complete", "missing / problems"):
+        for col in ("set", "folder", "shards", "index", "complete", "missing / problems"):
             table.add_column(col, overflow="fold")
         for g in groups:
             issues = "; ".join([*g["problems"], *(f"missing {m}" for m in g["missing"])])
+            total = g["shard_total"]
             table.add_row(
                 g["name"],
                 g["folder"],
-                str(len(g["files"])),
+                f"{g['shards_present']} of {total}" if total else str(g["shards_present"]),
+                g["index_file"] or "-",
                 "yes" if g["complete"] else "no",
                 issues or "-",
             )
@@ -206,6 +253,57 @@ def shards(
 
     out.result(data, render)
     raise typer.Exit(1 if failures or any(not g["complete"] for g in groups) else 0)
+
+
+def _download_missing(
+    opts: GlobalOptions,
+    out: Output,
+    targets: list[str],
+    missing: bool,
+    related: bool,
+    timeout: float,
+) -> None:
+    from modelimport.config import hub_offline_by_env
+    from modelimport.downloads import FAILED, DownloadOptions, complete_models, require_hub
+    from modelimport.identify.hub import HubSession
+
+    offline = opts.offline or hub_offline_by_env()
+    require_hub(offline)
+    opened = open_for(opts, out, create=False)
+    options = DownloadOptions(missing_shards=missing, related=related, timeout=timeout)
+    session = HubSession(timeout=timeout)
+    with progress_sink(opts.json, out.err) as sink:
+        results = complete_models(opened.library, opened.db, targets, options, session, sink)
+    data = {"results": [r.to_json() for r in results]}
+    out.result(data, lambda console: render_completions(console, data["results"]))
+    raise typer.Exit(1 if any(r.status == FAILED for r in results) else 0)
+
+
+def render_completions(console: Console, results: list[dict[str, Any]]) -> None:
+    """One line per model and one per downloaded file (shared with `import`)."""
+    for r in results:
+        name = r["model_id"] or r["target"]
+        if r["status"] == "failed":
+            console.print(f"{name}: failed: {r['error']}", markup=False)
+            continue
+        state = ""
+        if r["complete"] is not None:
+            state = "; the set is complete" if r["complete"] else "; the set is still incomplete"
+        if r["status"] == "unchanged":
+            console.print(f"{name}: nothing to download{state}.", markup=False)
+        else:
+            console.print(
+                f"{name}: {len(r['downloaded'])} file(s) downloaded from {r['repo_id']}{state}"
+                f" ({r['trust_level']}).",
+                markup=False,
+            )
+        for f in r["downloaded"]:
+            check = "SHA256 verified" if f["verified_by"] == "sha256" else "size checked"
+            console.print(
+                f"  {f['name']} ({f['role']}, {human_size(f['size'])}, {check})", markup=False
+            )
+        for reason in r["skipped"]:
+            console.print(f"  not downloaded: {reason}", markup=False)
 
 
 LIST_EXAMPLES = (

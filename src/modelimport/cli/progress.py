@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from rich.progress import TaskID
 
 _FINAL = {Stage.COMPLETE, Stage.DUPLICATE, Stage.ERROR}
-_BYTE_STAGES = {Stage.COPYING, Stage.HASHING, Stage.SCANNING, Stage.VERIFYING}
+_BYTE_STAGES = {Stage.COPYING, Stage.HASHING, Stage.SCANNING, Stage.VERIFYING, Stage.DOWNLOADING}
 
 
 @contextlib.contextmanager

@@ -53,6 +53,10 @@ class ImportOptions:
     allow_incomplete: bool = False
     allow_unsafe_pickle: bool = False
     offline: bool = True
+    # After the import, fetch what a model lacks from its matched repo (modelimport.downloads):
+    # the missing shards of a set (which then imports although incomplete) / related files.
+    download_missing: bool = False
+    with_related: bool = False
 
 
 @dataclass
@@ -194,7 +198,7 @@ def check_free_space(plan: ImportPlan, library: Library, options: ImportOptions)
 def _check_policies(planned: PlannedModel, options: ImportOptions) -> None:
     """Refuse what the person did not allow: an incomplete set, an unsafe pickle."""
     group = planned.group
-    if not group.complete and not options.allow_incomplete:
+    if not group.complete and not (options.allow_incomplete or options.download_missing):
         raise InvalidModelFile(
             f"{group.display_name} is an incomplete sharded set ({group.describe_incomplete()});"
             " pass --allow-incomplete to import it anyway."
@@ -337,7 +341,46 @@ def execute_plan(
         if hub_session is not None and result.status == IMPORTED:
             _remember_hashes(hub_session, library, result)
         results.append(result)
+    if options.download_missing or options.with_related:
+        _complete_models(results, library, db, options, progress, hub_session)
     return results
+
+
+def _complete_models(
+    results: list[ItemResult],
+    library: Library,
+    db: sqlite3.Connection,
+    options: ImportOptions,
+    progress: ProgressSink,
+    hub_session: Any,
+) -> None:
+    """`--download-missing` / `--with-related`: complete each imported (or already present)
+    model from its matched repo; the outcome goes into the item's `downloads`."""
+    from modelimport.downloads import DownloadOptions, complete_model
+
+    download = DownloadOptions(
+        missing_shards=options.download_missing,
+        related=options.with_related,
+        timeout=getattr(hub_session, "timeout", 10.0),
+    )
+    done: set[str] = set()
+    for result in results:
+        if result.status not in (IMPORTED, DUPLICATE) or not result.model_id:
+            continue
+        if result.model_id in done:
+            continue
+        done.add(result.model_id)
+        try:
+            record = library.read_metadata(result.model_id)
+        except ModelImportError:
+            continue
+        wanted = (options.download_missing and record.get("incomplete_set")) or (
+            options.with_related and record.get("repo_id")
+        )
+        if not wanted:
+            continue
+        outcome = complete_model(library, db, result.model_id, download, hub_session, progress)
+        result.details["downloads"] = outcome.to_json()
 
 
 def _remember_hashes(hub_session: Any, library: Library, result: ItemResult) -> None:

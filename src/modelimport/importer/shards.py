@@ -69,6 +69,18 @@ class ModelFiles:
             return self.files[0].name
         return self.index_file.name if self.index_file else "?"
 
+    @property
+    def set_name(self) -> str:
+        """What a set is called as a whole: `model.safetensors` for `model-0000N-of-00005.
+        safetensors` and `model.safetensors.index.json`; a single file's own name."""
+        if not self.is_sharded:
+            return self.display_name
+        if self.files and (shard := parse_shard_name(self.files[0].name)):
+            return f"{shard.base}{shard.ext}"
+        if self.index_file is not None:
+            return self.index_file.name[: -len(INDEX_SUFFIX)]
+        return self.display_name
+
     def describe_incomplete(self) -> str:
         parts = list(self.problems)
         if self.missing:

@@ -11,11 +11,21 @@ Invariants:
 - A source file is never deleted before its model is committed; a rename-moved source is
   renamed back to its path when its transaction is rolled back.
 - Recovery only touches transactions whose lock is free (their process is dead), and never
-  mutates a library model directory: a committed model is only (re)indexed.
+  mutates a library model directory: a committed model is only (re)indexed. The one
+  exception is an add-files transaction (`ADD_FILES`, used by downloads) that died before its
+  commit point: it removes exactly the files its journal says it placed into the model and
+  metadata.json does not list, so the model is as it was before.
+
+Add-files transactions (mode ADD_FILES) complete an existing model in place:
+    journal.json   + `target` (model id), `placements` [{staged, dest}], `created_dirs`
+    files/         the new files, verified; metadata.json the record that lists them
+The commit point is the atomic replace of the model's metadata.json by the staged one, which
+carries `amend_txn` = this transaction's id; files are renamed into the model before it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -29,6 +39,7 @@ from modelimport.faults import fault_point
 from modelimport.library.layout import METADATA_NAME, Library, fsync_dir, write_json_atomic
 
 JOURNAL = "journal.json"
+ADD_FILES = "add-files"
 
 
 @dataclass
@@ -41,6 +52,7 @@ class StagingTxn:
     entries: list[dict[str, Any]] = field(default_factory=list)
     dest: str | None = None
     state: str = "staging"
+    extra: dict[str, Any] = field(default_factory=dict)  # journal keys of other kinds of txn
 
     @property
     def model_path(self) -> Path:
@@ -56,6 +68,7 @@ class StagingTxn:
                 "state": self.state,
                 "dest": self.dest,
                 "entries": self.entries,
+                **self.extra,
             },
         )
 
@@ -167,6 +180,14 @@ def recover(library: Library, reindex: Any) -> RecoveryReport:
                 continue  # a live process owns it
             try:
                 journal = _read_journal(path)
+                if journal.get("mode") == ADD_FILES:
+                    if _recover_added_files(library, path, journal):
+                        reindex(journal["target"])
+                        completed += 1
+                    else:
+                        rolled_back += 1
+                    shutil.rmtree(path, ignore_errors=True)
+                    continue
                 dest = journal.get("dest")
                 committed = (
                     dest is not None
@@ -195,6 +216,47 @@ def recover(library: Library, reindex: Any) -> RecoveryReport:
         finally:
             os.close(fd)
     return RecoveryReport(rolled_back, completed, restored, tuple(problems))
+
+
+def undo_added_files(txn: StagingTxn) -> None:
+    """Take back the files an add-files transaction of this process placed before it failed
+    (its commit point not reached): the model is as it was."""
+    journal = {"txn": txn.txn_id, "state": txn.state, **txn.extra}
+    _recover_added_files(txn.library, txn.path, journal)
+
+
+def _recover_added_files(library: Library, path: Path, journal: dict[str, Any]) -> bool:
+    """Finish (True: only indexing was left) or undo an add-files transaction that died."""
+    target = journal.get("target")
+    if journal.get("state") != "committing" or not isinstance(target, str):
+        return False  # nothing was placed into the model yet
+    model_dir = library.root / target
+    try:
+        record = json.loads((model_dir / METADATA_NAME).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return False  # the model is gone; what was placed into it went with it
+    if record.get("amend_txn") == journal.get("txn"):
+        return True
+    listed = {f.get("name") for f in record.get("files") or [] if isinstance(f, dict)}
+    for placement in journal.get("placements") or []:
+        dest = placement.get("dest")
+        if not _relative(dest) or dest in listed:
+            continue
+        placed = model_dir / dest
+        if os.path.lexists(placed):
+            os.unlink(placed)
+    for created in reversed(journal.get("created_dirs") or []):
+        if _relative(created):
+            # not empty or gone: then it is not ours to remove
+            with contextlib.suppress(OSError):
+                (model_dir / created).rmdir()
+    fsync_dir(model_dir)
+    return False
+
+
+def _relative(name: Any) -> bool:
+    """A journal's name stays inside the model folder: relative, no `.`/`..` components."""
+    return isinstance(name, str) and all(p not in ("", ".", "..") for p in name.split("/"))
 
 
 def _read_journal(path: Path) -> dict[str, Any]:

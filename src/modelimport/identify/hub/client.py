@@ -221,6 +221,14 @@ class HubSession:
     def identify_many(self, requests: Sequence[LookupRequest]) -> list[LookupResult]:
         return [self.identify(request) for request in requests]
 
+    def listing(self, repo_id: str) -> RepoListing | None:
+        """One repo's file listing (sizes, LFS sha256, commit), from the disk cache when fresh;
+        None when the repo does not exist. Raises HubUnavailable for Hub trouble or offline."""
+        if self.offline:
+            raise HubUnavailable("offline")
+        self._budget = MAX_CALLS_PER_MODEL
+        return self._listing(repo_id)
+
     def remember_hashes(self, files: tuple[LocalFile, ...] | list[LocalFile]) -> None:
         """Record the sha256 of files read whole, for these files as they are now (their
         stamp), so a later lookup knows them unread while they stay unchanged."""
