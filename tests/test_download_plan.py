@@ -118,3 +118,31 @@ def test_related_files_from_a_hostile_listing_are_skipped_not_placed():
         ("model.safetensors.index.json", "index"),
     ]
     assert len(plan.skipped) == 2
+
+
+def test_a_set_inside_a_bundle_is_completed_in_its_own_subfolder():
+    name = "diffusion_pytorch_model-{:05d}-of-00002.safetensors"
+    record = {
+        "bundle": {"kind": "diffusers", "root": "sdxl"},
+        "files": [
+            {"name": "model_index.json", "role": "config", "format": "json"},
+            {"name": f"unet/{name.format(1)}", "sha256": SHA["1"], "format": "safetensors",
+             "role": "weights", "shard_index": 1, "shard_total": 2},
+            {"name": "vae/diffusion_pytorch_model.safetensors", "sha256": SHA["3"],
+             "format": "safetensors", "role": "weights"},
+        ],
+        "is_sharded_set": True,
+        "incomplete_set": True,
+        "missing_shards": [name.format(2)],
+    }
+    listing = _listing(
+        RepoFileEntry("model_index.json", 10),
+        RepoFileEntry(f"unet/{name.format(1)}", 100, SHA["1"]),
+        RepoFileEntry(f"unet/{name.format(2)}", 100, SHA["2"]),
+        RepoFileEntry("vae/diffusion_pytorch_model.safetensors", 100, SHA["3"]),
+    )
+    plan = plan_downloads("checkpoint/sdxl/x", record, listing, missing_shards=True, related=False)
+    assert [(i.repo_path, i.dest) for i in plan.items] == [
+        (f"unet/{name.format(2)}", f"unet/{name.format(2)}")
+    ]
+    assert plan.folder == "" and plan.expected_sha256[f"unet/{name.format(2)}"] == SHA["2"]

@@ -27,6 +27,7 @@ from modelimport.downloads.plan import (
     DownloadItem,
     DownloadPlan,
     NothingToDownload,
+    original_name,
     plan_downloads,
     weight_files,
 )
@@ -387,6 +388,7 @@ def _amended_record(
 ) -> dict[str, Any]:
     amended = copy.deepcopy(record)
     files = amended.setdefault("files", [])
+    prefix = f"{plan.folder}/" if plan.folder else ""
     for f in fetched:
         files.append(
             {
@@ -398,7 +400,8 @@ def _amended_record(
                 "format": f.file_format,
                 "shard_index": f.item.shard_index,
                 "shard_total": f.item.shard_total if f.item.shard_index else None,
-                "original_name": posixpath.basename(f.item.repo_path),
+                # As found in the repo folder that is this model's folder (see plan).
+                "original_name": f.item.repo_path[len(prefix) :],
                 "role": f.item.role,
                 "downloaded_from": {
                     "repo_id": plan.repo_id,
@@ -436,11 +439,7 @@ def _settle_trust(record: dict[str, Any], plan: DownloadPlan) -> None:
         return
     expected = plan.expected_sha256
     weights = weight_files(record)
-    if not weights or any(
-        expected.get(posixpath.basename(str(f.get("original_name") or f["name"])))
-        != f.get("sha256")
-        for f in weights
-    ):
+    if not weights or any(expected.get(original_name(f)) != f.get("sha256") for f in weights):
         return
     record.update(
         trust_level="verified",

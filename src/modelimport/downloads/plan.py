@@ -25,7 +25,7 @@ from typing import Any
 
 from modelimport.errors import ModelImportError
 from modelimport.identify.hub.answers import repo_path as safe_repo_path
-from modelimport.identify.hub.records import RepoFileEntry, RepoListing
+from modelimport.identify.hub.records import RepoListing
 from modelimport.importer.shards import INDEX_SUFFIX, parse_shard_name
 from modelimport.names import sanitize_component
 
@@ -120,35 +120,35 @@ def weight_files(record: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _basename(entry: dict[str, Any]) -> str:
-    return str(entry.get("original_name") or posixpath.basename(entry["name"]))
+def original_name(entry: dict[str, Any]) -> str:
+    """A record file's name as it was found: relative to a bundle's root, or a bare name."""
+    return str(entry.get("original_name") or entry["name"])
 
 
 def _repo_folder(record: dict[str, Any], listing: RepoListing) -> str:
-    """The repo folder holding this model's weights: where each present weight file is found
-    by name, and by SHA256 where the Hub lists one. Refuses a repo whose files differ."""
-    by_name: dict[str, list[RepoFileEntry]] = {}
-    for entry in listing.files:
-        by_name.setdefault(posixpath.basename(entry.path), []).append(entry)
+    """The repo folder that is this model's folder: where every present weight file is found
+    at its relative name, with the same SHA256 where the Hub lists one. Refuses a repo whose
+    files differ from the model's."""
     folders: set[str] | None = None
     for local in weight_files(record):
-        name = _basename(local)
-        found = by_name.get(name, [])
+        name = original_name(local)
+        found = [e for e in listing.files if e.path == name or e.path.endswith(f"/{name}")]
         same = [e for e in found if e.sha256 is None or e.sha256 == local.get("sha256")]
         if found and not same:
             raise NothingToDownload(
                 f"{name} in the library differs from {listing.repo_id}'s (another SHA256): "
                 "completing it from there would mix two models; nothing was downloaded."
             )
-        here = {posixpath.dirname(e.path) for e in same}
+        here = {e.path[: -len(name)].rstrip("/") for e in same}
         folders = here if folders is None else folders & here
     if not folders:
         raise NothingToDownload(
             f"{listing.repo_id} does not hold this model's files together; nothing was downloaded."
         )
     matched = str((record.get("hub") or {}).get("matched_filename") or "")
-    if posixpath.dirname(matched) in folders:
-        return posixpath.dirname(matched)
+    chosen = [f for f in folders if matched.startswith(f"{f}/") or (not f and "/" not in matched)]
+    if len(chosen) == 1:
+        return chosen[0]
     if len(folders) > 1:
         raise NothingToDownload(
             f"{listing.repo_id} holds this model's files in several folders "
@@ -169,42 +169,52 @@ def plan_downloads(
     missing_shards: bool,
     related: bool,
 ) -> DownloadPlan:
-    """What to fetch from `listing` (the record's matched repo) to complete `record`."""
+    """What to fetch from `listing` (the record's matched repo) to complete `record`.
+
+    The model folder maps onto one repo folder (`_repo_folder`): a missing shard goes next to
+    the present shards of its set; a related file keeps its path relative to that folder.
+    """
     folder = _repo_folder(record, listing)
-    entries = {e.path: e for e in listing.files}
-    weights = weight_files(record)
-    # The model's own folder for its weights: a set imported inside a bundle keeps its place.
-    local_dir = posixpath.dirname(weights[0]["name"]) if weights else ""
     have = {f.get("name") for f in record.get("files") or [] if isinstance(f, dict)}
     items: list[DownloadItem] = []
     if missing_shards:
-        items += _missing_shard_items(record, listing, entries, folder, local_dir, have)
+        items += _missing_shard_items(record, listing, folder, have)
     skipped: list[str] = []
     if related:
         taken = {i.dest for i in items}
-        for item, reason in _related_items(record, listing, folder, local_dir, have | taken):
+        for item, reason in _related_items(record, listing, folder, have | taken):
             if item is not None:
                 items.append(item)
             else:
                 skipped.append(reason)
+    prefix = f"{folder}/" if folder else ""
     expected = {
-        posixpath.basename(e.path): e.sha256
+        e.path[len(prefix) :]: e.sha256
         for e in listing.files
-        if e.sha256 and posixpath.dirname(e.path) == folder
+        if e.sha256 and e.path.startswith(prefix)
     }
     return DownloadPlan(
         model_id, listing.repo_id, listing.sha, tuple(items), tuple(skipped), folder, expected
     )
 
 
+def _set_folders(record: dict[str, Any], missing: str) -> tuple[str, str]:
+    """(folder as found, folder in the model) of the present shards of `missing`'s set."""
+    wanted = parse_shard_name(missing)
+    for f in weight_files(record):
+        shard = parse_shard_name(posixpath.basename(original_name(f)))
+        if wanted and shard and (shard.base, shard.ext) == (wanted.base, wanted.ext):
+            return posixpath.dirname(original_name(f)), posixpath.dirname(f["name"])
+    return "", ""
+
+
 def _missing_shard_items(
     record: dict[str, Any],
     listing: RepoListing,
-    entries: dict[str, RepoFileEntry],
     folder: str,
-    local_dir: str,
     have: set[Any],
 ) -> list[DownloadItem]:
+    entries = {e.path: e for e in listing.files}
     items = []
     for raw in record.get("missing_shards") or []:
         name = str(raw)
@@ -213,7 +223,8 @@ def _missing_shard_items(
             raise NothingToDownload(
                 f"The missing shard name {name!r} is not a safe file name; nothing was downloaded."
             )
-        repo_path = _join(folder, name)
+        found_in, local_dir = _set_folders(record, name)
+        repo_path = _join(folder, _join(found_in, name))
         entry = entries.get(repo_path)
         if entry is None:
             raise NothingToDownload(
@@ -255,7 +266,7 @@ def _set_total(record: dict[str, Any]) -> int | None:
 
 def _shard_ext(record: dict[str, Any]) -> str | None:
     for f in weight_files(record):
-        if shard := parse_shard_name(_basename(f)):
+        if shard := parse_shard_name(posixpath.basename(original_name(f))):
             return shard.ext
     return None
 
@@ -277,7 +288,6 @@ def _related_items(
     record: dict[str, Any],
     listing: RepoListing,
     folder: str,
-    local_dir: str,
     have: set[Any],
 ) -> list[tuple[DownloadItem | None, str]]:
     found: list[tuple[DownloadItem | None, str]] = []
@@ -289,7 +299,7 @@ def _related_items(
         role = _related_role(relative, record)
         if role is None:
             continue
-        dest = safe_dest(_join(local_dir, relative))
+        dest = safe_dest(relative)
         if dest is None or not downloadable(entry.path):
             found.append((None, f"{entry.path}: a name that cannot be a local file name"))
             continue

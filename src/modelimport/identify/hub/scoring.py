@@ -84,6 +84,17 @@ def _basename(path: str) -> str:
     return PurePosixPath(path).name
 
 
+def same_file_name(repo_path: str, local_name: str) -> bool:
+    """Is `repo_path` the file `local_name` names? A bare name is compared with the repo
+    file's name; a bundle's relative name (`unet/diffusion_pytorch_model.safetensors`) with
+    the repo path, whole or as its tail: a pipeline holds that file name once per component."""
+    local = local_name.lower()
+    if "/" not in local:
+        return _basename(repo_path).lower() == local
+    path = repo_path.lower()
+    return path == local or path.endswith(f"/{local}")
+
+
 def _is_model_file(path: str) -> bool:
     return path.lower().endswith(MODEL_EXTENSIONS)
 
@@ -98,7 +109,7 @@ def file_evidence(local: LocalFile, listing: RepoListing) -> FileEvidence:
         for entry in files:
             if entry.sha256 and entry.sha256.lower() == local.sha256.lower():
                 return FileEvidence(local, "hash", CONFIDENCE["hash"], entry)
-    same_name = [e for e in files if _basename(e.path).lower() == local.name.lower()]
+    same_name = [e for e in files if same_file_name(e.path, local.name)]
     if same_name:
         same_size = [e for e in same_name if e.size == local.size]
         if same_size:
@@ -115,7 +126,7 @@ def file_evidence(local: LocalFile, listing: RepoListing) -> FileEvidence:
         if local.sha256 and entry.sha256:  # equal sha256 was caught above
             return FileEvidence(local, "hash_mismatch", CONFIDENCE["hash_mismatch"], entry)
         return FileEvidence(local, "filename_fuzzy", fuzzy_confidence(1.0), entry)
-    local_stem = strip_model_extension(local.name)
+    local_stem = strip_model_extension(_basename(local.name))
     best: tuple[float, RepoFileEntry] | None = None
     for entry in files:
         if not _is_model_file(entry.path) or _suffix(entry.path) != _suffix(local.name):
