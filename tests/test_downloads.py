@@ -285,3 +285,31 @@ def test_a_model_without_a_trusted_match_downloads_nothing(
     assert "has not been looked up on the Hub yet" in run.stdout
     unknown = run_cli("--library", lib, "shards", "--download-missing", "llm/x/y", env=fake_hub_env)
     assert unknown.code == 1 and "neither a model id in the library" in unknown.stdout
+
+
+def test_import_download_missing_completes_a_set_already_in_the_library(
+    tmp_path: Path, fake_hub: FakeHub, fake_hub_env: dict[str, str]
+):
+    folder, _ = _set_on_hub(tmp_path, fake_hub)
+    lib = tmp_path / "lib"
+    model_id, _ = _import(lib, folder, fake_hub_env, "--allow-incomplete")
+    _, again = _import(lib, folder, fake_hub_env, "--download-missing")
+    assert again["status"] == "duplicate" and again["model_id"] == model_id
+    assert again["downloads"]["status"] == "completed"
+    assert sorted(f["name"] for f in again["downloads"]["downloaded"]) == list(MISSING)
+    assert _meta(lib, model_id)["incomplete_set"] is False
+
+
+def test_the_hub_down_while_completing_is_one_sentence_and_changes_nothing(
+    tmp_path: Path, fake_hub: FakeHub, fake_hub_env: dict[str, str]
+):
+    folder, _ = _set_on_hub(tmp_path, fake_hub)
+    lib = tmp_path / "lib"
+    model_id, _ = _import(lib, folder, fake_hub_env, "--allow-incomplete")
+    before = _snapshot(lib, model_id)
+    fake_hub.fail(500, endpoint="resolve")
+    run = run_cli("--library", lib, "shards", "--download-missing", model_id, env=fake_hub_env)
+    assert run.code == 1 and "Traceback" not in run.stderr + run.stdout
+    [line] = [line for line in run.stdout.splitlines() if "failed" in line]
+    assert f"Downloading {MISSING[0]} from {REPO} failed" in line
+    assert _snapshot(lib, model_id) == before and _staging_is_empty(lib)

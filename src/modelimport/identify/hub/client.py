@@ -227,7 +227,10 @@ class HubSession:
         if self.offline:
             raise HubUnavailable("offline")
         self._budget = MAX_CALLS_PER_MODEL
-        return self._listing(repo_id)
+        try:
+            return self._listing(repo_id)
+        except _BudgetSpent as exc:  # retries spent every call: the Hub is not answering
+            raise HubUnavailable("The Hugging Face Hub did not answer in time.") from exc
 
     def remember_hashes(self, files: tuple[LocalFile, ...] | list[LocalFile]) -> None:
         """Record the sha256 of files read whole, for these files as they are now (their
