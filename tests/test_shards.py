@@ -82,3 +82,29 @@ def test_unreadable_index_is_a_problem(tmp_path: Path):
     [group] = group_files(files)
     assert not group.complete
     assert "no weight_map" in group.describe_incomplete()
+
+
+def test_a_set_is_named_by_its_base_name_not_its_first_shard(tmp_path: Path):
+    files = make_sharded_safetensors(tmp_path / "hf", total=3)
+    [group] = group_files(files[1:])  # shard 1 missing: the name does not depend on it
+    assert group.set_name == "model.safetensors"
+    gguf = _touch(tmp_path / "gg", "llama-3-70b-Q4_K_M-00002-of-00004.gguf")
+    assert group_files(gguf)[0].set_name == "llama-3-70b-Q4_K_M.gguf"
+    [index_only] = group_files([files[-1]])
+    assert index_only.set_name == "model.safetensors"
+    single = _touch(tmp_path / "one", "x.safetensors")
+    assert group_files(single)[0].set_name == "x.safetensors"
+
+
+def test_shards_command_counts_shards_without_the_index(tmp_path: Path):
+    from cli import run_cli
+
+    files = make_sharded_safetensors(tmp_path / "hf", total=3)
+    files[1].unlink()
+    run = run_cli("shards", tmp_path / "hf", "--json")
+    [group] = run.json["sets"]
+    assert (group["name"], group["shards_present"], group["shard_total"]) == (
+        "model.safetensors", 2, 3,
+    )
+    assert group["index_file"] == "model.safetensors.index.json"
+    assert "2 of 3" in run_cli("shards", tmp_path / "hf").stdout
