@@ -313,3 +313,19 @@ def test_the_hub_down_while_completing_is_one_sentence_and_changes_nothing(
     [line] = [line for line in run.stdout.splitlines() if "failed" in line]
     assert f"Downloading {MISSING[0]} from {REPO} failed" in line
     assert _snapshot(lib, model_id) == before and _staging_is_empty(lib)
+
+
+def test_an_index_failure_after_the_commit_point_is_finished_by_the_next_command(
+    tmp_path: Path, fake_hub: FakeHub, fake_hub_env: dict[str, str]
+):
+    folder, _ = _set_on_hub(tmp_path, fake_hub)
+    lib = tmp_path / "lib"
+    model_id, _ = _import(lib, folder, fake_hub_env, "--allow-incomplete")
+    full = fake_hub_env | {"MODELIMPORT_FAULTS": "download.after_commit:dbfull"}
+    run = run_cli("--library", lib, "shards", "--download-missing", model_id, env=full)
+    assert run.code == 1 and "Traceback" not in run.stderr + run.stdout
+    assert "was completed, but the index could not be updated" in run.stdout
+    assert _meta(lib, model_id)["incomplete_set"] is False
+    status = run_cli("--library", lib, "status", "--json")
+    assert status.json["recovered"]["completed"] == 1
+    assert _index_rows(lib, model_id)[0][:3] == (0, "verified", 6)

@@ -247,16 +247,24 @@ def _download_and_commit(
     txn = staging.begin(library, staging.ADD_FILES)
     txn.extra = {"target": model_id, "placements": [], "created_dirs": []}
     txn.save()
-    committed = False
     try:
         fetched = [
             _fetch_one(item, plan, txn.path / "download", options, session, progress)
             for item in plan.items
         ]
-        record = _commit(library, db, model_id, plan, fetched, txn)
-        committed = True
+        record, fetched = _commit(library, db, model_id, plan, fetched, txn)
     except BaseException as exc:
-        if txn.state == "committing" and not committed:
+        if txn.state == "committing" and _committed_on_disk(library, model_id, txn.txn_id):
+            # metadata.json lists the files already: only the index row is missing, and the
+            # journal stays so the next command's recovery writes it.
+            txn.release()
+            if isinstance(exc, OSError | sqlite3.Error):
+                raise DownloadFailed(
+                    f"{model_id} was completed, but the index could not be updated ({exc}); "
+                    "the next modelimport command indexes it."
+                ) from exc
+            raise
+        if txn.state == "committing":
             staging.undo_added_files(txn)
         txn.close()
         if isinstance(exc, OSError):
@@ -280,6 +288,13 @@ def _download_and_commit(
         for f in fetched
     ]
     return record
+
+
+def _committed_on_disk(library: Library, model_id: str, txn_id: str) -> bool:
+    try:
+        return library.read_metadata(model_id).get("amend_txn") == txn_id
+    except ModelImportError:
+        return False
 
 
 def _fetch_one(
@@ -335,15 +350,16 @@ def _commit(
     plan: DownloadPlan,
     fetched: list[_Fetched],
     txn: staging.StagingTxn,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], list[_Fetched]]:
+    """Add `fetched` to the model; returns the new record and the files actually added."""
     model_dir = library.root / model_id
     with library.lock("commit"):
         # Read again under the lock: another process may have completed or changed it since.
         record = library.read_metadata(model_id)
         listed = {f.get("name") for f in record.get("files") or [] if isinstance(f, dict)}
         fetched = [f for f in fetched if f.item.dest not in listed]
-        if not fetched:
-            return record
+        if not fetched:  # another process added them meanwhile
+            return record, []
         for f in fetched:
             if os.path.lexists(model_dir / f.item.dest):
                 raise DownloadFailed(
@@ -368,7 +384,7 @@ def _commit(
         fsync_dir(model_dir)
         fault_point("download.after_commit")
         index.upsert_model(db, model_id, amended)
-    return amended
+    return amended, fetched
 
 
 def _missing_dirs(model_dir: Path, names: list[str]) -> list[str]:
