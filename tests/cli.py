@@ -25,6 +25,11 @@ class CliRun:
 def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELIMPORT_", "HF_"))}
     env["HF_HUB_OFFLINE"] = "1"  # tests that want a Hub point HF_ENDPOINT at the fake one
+    # CivitAI is off unless a test turns it on with the fake (`fake_civitai_env`); even on,
+    # nothing listens at this endpoint, so a stray call fails at once instead of going out.
+    env["MODELIMPORT_CIVITAI"] = "0"
+    env["CIVITAI_ENDPOINT"] = "http://127.0.0.1:9"
+    env.pop("CIVITAI_API_TOKEN", None)
     env["NO_COLOR"] = "1"
     env["COLUMNS"] = "200"
     env.update(extra or {})

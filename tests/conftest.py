@@ -12,6 +12,7 @@ from pathlib import Path
 import huggingface_hub.constants
 import pytest
 from cli import CliRun, cli_env
+from fakecivitai import FakeCivitai
 from fakehub import FakeHub
 
 NO_HUB = "http://127.0.0.1:9"  # nothing listens there: a stray Hub call fails at once
@@ -28,6 +29,10 @@ def _isolated_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", NO_HUB)
     cache = tmp_path / "hub-cache"
     monkeypatch.setenv("MODELIMPORT_CACHE_DIR", str(cache))
+    # Nor civitai.com: CivitAI is off unless a test uses `fake_civitai`.
+    monkeypatch.setenv("CIVITAI_ENDPOINT", NO_HUB)
+    monkeypatch.setenv("MODELIMPORT_CIVITAI", "0")
+    monkeypatch.delenv("CIVITAI_API_TOKEN", raising=False)
     return cache
 
 
@@ -60,6 +65,26 @@ def fake_hub_env(fake_hub: FakeHub, tmp_path: Path) -> dict[str, str]:
         "HF_HOME": str(tmp_path / "hf-home"),
         "MODELIMPORT_CACHE_DIR": str(tmp_path / "hub-cache"),
     }
+
+
+@pytest.fixture
+def fake_civitai(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeCivitai]:
+    """A running fake CivitAI (tests/fakecivitai.py); CIVITAI_ENDPOINT points at it and
+    CivitAI lookups are on for in-process sessions. For subprocesses pass
+    `fake_civitai_env`."""
+    civitai = FakeCivitai().start()
+    monkeypatch.setenv("CIVITAI_ENDPOINT", civitai.url)
+    monkeypatch.setenv("MODELIMPORT_CIVITAI", "1")
+    try:
+        yield civitai
+    finally:
+        civitai.stop()
+
+
+@pytest.fixture
+def fake_civitai_env(fake_civitai: FakeCivitai, fake_hub_env: dict[str, str]) -> dict[str, str]:
+    """`fake_hub_env` plus CivitAI switched on and pointed at the fake."""
+    return {**fake_hub_env, "CIVITAI_ENDPOINT": fake_civitai.url, "MODELIMPORT_CIVITAI": "1"}
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ from modelimport.cli.options import (
     HubTimeoutOpt,
     JsonOpt,
     LibraryOpt,
+    NoCivitaiOpt,
     OfflineOpt,
     RefreshOpt,
     VerboseOpt,
@@ -95,6 +96,7 @@ def import_command(
     ] = False,
     refresh: RefreshOpt = False,
     timeout: HubTimeoutOpt = 5.0,
+    no_civitai: NoCivitaiOpt = False,
     library: LibraryOpt = None,
     json_: JsonOpt = False,
     offline: OfflineOpt = False,
@@ -141,7 +143,7 @@ def import_command(
         with_related=with_related,
     )
     opened = open_for(opts, out)
-    hub_session = None if offline_mode else _hub_session(timeout=timeout, refresh=refresh)
+    hub_session, content_sources = _sources(offline_mode, timeout, refresh, no_civitai)
     with planning_sink(opts.json, out.err) as sink:
         plan = plan_import(paths, opened.library, opened.db, options, sink, hub_session)
     if not opts.yes and plan.models:
@@ -152,7 +154,9 @@ def import_command(
             # Declining is not a failure, but files that were rejected still were.
             raise typer.Exit(1 if any(r.status in (FAILED, REJECTED) for r in plan.settled) else 0)
     with progress_sink(opts.json, out.err) as sink:
-        results = execute_plan(plan, opened.library, opened.db, options, sink, hub_session)
+        results = execute_plan(
+            plan, opened.library, opened.db, options, sink, hub_session, content_sources
+        )
     report = _report(results)
     refused = False
     if delete_originals:
@@ -178,10 +182,17 @@ def import_command(
     raise typer.Exit(1 if failed or refused else 0)
 
 
-def _hub_session(timeout: float, refresh: bool) -> Any:
-    from modelimport.identify.hub import HubSession
+def _sources(offline: bool, timeout: float, refresh: bool, no_civitai: bool) -> tuple[Any, list]:
+    """The Hub session (asked while planning) and the sources by content (after the copy)."""
+    from modelimport.config import disabled_sources
+    from modelimport.identify.source import SourceSettings, by_content, open_sources
 
-    return HubSession(timeout=timeout, refresh=refresh)
+    if offline:
+        return None, []
+    disabled = disabled_sources(no_flags={"civitai": no_civitai})
+    sources = open_sources(SourceSettings(False, timeout, refresh, disabled))
+    hub = next((s for s in sources if s.name == "hub"), None)
+    return hub, by_content(sources)
 
 
 def _report(results: list[Any]) -> dict[str, Any]:
@@ -277,7 +288,8 @@ def _render_results(console: Console, report: dict[str, Any], verbose: bool = Fa
         elif r["status"] == "imported" and r.get("pending_online_lookup"):
             detail = "Hub lookup pending (retry-pending)"
         elif r["status"] == "imported":
-            detail = f"{r.get('trust_level', '')} {r.get('repo_id') or ''}".strip()
+            match = r.get("repo_id") or r.get("identity_source") or ""
+            detail = f"{r.get('trust_level', '')} {match}".strip()
         elif r["status"] == "duplicate":
             detail = "already in the library"
         sources = r["sources"][0] + (

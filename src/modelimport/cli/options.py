@@ -32,7 +32,10 @@ LibraryOpt = Annotated[
 JsonOpt = Annotated[bool, flag("--json", help="Print machine-readable JSON on stdout.")]
 OfflineOpt = Annotated[
     bool,
-    flag("--offline", help="Never contact the Hugging Face Hub (also HF_HUB_OFFLINE=1)."),
+    flag(
+        "--offline",
+        help="Never contact the Hugging Face Hub or CivitAI (also HF_HUB_OFFLINE=1).",
+    ),
 ]
 YesOpt = Annotated[
     bool, flag("--yes", "-y", help="Accept the plan without asking; needed without a TTY.")
@@ -40,6 +43,14 @@ YesOpt = Annotated[
 RefreshOpt = Annotated[bool, flag("--refresh", help="Bypass the on-disk Hub cache.")]
 HubTimeoutOpt = Annotated[
     float, typer.Option("--timeout", min=0.1, help="Seconds per Hub call before giving up.")
+]
+NoCivitaiOpt = Annotated[
+    bool,
+    flag(
+        "--no-civitai",
+        help="Do not ask CivitAI about file hashes (also MODELIMPORT_CIVITAI=0, or "
+        "`civitai = false` under [sources] in config.toml).",
+    ),
 ]
 VerboseOpt = Annotated[bool, flag("--verbose", "-v", help="Say more about each step.")]
 

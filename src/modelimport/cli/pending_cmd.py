@@ -14,6 +14,7 @@ from modelimport.cli.options import (
     HubTimeoutOpt,
     JsonOpt,
     LibraryOpt,
+    NoCivitaiOpt,
     OfflineOpt,
     RefreshOpt,
     VerboseOpt,
@@ -27,25 +28,29 @@ from modelimport.errors import UsageError
 
 @app.command(
     "retry-pending",
-    epilog="Examples:\n\n  modelimport retry-pending\n\n  modelimport retry-pending --json",
+    epilog="Examples:\n\n  modelimport retry-pending\n\n  modelimport retry-pending --json"
+    "\n\n  modelimport retry-pending --no-civitai",
 )
 def retry_pending_command(
     ctx: typer.Context,
     refresh: RefreshOpt = False,
     timeout: HubTimeoutOpt = 5.0,
+    no_civitai: NoCivitaiOpt = False,
     library: LibraryOpt = None,
     json_: JsonOpt = False,
     offline: OfflineOpt = False,
     yes: YesOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Look up on the Hub every model still pending an online lookup.
+    """Look up on the Hub and CivitAI every model still pending an online lookup.
 
-    Models marked manual are left as they are. Needs the Hub: it refuses to run offline.
+    Each source is asked only about the models it still owes an answer (it was down, or
+    the model was imported offline); CivitAI gets one batch request per 100 models.
+    Models marked manual are left as they are. Needs the network: it refuses to run offline.
     """
-    from modelimport.config import hub_offline_by_env
+    from modelimport.config import disabled_sources, hub_offline_by_env
     from modelimport.identify.enrich import retry_pending
-    from modelimport.identify.hub import HubSession
+    from modelimport.identify.source import SourceSettings, open_sources
 
     opts = resolve_options(
         ctx, library=library, json=json_, offline=offline, yes=yes, verbose=verbose
@@ -54,9 +59,10 @@ def retry_pending_command(
         raise UsageError("retry-pending needs the Hub; drop --offline / HF_HUB_OFFLINE=1.")
     out = Output(opts.json, opts.verbose)
     opened = open_for(opts, out, create=False)
-    session = HubSession(timeout=timeout, refresh=refresh)
+    disabled = disabled_sources(no_flags={"civitai": no_civitai})
+    sources = open_sources(SourceSettings(False, timeout, refresh, disabled))
     with progress_sink(opts.json, out.err) as sink:
-        results = retry_pending(opened, session, sink)
+        results = retry_pending(opened, sources, sink)
     data = {
         "results": results,
         "summary": {
@@ -73,9 +79,10 @@ def _render(console: Console, results: list[dict[str, Any]]) -> None:
         console.print("No models are pending an online lookup.")
         return
     table = Table(title="Online lookups")
-    for col in ("model", "result", "trust", "repo"):
+    for col in ("model", "result", "trust", "match"):
         table.add_column(col, overflow="fold")
     for r in results:
         result = r["status"] if not r["error"] else f"still pending: {r['error']}"
-        table.add_row(r["model_id"], result, r.get("trust_level") or "-", r.get("repo_id") or "-")
+        match = r.get("repo_id") or r.get("identity_source") or "-"
+        table.add_row(r["model_id"], result, r.get("trust_level") or "-", match)
     console.print(table)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import os
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,8 @@ class PlannedModel:
     match_confirmed: bool = False  # a person accepted a low-confidence match in the review
     match_declined: bool = False  # ... or turned it down (a hash match still proves it)
     user_edits: dict[str, str] = field(default_factory=dict)
+    # Identity sources by content (CivitAI) still to ask once the copy has every SHA256.
+    awaiting_sources: tuple[str, ...] = ()
 
     @property
     def sources(self) -> list[str]:
@@ -331,19 +334,64 @@ def execute_plan(
     options: ImportOptions,
     progress: ProgressSink = ignore_progress,
     hub_session: Any = None,
+    content_sources: Sequence[Any] = (),
 ) -> list[ItemResult]:
+    """Import every planned model; then ask the sources by content (CivitAI), which need the
+    SHA256 the copy computed, once for the whole batch (see `identify.enrich`)."""
     results = list(plan.settled)
     if plan.models:
         check_free_space(plan, library, options)
         fault_point("batch.start")
+    awaiting = tuple(s.name for s in content_sources) if not options.offline else ()
     for planned in plan.models:
+        planned.awaiting_sources = awaiting
         result = import_model(planned, library, db, options, progress)
         if hub_session is not None and result.status == IMPORTED:
             _remember_hashes(hub_session, library, result)
         results.append(result)
+    if awaiting:
+        _identify_by_content(results, library, db, content_sources, progress)
     if options.download_missing or options.with_related:
         _complete_models(results, library, db, options, progress, hub_session)
     return results
+
+
+def _identify_by_content(
+    results: list[ItemResult],
+    library: Library,
+    db: sqlite3.Connection,
+    sources: Sequence[Any],
+    progress: ProgressSink,
+) -> None:
+    """Ask the content sources about the imported models that await them, in one batch, and
+    show the outcome in each item's result. A model committed before this step stays pending
+    (`pending_sources`) if the process dies or the source is down: `retry-pending` asks."""
+    from modelimport.identify.enrich import enrich_models
+
+    imported = {r.model_id: r for r in results if r.status == IMPORTED and r.model_id}
+    waiting = [m for m, r in imported.items() if r.details.get("pending_online_lookup")]
+    if not waiting:
+        return
+    try:
+        answers = enrich_models(library, db, waiting, sources, progress)
+    except (OSError, ModelImportError, sqlite3.Error):
+        return  # the models are in the library, still pending: retry-pending asks again
+    for answer in answers:
+        item = imported[answer["model_id"]]
+        record = library.read_metadata(answer["model_id"])
+        item.details.update(
+            {
+                key: record.get(key)
+                for key in (
+                    "trust_level",
+                    "match_method",
+                    "match_confidence",
+                    "repo_id",
+                    "identity_source",
+                    "pending_online_lookup",
+                )
+            }
+        )
 
 
 def _complete_models(
@@ -610,6 +658,10 @@ def _build_record(
         # person said yes in the review.
         record["match_confirmed"] = planned.match_confirmed
         apply_lookup(record, settled)
+        if planned.awaiting_sources and record["trust_level"] != "verified":
+            # Asked after the commit, with the SHA256s the copy computed (`execute_plan`).
+            record["pending_sources"] = list(planned.awaiting_sources)
+            record["pending_online_lookup"] = True
     for fld, value in planned.user_edits.items():
         set_candidate(record, fld, "user", value)
     resolve_fields(record)
@@ -677,6 +729,7 @@ def _commit(
             "match_confidence": record["match_confidence"],
             "repo_id": record["repo_id"],
             "pending_online_lookup": record["pending_online_lookup"],
+            "identity_source": record.get("identity_source"),
         },
     )
 

@@ -1,11 +1,12 @@
 """metadata.json records: built from what the file says, what the Hub says, and the digests.
 
 Where sources disagree, the more trustworthy wins (FIELD_PRECEDENCE, highest first):
-user edit > manual record > verified Hub match > file contents > unverified Hub match >
-filename. What the file's structure proves outranks any match (STRUCTURE_PRECEDENCE, for
-model_type and family): a LoRA verified against a text-to-image repo stays a LoRA; a match only
-fills what the tensors leave open. The record keeps, per field, where its value came from
-(`field_sources`): `file`, `filename` (the name decided it), `hub`/`hub_verified`, `default`.
+user edit > manual record > verified Hub match > file contents > CivitAI (exact by hash) >
+unverified Hub match > filename. What the file's structure proves outranks any match
+(STRUCTURE_PRECEDENCE, for model_type and family): a LoRA verified against a text-to-image
+repo, or filed on CivitAI as a checkpoint, stays a LoRA; a match only fills what the tensors
+leave open. The record keeps, per field, where its value came from (`field_sources`):
+`file`, `filename` (the name decided it), `hub`/`hub_verified`, `civitai`, `default`.
 """
 
 from __future__ import annotations
@@ -15,8 +16,26 @@ from typing import Any
 
 from modelimport.library.layout import SCHEMA_VERSION
 
-FIELD_PRECEDENCE = ("user", "manual", "hub_verified", "file", "hub", "filename", "default")
-STRUCTURE_PRECEDENCE = ("user", "manual", "file", "hub_verified", "hub", "filename", "default")
+FIELD_PRECEDENCE = (
+    "user",
+    "manual",
+    "hub_verified",
+    "file",
+    "civitai",
+    "hub",
+    "filename",
+    "default",
+)
+STRUCTURE_PRECEDENCE = (
+    "user",
+    "manual",
+    "file",
+    "hub_verified",
+    "civitai",
+    "hub",
+    "filename",
+    "default",
+)
 PRECEDENCE_BY_FIELD = {"model_type": STRUCTURE_PRECEDENCE, "family": STRUCTURE_PRECEDENCE}
 MERGED_FIELDS = ("model_type", "family", "precision", "variant", "cleaned_name")
 
@@ -55,6 +74,9 @@ def new_record(**fields: Any) -> dict[str, Any]:
         "download_url": None,
         "license": None,
         "match_source": "auto",
+        "identity_source": None,  # which source named the model: "hub", "civitai", None
+        "trigger_words": [],  # words a LoRA or embedding was trained on (CivitAI)
+        "page_url": None,
         "match_method": None,
         "match_confidence": 0.0,
         # None until the Hub has been asked: "no_match" would claim the Hub has nothing.
@@ -63,6 +85,7 @@ def new_record(**fields: Any) -> dict[str, Any]:
         "match_confirmed": False,  # a person accepted a low-confidence match
         "needs_confirmation": False,  # a low-confidence match nobody has confirmed yet
         "pending_online_lookup": False,
+        "pending_sources": [],  # identity sources that still owe an answer
         "lookup_attempts": 0,
         "last_lookup_attempt": None,
         "is_sharded_set": False,
@@ -100,15 +123,30 @@ def resolve_fields(record: dict[str, Any]) -> None:
 
 
 def apply_lookup(record: dict[str, Any], result: Any) -> None:
-    """Merge a Hub `LookupResult` into a record (not for manual records: callers check)."""
-    record["lookup_attempts"] = int(record.get("lookup_attempts") or 0) + 1
-    record["last_lookup_attempt"] = now_iso()
+    """Merge a `LookupResult` of any identity source into a record (not for manual records:
+    callers check). Sources are applied in order (the Hub, then CivitAI): a source that could
+    not answer leaves the model pending; a content source's miss (CivitAI has no such file)
+    says nothing about the other sources' verdict and changes only its own key."""
+    source = getattr(result, "source", "hub")
+    error_key = f"{source}_error"
+    if source == "hub":
+        record["lookup_attempts"] = int(record.get("lookup_attempts") or 0) + 1
+        record["last_lookup_attempt"] = now_iso()
     if result.hub_error:
         record["pending_online_lookup"] = True
-        record["hub_error"] = result.hub_error
+        record[error_key] = result.hub_error
         return
-    record["pending_online_lookup"] = False
-    record.pop("hub_error", None)
+    record.pop(error_key, None)
+    if source != "hub":
+        pending = [s for s in record.get("pending_sources") or [] if s != source]
+        record["pending_sources"] = pending
+        if result.repo_id is None and str(result.trust) == "no_match":
+            record[source] = {"found": False, "checked_at": now_iso()}
+            record["pending_online_lookup"] = bool(pending) or "hub_error" in record
+            return
+        _apply_content_match(record, result, source)
+        return
+    record["pending_online_lookup"] = bool(record.get("pending_sources"))
     record["match_method"] = result.match_method
     record["match_confidence"] = result.confidence
     record["trust_level"] = str(result.trust)
@@ -135,6 +173,7 @@ def apply_lookup(record: dict[str, Any], result: Any) -> None:
     ):
         if key in meta:
             record[key] = meta[key]
+    record["identity_source"] = "hub" if result.repo_id else None
     if result.repo_id is None:
         return
     source = "hub_verified" if str(result.trust) == "verified" else "hub"
@@ -144,4 +183,27 @@ def apply_lookup(record: dict[str, Any], result: Any) -> None:
         ("cleaned_name", "cleaned_name"),
     ):
         set_candidate(record, field, source, meta.get(key))
+    resolve_fields(record)
+
+
+def _apply_content_match(record: dict[str, Any], result: Any, source: str) -> None:
+    """An exact match by hash from a source other than the Hub (CivitAI): it names the model
+    the file is, so it replaces the Hub's guess; the model is no longer pending."""
+    meta = dict(result.metadata or {})
+    record["pending_online_lookup"] = False
+    record.pop("hub_error", None)
+    record["identity_source"] = source
+    record["match_method"] = result.match_method
+    record["match_confidence"] = result.confidence
+    record["trust_level"] = str(result.trust)
+    record["needs_confirmation"] = False
+    record["hash_mismatch"] = False
+    record["pending_verification"] = False
+    record["repo_id"] = None  # a Hub repo id: none was proven
+    record[source] = meta.get(source) or {}
+    for key in ("official_name", "base_model", "download_url", "page_url", "trigger_words"):
+        if meta.get(key) not in (None, "", []):
+            record[key] = meta[key]
+    for field in ("model_type", "family"):
+        set_candidate(record, field, source, meta.get(field))
     resolve_fields(record)
