@@ -10,6 +10,8 @@ inject latency, 5xx errors and 429s with Retry-After.
     hub.fail(500, times=None)            # every request answers 500 (times=n: the next n)
     hub.fail(429, times=1, retry_after=1)
     hub.latency = 0.05                   # seconds before each answer
+    hub.rate_limit(500, window=300)      # the Hub's RateLimit headers; 429 once spent
+    hub.rejected_429                     # 429s the rate limit answered
     hub.answer_raw("model_info", b"<html>", repo="org/name", content_type="text/html")
                                          # a hostile or broken answer, served as given
 
@@ -129,6 +131,9 @@ class FakeHub:
         self.log: list[tuple[str, str]] = []  # (endpoint, path) per request
         self.authorizations: list[str | None] = []  # the Authorization header per request
         self.latency = 0.0
+        self.rejected_429 = 0
+        self._limit: tuple[int, float] | None = None  # (requests, window seconds)
+        self._window: tuple[float, int] = (0.0, 0)  # (window start, requests in it)
         self._failures: list[tuple[int, int | None, float | None, str | None]] = []
         self._raw: list[RawAnswer] = []
         self._lock = threading.Lock()
@@ -197,6 +202,37 @@ class FakeHub:
         )
         with self._lock:
             self._raw.insert(0, raw)
+
+    def rate_limit(self, requests: int, window: float = 300.0) -> None:
+        """Limit lookups as the Hub does: a fixed window of `requests` per `window` seconds,
+        told in every answer (`RateLimit: "api";r=<left>;t=<reset>` and `RateLimit-Policy`),
+        and 429 with Retry-After once spent."""
+        with self._lock:
+            self._limit = (requests, window)
+            self._window = (time.monotonic(), 0)
+
+    def _rate(self) -> tuple[dict[str, str], float | None]:
+        """(RateLimit headers, Retry-After when this request is over the limit)."""
+        with self._lock:
+            if self._limit is None:
+                return {}, None
+            quota, window = self._limit
+            start, used = self._window
+            now = time.monotonic()
+            if now - start >= window:
+                start, used = now, 0
+            reset = max(1, int(window - (now - start) + 0.999))
+            over = used >= quota
+            if not over:
+                used += 1
+            else:
+                self.rejected_429 += 1
+            self._window = (start, used)
+        headers = {
+            "RateLimit": f'"api";r={max(0, quota - used)};t={reset}',
+            "RateLimit-Policy": f'"fixed window";"api";q={quota};w={int(window)}',
+        }
+        return headers, (float(reset) if over else None)
 
     def heal(self) -> None:
         with self._lock:
@@ -333,7 +369,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
-        for key, value in (headers or {}).items():
+        headers = {**getattr(self, "_rate_headers", {}), **(headers or {})}
+        for key, value in headers.items():
             self.send_header(key, value)
         self.end_headers()
         if self.command == "HEAD":
@@ -364,6 +401,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.fake._record(endpoint, self.path, self.headers.get("Authorization"))
         if self.fake.latency:
             time.sleep(self.fake.latency)
+        rate_headers: dict[str, str] = {}
+        if endpoint in ("search", "model_info"):
+            rate_headers, retry_after = self.fake._rate()
+            if retry_after is not None:
+                headers = {**rate_headers, "Retry-After": f"{retry_after:g}"}
+                self._json(429, {"error": "rate limited"}, headers)
+                return
+        self._rate_headers = rate_headers
         failure = self.fake._injected_failure(endpoint)
         if failure is not None:
             status, retry_after = failure

@@ -15,6 +15,7 @@ from modelimport.cli.options import (
     HubTimeoutOpt,
     JsonOpt,
     LibraryOpt,
+    LookupBudgetOpt,
     NoCivitaiOpt,
     OfflineOpt,
     RefreshOpt,
@@ -97,6 +98,7 @@ def import_command(
     refresh: RefreshOpt = False,
     timeout: HubTimeoutOpt = 5.0,
     no_civitai: NoCivitaiOpt = False,
+    lookup_budget: LookupBudgetOpt = 300.0,
     library: LibraryOpt = None,
     json_: JsonOpt = False,
     offline: OfflineOpt = False,
@@ -141,11 +143,16 @@ def import_command(
         offline=offline_mode,
         download_missing=download_missing,
         with_related=with_related,
+        lookup_budget=lookup_budget,
     )
     opened = open_for(opts, out)
     hub_session, content_sources = _sources(offline_mode, timeout, refresh, no_civitai)
     with planning_sink(opts.json, out.err) as sink:
-        plan = plan_import(paths, opened.library, opened.db, options, sink, hub_session)
+        # Without a review nobody waits for the lookups: they overlap the copies.
+        plan = plan_import(
+            paths, opened.library, opened.db, options, sink, hub_session,
+            wait_for_lookups=not opts.yes,
+        )
     if not opts.yes and plan.models:
         _render_plan(out.err, plan)
         _confirm_low_confidence(plan)
@@ -209,6 +216,12 @@ def _report(results: list[Any]) -> dict[str, Any]:
             "rejected": counts.get("rejected", 0),
             "skipped": counts.get("skipped", 0),
             "imported_bytes": imported_bytes,
+            # imported, but the Hub or CivitAI has not answered yet: retry-pending asks
+            "pending_lookup": sum(
+                1
+                for r in results
+                if r.status == "imported" and r.details.get("pending_online_lookup")
+            ),
         },
     }
 
@@ -308,6 +321,12 @@ def _render_results(console: Console, report: dict[str, Any], verbose: bool = Fa
         from modelimport.cli.library_cmds import render_completions
 
         render_completions(console, completions)
+    if s["pending_lookup"]:
+        console.print(
+            f"{s['pending_lookup']} imported model(s) still await an online lookup (imported "
+            "offline, a source was unreachable, or the lookup time budget ran out): run "
+            "`modelimport retry-pending`."
+        )
     if verbose:
         for r in report["results"]:
             if r["status"] == "skipped":

@@ -52,6 +52,16 @@ NoCivitaiOpt = Annotated[
         "`civitai = false` under [sources] in config.toml).",
     ),
 ]
+LookupBudgetOpt = Annotated[
+    float,
+    typer.Option(
+        "--lookup-budget",
+        min=0,
+        metavar="SECONDS",
+        help="Seconds a batch waits for online lookups (run 8 at a time); models not "
+        "identified by then are imported pending for retry-pending.",
+    ),
+]
 VerboseOpt = Annotated[bool, flag("--verbose", "-v", help="Say more about each step.")]
 
 

@@ -13,6 +13,9 @@ Invariants (checked by the crash tests):
 - A file whose SHA256 is already in the library is a duplicate: nothing is copied, and the
   check is repeated under the commit lock so two processes cannot both add it.
 - A failed model leaves nothing in the library and nothing in staging.
+- Identification never holds the batch hostage: the models' lookups run concurrently
+  (`identify.batch`), overlapping the copies when nobody reviews the plan, and a model not
+  identified when the batch's lookup budget runs out is imported pending (retry-pending).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from modelimport.events import ProgressEvent, ProgressSink, Stage, ignore_progre
 from modelimport.faults import fault_point
 from modelimport.formats import FileFacts, inspect_file
 from modelimport.hashing import FileDigests, copy_and_hash, fast_hash, hash_file
+from modelimport.identify.batch import LOOKUP_BUDGET_S
 from modelimport.importer.collect import collect_paths
 from modelimport.importer.shards import ModelFiles, group_files
 from modelimport.library import index, staging
@@ -58,6 +62,7 @@ class ImportOptions:
     # the missing shards of a set (which then imports although incomplete) / related files.
     download_missing: bool = False
     with_related: bool = False
+    lookup_budget: float | None = LOOKUP_BUDGET_S  # seconds the batch waits for lookups
 
 
 @dataclass
@@ -97,6 +102,15 @@ class PlannedModel:
     user_edits: dict[str, str] = field(default_factory=dict)
     # Identity sources by content (CivitAI) still to ask once the copy has every SHA256.
     awaiting_sources: tuple[str, ...] = ()
+    # (LookupBatch, index) while the lookup runs in the background; see `resolve_lookup`.
+    lookup_ticket: Any = field(default=None, repr=False)
+
+    def resolve_lookup(self) -> None:
+        """Take this model's lookup result, waiting at most until the batch's budget ends."""
+        if self.lookup_ticket is not None:
+            batch, index = self.lookup_ticket
+            self.lookup = batch.result(index)
+            self.lookup_ticket = None
 
     @property
     def sources(self) -> list[str]:
@@ -111,6 +125,7 @@ class PlannedModel:
 class ImportPlan:
     models: list[PlannedModel] = field(default_factory=list)
     settled: list[ItemResult] = field(default_factory=list)  # decided without importing
+    lookups: Any = None  # identify.batch.LookupBatch of the models' lookups, if any
 
 
 def plan_import(
@@ -120,7 +135,12 @@ def plan_import(
     options: ImportOptions,
     progress: ProgressSink = ignore_progress,
     hub_session: Any = None,
+    *,
+    wait_for_lookups: bool = True,
 ) -> ImportPlan:
+    """Decide what each model is. The Hub lookups of all models start together, run
+    concurrently, and are waited for here (`wait_for_lookups`, e.g. for the review), or
+    only when each model's record is built, after its copy (`--yes`)."""
     plan = ImportPlan()
     collected = collect_paths(paths, exclude=library.root)
     for path, reason in collected.failures:
@@ -152,11 +172,18 @@ def plan_import(
         if duplicate_of:
             plan.settled.append(_duplicate_result(planned, duplicate_of))
             continue
-        if hub_session is not None and not options.offline:
-            planned.lookup = hub_session.identify(_lookup_request(planned))
         plan.models.append(planned)
     if plan.models:
         check_free_space(plan, library, options)  # before the review asks anything
+    if hub_session is not None and not options.offline and plan.models:
+        from modelimport.identify.batch import LookupBatch
+
+        requests = [_lookup_request(planned) for planned in plan.models]
+        plan.lookups = LookupBatch(hub_session, requests, budget_s=options.lookup_budget)
+        for index, planned in enumerate(plan.models):
+            planned.lookup_ticket = (plan.lookups, index)
+            if wait_for_lookups:
+                planned.resolve_lookup()
     return plan
 
 
@@ -343,12 +370,16 @@ def execute_plan(
         check_free_space(plan, library, options)
         fault_point("batch.start")
     awaiting = tuple(s.name for s in content_sources) if not options.offline else ()
-    for planned in plan.models:
-        planned.awaiting_sources = awaiting
-        result = import_model(planned, library, db, options, progress)
-        if hub_session is not None and result.status == IMPORTED:
-            _remember_hashes(hub_session, library, result)
-        results.append(result)
+    try:
+        for planned in plan.models:
+            planned.awaiting_sources = awaiting
+            result = import_model(planned, library, db, options, progress)
+            if hub_session is not None and result.status == IMPORTED:
+                _remember_hashes(hub_session, library, result)
+            results.append(result)
+    finally:
+        if plan.lookups is not None:
+            plan.lookups.close()  # lookups not needed any more (failed or rolled-back models)
     if awaiting:
         _identify_by_content(results, library, db, content_sources, progress)
     if options.download_missing or options.with_related:
@@ -612,6 +643,7 @@ def _build_record(
     sources: list[dict[str, Any]],
     txn_id: str,
 ) -> dict[str, Any]:
+    planned.resolve_lookup()  # after the copy: the lookup ran meanwhile
     probe = planned.probe
     record = new_record(
         official_name=None,

@@ -10,6 +10,10 @@ Invariants:
 - Once the Hub failed (after bounded retries), no further request is made in this session
   (the breaker): huggingface_hub's own backoff would spend ~23 s per search against a 500.
 - Offline (`offline=True`, HF_HUB_OFFLINE=1): no request at all.
+- The Hub's pace is shared by the threads of a batch (`identify.batch`): a 429's
+  Retry-After, or the RateLimit headers saying the quota is (nearly) spent, hold every
+  thread until the Hub said to come back; a quota spent for longer than MAX_RETRY_AFTER_S
+  opens the breaker (the rest of the batch waits for retry-pending).
 - Both calls go straight through huggingface_hub's shared session with our timeout, because
   `HfApi.list_models` takes no timeout and retries 5xx/429 by itself for tens of seconds, and
   `HfApi.model_info` parses answers with `ModelInfo(**data)`, which raises on malformed ones.
@@ -41,7 +45,12 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
-from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+from huggingface_hub.utils import (
+    build_hf_headers,
+    get_session,
+    hf_raise_for_status,
+    parse_ratelimit_headers,
+)
 
 from modelimport.identify.catalog import catalog_candidates
 from modelimport.identify.hub.answers import MalformedAnswer, repo_listing, search_hits
@@ -87,6 +96,9 @@ MAX_5XX_RETRIES = 1
 RETRY_BACKOFF_S = 0.5
 MAX_RETRY_AFTER_S = 10.0  # a 429 asking for longer than this counts as the Hub being down
 MAX_429_RETRIES = 1
+# When the Hub says this few requests are left in its window, spread them over the time left
+# instead of letting every thread spend them at once and meet a wall of 429s.
+PACE_BELOW_REMAINING = 16
 MAX_ANSWER_BYTES = 64 << 20  # a listing of a repo with 10 000 files is a few MiB
 DECISIVE = (TrustLevel.VERIFIED, TrustLevel.HIGH)
 
@@ -185,6 +197,8 @@ class HubSession:
         self._listings: dict[str, RepoListing | None] = {}
         self._empty_queries: set[str] = set()
         self._key_locks: dict[str, threading.Lock] = {}
+        self._not_before = 0.0  # time.monotonic() before which no request starts
+        self._gap = 0.0  # seconds between request starts while the quota is nearly spent
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -219,7 +233,10 @@ class HubSession:
         self._local.budget = value
 
     def identify_many(self, requests: Sequence[LookupRequest]) -> list[LookupResult]:
-        return [self.identify(request) for request in requests]
+        """Several models, in order, looked up concurrently (`identify.batch`)."""
+        from modelimport.identify.batch import identify_parallel
+
+        return identify_parallel(self, requests)
 
     def listing(self, repo_id: str) -> RepoListing | None:
         """One repo's file listing (sizes, LFS sha256, commit), from the disk cache when fresh;
@@ -489,6 +506,7 @@ class HubSession:
             content=bytes(body),
             request=streamed.request,
         )
+        self._note_rate_limit(response)
         hf_raise_for_status(response)
         try:
             return json.loads(body)
@@ -499,10 +517,11 @@ class HubSession:
         """One Hub request with bounded retries; None when the repo does not exist."""
         retries_5xx = retries_429 = 0
         while True:
-            if self.failure:
-                raise HubUnavailable(self.failure)
             if self._budget <= 0:
                 raise _BudgetSpent()
+            self._wait_turn()
+            if self.failure:
+                raise HubUnavailable(self.failure)
             self._budget -= 1
             with self._lock:
                 self.calls[kind] += 1
@@ -520,7 +539,7 @@ class HubSession:
                 if status == 429 and retries_429 < MAX_429_RETRIES and self._budget > 0:
                     if wait is not None and wait <= MAX_RETRY_AFTER_S:
                         retries_429 += 1
-                        self._sleep(wait)
+                        self._hold(wait)  # every thread waits, not just this one
                         continue
                 elif (
                     status is not None
@@ -538,6 +557,50 @@ class HubSession:
                 self._trip(f"The Hugging Face Hub did not answer within {self.timeout:g} s.")
             except (httpx2.HTTPError, OSError, ValueError) as exc:
                 self._trip(f"The Hugging Face Hub could not be reached ({type(exc).__name__}).")
+
+    # -- pace ---------------------------------------------------------------------------------
+
+    def _hold(self, seconds: float) -> None:
+        """No request of this session starts for `seconds` (a 429, a spent quota)."""
+        with self._lock:
+            self._not_before = max(self._not_before, time.monotonic() + seconds)
+
+    def _wait_turn(self) -> None:
+        """Wait for this request's turn: after any hold, and `_gap` after the previous start
+        while the Hub's quota is nearly spent (each thread reserves its own start time)."""
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._not_before)
+            if self._gap:
+                self._not_before = start + self._gap
+        if start > now:
+            self._sleep(start - now)
+
+    def _note_rate_limit(self, response: httpx2.Response) -> None:
+        """Follow the Hub's RateLimit headers (`"api";r=<left>;t=<reset s>`): with the quota
+        spent, wait for the reset (or, if that is far off, stop asking: the breaker); with a
+        few requests left, spread them over the time left."""
+        try:
+            info = parse_ratelimit_headers(response.headers)
+        except (TypeError, ValueError):
+            return
+        if info is None:
+            return
+        reset = float(info.reset_in_seconds)
+        if info.remaining <= 0:
+            if reset > MAX_RETRY_AFTER_S:
+                with self._lock:
+                    self.failure = self.failure or (
+                        f"The Hugging Face Hub's rate limit is spent for the next {reset:g} s."
+                    )
+                return
+            self._hold(reset)
+        with self._lock:
+            self._gap = (
+                min(reset / max(1, info.remaining), MAX_RETRY_AFTER_S)
+                if info.remaining < PACE_BELOW_REMAINING
+                else 0.0
+            )
 
     def _trip(self, reason: str) -> None:
         self.failure = reason
