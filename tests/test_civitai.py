@@ -263,3 +263,13 @@ def test_token_is_sent_as_bearer_and_large_batches_are_split(
     assert str(results[7].trust) == "verified"
     assert fake_civitai.batch_sizes == [100, 50]
     assert set(fake_civitai.authorizations) == {"Bearer tok-123"}
+
+
+def test_json_of_the_wrong_shape_leaves_it_pending(tmp_path: Path, fake_civitai: FakeCivitai):
+    fake_civitai.answer_raw([{"id": 1}])  # an array where one version object belongs
+    [result] = CivitaiSession(cache_dir=tmp_path / "c").identify_many([_request("ab" * 32)])
+    assert result.hub_error and "not an object" in result.hub_error
+    fake_civitai.answer_raw({"items": []})  # an object where the batch's array belongs
+    session = CivitaiSession(cache_dir=tmp_path / "d")
+    results = session.identify_many([_request("ab" * 32), _request("cd" * 32)])
+    assert all(r.hub_error and "batch answer" in r.hub_error for r in results)

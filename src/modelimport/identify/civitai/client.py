@@ -273,6 +273,12 @@ class CivitaiSession:
 
     def _lookup(self, hashes: list[str]) -> dict[str, CivitaiVersion | None]:
         """sha256 -> the version holding it (None: not on CivitAI)."""
+        try:
+            return self._lookup_answers(hashes)
+        except MalformedAnswer as exc:  # JSON, but not the shape asked for
+            self._trip(f"CivitAI sent {exc}.")
+
+    def _lookup_answers(self, hashes: list[str]) -> dict[str, CivitaiVersion | None]:
         if len(hashes) == 1:
             sha = hashes[0]
             data = self._request("by_hash", "GET", f"/api/v1/model-versions/by-hash/{sha}")
