@@ -23,7 +23,13 @@ class CliRun:
 
 
 def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELIMPORT_", "HF_"))}
+    # MODELIMPORT_CONFIG_DIR is kept: conftest points it at the test's own folder, so no
+    # test ever links into the apps registered in the real user's config.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MODELIMPORT_", "HF_")) or k == "MODELIMPORT_CONFIG_DIR"
+    }
     env["HF_HUB_OFFLINE"] = "1"  # tests that want a Hub point HF_ENDPOINT at the fake one
     # CivitAI is off unless a test turns it on with the fake (`fake_civitai_env`); even on,
     # nothing listens at this endpoint, so a stray call fails at once instead of going out.

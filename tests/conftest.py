@@ -36,6 +36,14 @@ def _isolated_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return cache
 
 
+@pytest.fixture(autouse=True)
+def _isolated_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test has its own config folder (apps.toml), never the user's real one."""
+    config = tmp_path / "config"
+    monkeypatch.setenv("MODELIMPORT_CONFIG_DIR", str(config))
+    return config
+
+
 @pytest.fixture
 def fake_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
     """A running fake Hub; HF_ENDPOINT points at it for in-process sessions.

@@ -274,6 +274,10 @@ def test_every_command_accepts_every_global_option_after_it(
     model_id = run_cli("--library", lib, "import", first, "--yes", "--json").json["results"][0][
         "model_id"
     ]
+    doomed = make_safetensors(tmp_path / "dl2" / "third.safetensors", fill=b"\x03")
+    doomed_id = run_cli("--library", lib, "import", doomed, "--yes", "--json").json["results"][
+        0
+    ]["model_id"]
     arguments = {
         "import": [second],
         "lookup": [first],
@@ -285,6 +289,10 @@ def test_every_command_accepts_every_global_option_after_it(
         "mark-manual": [model_id],
         "check": [],
         "verify": [],
+        "show": [model_id],
+        "sync": [],
+        "apps": ["list"],
+        "remove": [doomed_id],
     }
     _register()
     assert set(typer.main.get_command(app).commands) == set(arguments)  # type: ignore[attr-defined]

@@ -25,6 +25,7 @@ class Stage(StrEnum):
     ERROR = "error"
     SCANNING = "scanning"
     VERIFYING = "verifying"
+    LINKING = "linking"
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,10 @@ told, through the environment, to hang (so a test can SIGKILL the process there)
 Each entry is `point[>=N]:action`, action `hang`, `pause` (like hang, but carries on once
 the test deletes the marker file, so it can act on the files in between), `crash`
 (os._exit(70)), `enospc` or `eacces` (raise the OSError a full disk or a denied permission
-would), `dbfull` (raise the error SQLite gives when its disk is full). A point that is not
-listed costs one dict lookup. The variable is read once per process; it is for tests only.
+would), `eperm` or `exdev` (the OSError of a filesystem that refuses symlinks, or of a hard
+link across filesystems), `dbfull` (raise the error SQLite gives when its disk is full).
+A point that is not listed costs one dict lookup. The variable is read once per process;
+it is for tests only.
 """
 
 from __future__ import annotations
@@ -55,6 +57,10 @@ def fault_point(point: str, value: int = 0) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     if action == "eacces":
         raise OSError(errno.EACCES, os.strerror(errno.EACCES))
+    if action == "eperm":
+        raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+    if action == "exdev":
+        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
     if action == "dbfull":
         import sqlite3
 

@@ -65,7 +65,11 @@ def root(
 def _register() -> None:
     # Command modules register themselves on import; each keeps its heavy imports inside
     # its command functions so `--help` stays fast.
-    from modelimport.cli import import_cmd, library_cmds, lookup_cmd, pending_cmd  # noqa: F401
+    # In this order: it is the order `--help` lists the commands in.
+    import importlib
+
+    for module in ("import_cmd", "library_cmds", "lookup_cmd", "pending_cmd", "apps_cmd"):
+        importlib.import_module(f"modelimport.cli.{module}")
 
 
 def main() -> None:

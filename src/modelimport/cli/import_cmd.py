@@ -165,6 +165,7 @@ def import_command(
             plan, opened.library, opened.db, options, sink, hub_session, content_sources
         )
     report = _report(results)
+    report["links"] = plan.links.to_json() if plan.links is not None else None
     refused = False
     if delete_originals:
         from modelimport.importer.originals import delete_originals as run_delete
@@ -331,6 +332,23 @@ def _render_results(console: Console, report: dict[str, Any], verbose: bool = Fa
         for r in report["results"]:
             if r["status"] == "skipped":
                 console.print(f"skipped: {r['sources'][0]}: {r['error']}")
+    _render_links(console, report.get("links"), verbose)
+
+
+def _render_links(console: Console, links: dict[str, Any] | None, verbose: bool) -> None:
+    """One line for the links made into apps; every link not made is named with its reason."""
+    if not links or not (links["changes"] or links["problems"]):
+        return
+    made = [c for c in links["changes"] if c["action"] in ("created", "repaired", "adopted")]
+    apps = sorted({c["app"] for c in made})
+    if made:
+        console.print(f"Linked into {', '.join(apps)}: {len(made)} link(s).", markup=False)
+    for c in links["changes"]:
+        if c["action"] in ("skipped", "failed") or (verbose and c in made):
+            reason = f": {c['reason']}" if c["reason"] else ""
+            console.print(f"{c['app']}: {c['action']} {c['link_path']}{reason}", markup=False)
+    for problem in links["problems"]:
+        console.print(problem, markup=False)
 
 
 def _render_originals(console: Console, originals: dict[str, Any]) -> None:

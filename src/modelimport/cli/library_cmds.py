@@ -65,6 +65,15 @@ def _render_status(console: Console, data: dict[str, Any]) -> None:
         )
     else:
         console.print("Last verified: never (modelimport verify)")
+    for a in data.get("apps") or []:
+        blocked = f", {a['conflicts']} blocked by files not ours" if a["conflicts"] else ""
+        console.print(
+            f"App {a['app']} ({a['kind']}): links {a['ok']} ok, {a['broken']} broken, "
+            f"{a['missing']} missing{blocked}",
+            markup=False,
+        )
+    if data.get("apps_problem"):
+        console.print(data["apps_problem"], markup=False)
     rescan = data["rescan"]
     if rescan:
         console.print(f"Rescan running: {rescan.get('done', 0)} / {rescan.get('total', '?')}")

@@ -126,6 +126,7 @@ class ImportPlan:
     models: list[PlannedModel] = field(default_factory=list)
     settled: list[ItemResult] = field(default_factory=list)  # decided without importing
     lookups: Any = None  # identify.batch.LookupBatch of the models' lookups, if any
+    links: Any = None  # modelimport.apps.SyncReport of the batch, once executed
 
 
 def plan_import(
@@ -384,6 +385,7 @@ def execute_plan(
         _identify_by_content(results, library, db, content_sources, progress)
     if options.download_missing or options.with_related:
         _complete_models(results, library, db, options, progress, hub_session)
+    plan.links = _link_batch(results, library, db, progress)
     return results
 
 
@@ -460,6 +462,24 @@ def _complete_models(
             continue
         outcome = complete_model(library, db, result.model_id, download, hub_session, progress)
         result.details["downloads"] = outcome.to_json()
+
+
+def _link_batch(
+    results: list[ItemResult], library: Library, db: sqlite3.Connection, progress: ProgressSink
+) -> Any:
+    """Link the models this batch imported into the configured apps, once for the batch.
+    A link that cannot be made is reported; it never fails an import that succeeded."""
+    from modelimport.apps import SyncReport, link_new_models
+
+    new = [r for r in results if r.status == IMPORTED and r.model_id and not r.error]
+    try:
+        report = link_new_models(library, db, [r.model_id for r in new], progress)  # type: ignore[misc]
+    except (OSError, sqlite3.Error, ModelImportError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return SyncReport(problems=[f"Linking the new models into apps failed: {reason}."])
+    for r in new:
+        r.details["links"] = [c.to_json() for c in report.for_model(r.model_id)]  # type: ignore[arg-type]
+    return report
 
 
 def _remember_hashes(hub_session: Any, library: Library, result: ItemResult) -> None:
@@ -806,7 +826,7 @@ def recover_library(library: Library, db: sqlite3.Connection) -> staging.Recover
     def reindex(model_id: str) -> None:
         index.upsert_model(db, model_id, library.read_metadata(model_id))
 
-    return staging.recover(library, reindex)
+    return staging.recover(library, reindex, lambda model_id: index.delete_model(db, model_id))
 
 
 def mark_updated(record: dict[str, Any]) -> None:

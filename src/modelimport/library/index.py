@@ -75,9 +75,31 @@ def _m001_models_and_files(db: sqlite3.Connection) -> None:
     )
 
 
+def _m002_app_links(db: sqlite3.Connection) -> None:
+    # No foreign key to models: a rescan rebuilds `models`, and the registry must survive it
+    # (it is how `sync` knows which links in an app's folders are ours to repair or remove).
+    _run_statements(
+        db,
+        """
+        CREATE TABLE links (
+            app TEXT NOT NULL,
+            link_path TEXT NOT NULL,
+            model_id TEXT NOT NULL,
+            target TEXT NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('symlink', 'hardlink')),
+            is_dir INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT,
+            PRIMARY KEY (app, link_path)
+        );
+        CREATE INDEX links_model ON links(model_id);
+        """,
+    )
+
+
 # Append new migrations here; never edit or reorder an applied one.
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("001_models_and_files", _m001_models_and_files),
+    ("002_app_links", _m002_app_links),
 ]
 
 
@@ -270,6 +292,69 @@ def replace_all(db: sqlite3.Connection, models: Iterable[tuple[str, dict[str, An
         db.execute("ROLLBACK")
         raise
     return count
+
+
+def delete_model(db: sqlite3.Connection, model_id: str) -> None:
+    """Forget one model's rows (its app links are the apps package's to remove)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("DELETE FROM files WHERE model_id = ?", (model_id,))
+        db.execute("DELETE FROM models WHERE model_id = ?", (model_id,))
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+# --- The link registry: every link modelimport made in an app's folders (apps package).
+
+LINK_COLUMNS = ("app", "link_path", "model_id", "target", "kind", "is_dir", "created_at")
+
+
+def add_link(
+    db: sqlite3.Connection,
+    app: str,
+    link_path: str,
+    model_id: str,
+    target: str,
+    kind: str,
+    is_dir: bool = False,
+) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO links VALUES (?, ?, ?, ?, ?, ?, ?)",
+        _sqlite_row((app, link_path, model_id, target, kind, int(is_dir), _now())),
+    )
+
+
+def delete_link(db: sqlite3.Connection, app: str, link_path: str) -> None:
+    db.execute("DELETE FROM links WHERE app = ? AND link_path = ?", _sqlite_row((app, link_path)))
+
+
+def links(
+    db: sqlite3.Connection, app: str | None = None, model_id: str | None = None
+) -> list[dict[str, Any]]:
+    """Registered links, optionally of one app and/or one model, in a stable order."""
+    where, args = [], []
+    if app is not None:
+        where.append("app = ?")
+        args.append(app)
+    if model_id is not None:
+        where.append("model_id = ?")
+        args.append(model_id)
+    sql = "SELECT * FROM links" + (" WHERE " + " AND ".join(where) if where else "")
+    try:
+        rows = [dict(r) for r in db.execute(sql + " ORDER BY app, link_path", _sqlite_row(args))]
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return []  # an index read (read-only) before migration 002 was applied to it
+        raise
+    for row in rows:
+        row["is_dir"] = bool(row["is_dir"])
+    return rows
+
+
+def model_ids(db: sqlite3.Connection) -> list[str]:
+    return [r[0] for r in db.execute("SELECT model_id FROM models ORDER BY model_id")]
 
 
 def find_by_sha256(db: sqlite3.Connection, sha256: str) -> str | None:

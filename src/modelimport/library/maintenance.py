@@ -164,6 +164,7 @@ def library_status(opened: OpenLibrary) -> dict[str, Any]:
     from modelimport.library.integrity import last_verified
 
     data["last_verified"] = last_verified(opened.library)
+    data["apps"], data["apps_problem"] = _apps_status(opened)
     data["recovered"] = {
         "rolled_back": opened.recovery.rolled_back,
         "completed": opened.recovery.completed,
@@ -208,6 +209,18 @@ def _scan_records(
                 on_progress(done, total)
             fault_point("rescan.progress", done)
     return scan
+
+
+def _apps_status(opened: OpenLibrary) -> tuple[list[dict[str, Any]], str | None]:
+    """Per configured app: links ok / broken / missing (reads every record only when some
+    app is configured; with none it costs one file lookup)."""
+    from modelimport.apps import app_status
+    from modelimport.apps.targets import AppsConfigError
+
+    try:
+        return app_status(opened.library, opened.db), None
+    except AppsConfigError as exc:
+        return [], str(exc)
 
 
 def rescan(opened: OpenLibrary, progress: ProgressSink = ignore_progress) -> dict[str, Any]:
@@ -345,3 +358,32 @@ def mark_manual(opened: OpenLibrary, model_ids: list[str]) -> list[dict[str, Any
             index.upsert_model(opened.db, model_id, record)
         results.append({"model_id": model_id, "status": "marked", "error": None})
     return results
+
+
+def model_details(opened: OpenLibrary, model_id: str) -> dict[str, Any]:
+    """Everything about one model for `show`: its whole record, each file with its path in
+    the library (and whether it is there), its app links with their state, its trust level."""
+    from modelimport.apps.links import link_state
+
+    model_id = validate_model_id(model_id)
+    record = opened.library.read_metadata(model_id)
+    model_dir = opened.library.root / model_id
+    files = []
+    for entry in record.get("files") or []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            continue
+        path = model_dir / entry["name"]
+        files.append({**entry, "path": str(path), "present": path.is_file()})
+    links = [
+        {**row, "state": str(link_state(Path(row["link_path"]), Path(row["target"])))}
+        for row in index.links(opened.db, model_id=model_id)
+    ]
+    return {
+        "model_id": model_id,
+        "path": str(model_dir),
+        "trust_level": record.get("trust_level"),
+        "indexed": index.model_exists(opened.db, model_id),
+        "files": files,
+        "links": links,
+        "record": record,
+    }

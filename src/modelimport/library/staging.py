@@ -21,6 +21,9 @@ Add-files transactions (mode ADD_FILES) complete an existing model in place:
     files/         the new files, verified; metadata.json the record that lists them
 The commit point is the atomic replace of the model's metadata.json by the staged one, which
 carries `amend_txn` = this transaction's id; files are renamed into the model before it.
+- A removal (`library.removal`, mode REMOVE) renames the model directory into its
+  transaction's `model/` first; recovery finishes it only if that rename happened (the
+  index rows are forgotten, kept files moved out, the rest deleted), else just drops it.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from modelimport.library.layout import METADATA_NAME, Library, fsync_dir, write_
 
 JOURNAL = "journal.json"
 ADD_FILES = "add-files"
+REMOVE = "remove"  # library.removal: a model leaving the library
 
 
 @dataclass
@@ -153,10 +157,11 @@ class RecoveryReport:
     problems: tuple[str, ...] = ()
 
 
-def recover(library: Library, reindex: Any) -> RecoveryReport:
+def recover(library: Library, reindex: Any, forget: Any = None) -> RecoveryReport:
     """Roll back or finish every transaction whose process died.
 
-    `reindex(model_id)` indexes a model that was committed to disk but not yet indexed.
+    `reindex(model_id)` indexes a model that was committed to disk but not yet indexed;
+    `forget(model_id)` drops the index rows of a model whose removal was under way.
     A transaction that cannot be recovered (an unreadable journal, a model the index refuses)
     is left as it is and reported as a problem: recovery runs before every command, so one
     odd transaction must never stop the others, nor the command.
@@ -183,6 +188,13 @@ def recover(library: Library, reindex: Any) -> RecoveryReport:
                 if journal.get("mode") == ADD_FILES:
                     if _recover_added_files(library, path, journal):
                         reindex(journal["target"])
+                        completed += 1
+                    else:
+                        rolled_back += 1
+                    shutil.rmtree(path, ignore_errors=True)
+                    continue
+                if journal.get("mode") == REMOVE:
+                    if _finish_removal(path, journal, forget):
                         completed += 1
                     else:
                         rolled_back += 1
@@ -257,6 +269,21 @@ def _recover_added_files(library: Library, path: Path, journal: dict[str, Any]) 
 def _relative(name: Any) -> bool:
     """A journal's name stays inside the model folder: relative, no `.`/`..` components."""
     return isinstance(name, str) and all(p not in ("", ".", "..") for p in name.split("/"))
+
+
+def _finish_removal(path: Path, journal: dict[str, Any], forget: Any) -> bool:
+    """Complete a removal whose process died after moving the model out of the library
+    (True), or report that it never got that far (False: the model is untouched)."""
+    from modelimport.library.removal import move_kept_files
+
+    model = path / "model"
+    if not model.is_dir() or not any(model.iterdir()):
+        return False
+    if isinstance(journal.get("removing"), str) and forget is not None:
+        forget(journal["removing"])
+    if isinstance(journal.get("keep_to"), str):
+        move_kept_files(model, Path(journal["keep_to"]))
+    return True
 
 
 def _read_journal(path: Path) -> dict[str, Any]:

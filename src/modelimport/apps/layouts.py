@@ -1,0 +1,91 @@
+"""Where each app expects each model type: one table per app kind, as data.
+
+Each table maps a library `model_type` to the folders (relative to the app's folder) that
+the app reads for it, newest name first. The first one that already exists in a target is
+used, so an older install that only has the legacy name still gets its links; a fresh
+install gets the current name.
+
+Checked against the apps' own sources:
+- ComfyUI `folder_paths.py`: checkpoints, loras, vae, text_encoders (+ legacy clip),
+  diffusion_models (+ legacy unet), clip_vision, style_models, embeddings, diffusers,
+  vae_approx, controlnet (+ t2i_adapter), gligen, upscale_models, hypernetworks,
+  photomaker; `ipadapter` is the folder of the ComfyUI_IPAdapter_plus nodes.
+- AUTOMATIC1111 / Forge (`modules/paths_internal.py`, `modules_forge/shared.py`):
+  models/Stable-diffusion (checkpoints; Forge also loads Flux/SD3 diffusion models there),
+  models/Lora, models/VAE, embeddings/ (beside models/, not in it), models/ESRGAN,
+  models/ControlNet, models/hypernetworks, models/text_encoder (Forge).
+- LM Studio: `<models dir>/<publisher>/<repo>/<file>.gguf`, every file of a split set and
+  its mmproj in the same folder (see `lmstudio_folder`); only GGUF files.
+- folder: no table; the user's `--map TYPE=SUBDIR` is the whole layout.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+
+KINDS = ("comfyui", "a1111", "lmstudio", "folder")
+
+COMFYUI: dict[str, tuple[str, ...]] = {
+    "checkpoint": ("models/checkpoints",),
+    "diffusion_model": ("models/diffusion_models", "models/unet"),
+    "lora": ("models/loras",),
+    "vae": ("models/vae",),
+    "vae_approx": ("models/vae_approx",),
+    "text_encoder": ("models/text_encoders", "models/clip"),
+    "clip_vision": ("models/clip_vision",),
+    "controlnet": ("models/controlnet",),
+    "t2i_adapter": ("models/t2i_adapter", "models/controlnet"),
+    "style_model": ("models/style_models",),
+    "embedding": ("models/embeddings",),
+    "upscaler": ("models/upscale_models",),
+    "hypernetwork": ("models/hypernetworks",),
+    "gligen": ("models/gligen",),
+    "photomaker": ("models/photomaker",),
+    "ipadapter": ("models/ipadapter",),
+    # A diffusers pipeline folder is read as a whole (linked as one directory).
+    "diffusers": ("models/diffusers",),
+}
+
+A1111: dict[str, tuple[str, ...]] = {
+    "checkpoint": ("models/Stable-diffusion",),
+    "diffusion_model": ("models/Stable-diffusion",),
+    "lora": ("models/Lora",),
+    "vae": ("models/VAE",),
+    "vae_approx": ("models/VAE-approx",),
+    "text_encoder": ("models/text_encoder",),
+    "controlnet": ("models/ControlNet",),
+    "t2i_adapter": ("models/ControlNet",),
+    "embedding": ("embeddings",),
+    "upscaler": ("models/ESRGAN",),
+    "hypernetwork": ("models/hypernetworks",),
+}
+
+TABLES: dict[str, dict[str, tuple[str, ...]]] = {"comfyui": COMFYUI, "a1111": A1111}
+
+# Bundle kinds (issue 9: whole folders) that an app reads as one folder, and the table key
+# of the folder that holds them. Other bundles are linked by their model type.
+BUNDLE_FOLDER_KEYS = {"diffusers": "diffusers"}
+
+# LM Studio reads these as model files; everything else in a GGUF model is left out.
+LMSTUDIO_EXTENSIONS = (".gguf",)
+LOCAL_PUBLISHER = "local"
+
+
+def folder_for(kind: str, model_type: str, app_path: Path, mapping: dict[str, str]) -> str | None:
+    """The folder (relative, posix) for `model_type` in this app, or None if it has none.
+    A user's mapping wins over the kind's table."""
+    if model_type in mapping:
+        return mapping[model_type]
+    candidates = TABLES.get(kind, {}).get(model_type)
+    if not candidates:
+        return None
+    for candidate in candidates:
+        if (app_path / candidate).is_dir():
+            return candidate
+    return candidates[0]
+
+
+def is_relative_subdir(text: str) -> bool:
+    """A user-given SUBDIR stays inside the app's folder: relative, no `..`, not empty."""
+    path = PurePosixPath(text.replace("\\", "/"))
+    return bool(text.strip()) and not path.is_absolute() and ".." not in path.parts

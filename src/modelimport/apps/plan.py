@@ -1,0 +1,115 @@
+"""Which links a model should have in an app: pure computation from its record and layout.
+
+Nothing here touches the disk except `folder_for`'s check of which folder name an install
+already has. Every path component of a link comes from a sanitised name (library file
+names already are; families, publishers and repos from files or the Hub are sanitised
+here), and every user folder was checked to be relative without `..`, so no link can be
+placed outside the app's folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from modelimport.apps.layouts import (
+    BUNDLE_FOLDER_KEYS,
+    LMSTUDIO_EXTENSIONS,
+    LOCAL_PUBLISHER,
+    folder_for,
+)
+from modelimport.apps.targets import AppTarget
+from modelimport.names import is_generic_name, sanitize_component
+
+
+@dataclass(frozen=True)
+class DesiredLink:
+    app: str
+    model_id: str
+    link_path: Path  # absolute, inside the app's folder
+    target: Path  # absolute, inside the library
+    is_dir: bool = False  # a bundle linked as one folder
+
+
+def desired_links(
+    target: AppTarget, library_root: Path, model_id: str, record: dict[str, Any]
+) -> list[DesiredLink]:
+    """The links `model_id` should have in `target` ([] when the app has no place for it)."""
+    model_dir = library_root / model_id
+    names = [
+        f["name"]
+        for f in record.get("files") or []
+        if isinstance(f, dict) and isinstance(f.get("name"), str)
+    ]
+    bundle = record.get("bundle") if isinstance(record.get("bundle"), dict) else None
+    if target.kind == "lmstudio":
+        return _lmstudio_links(target, model_dir, model_id, record, names)
+    model_type = str(record.get("model_type") or "unknown")
+    if bundle is not None and bundle.get("kind") != "gguf-folder":
+        # A folder the app loads as a whole: one directory link. (A GGUF with its mmproj is
+        # a bundle too, but apps read its .gguf files one by one: linked as files below.)
+        key = BUNDLE_FOLDER_KEYS.get(str(bundle.get("kind")), model_type)
+        folder = folder_for(target.kind, key, target.path, target.mapping)
+        if folder is None:
+            return []
+        name = sanitize_component(str(bundle.get("root") or ""), model_dir.name)
+        base = _with_family(target, target.path / folder, record)
+        root = _bundle_root(model_dir, names)
+        return [DesiredLink(target.name, model_id, base / name, root, is_dir=True)]
+    folder = folder_for(target.kind, model_type, target.path, target.mapping)
+    if folder is None:
+        return []
+    base = _with_family(target, target.path / folder, record)
+    single = len(names) == 1
+    links = []
+    for name in names:
+        file_name = PurePosixPath(name).name
+        if single and is_generic_name(file_name):
+            # `model.safetensors` from ten repos would collide in one app folder.
+            file_name = sanitize_component(model_dir.name + PurePosixPath(file_name).suffix)
+        links.append(DesiredLink(target.name, model_id, base / file_name, model_dir / name))
+    return links
+
+
+def _with_family(target: AppTarget, base: Path, record: dict[str, Any]) -> Path:
+    family = str(record.get("family") or "unknown")
+    if target.subfolders == "family" and family not in ("unknown", "?"):
+        return base / sanitize_component(family.lower(), "unknown")
+    return base
+
+
+def _bundle_root(model_dir: Path, names: list[str]) -> Path:
+    """The folder to link for a bundle: its one top folder if every file is inside one, else
+    the model folder itself."""
+    tops = {PurePosixPath(n).parts[0] for n in names if len(PurePosixPath(n).parts) > 1}
+    if len(tops) == 1 and all(len(PurePosixPath(n).parts) > 1 for n in names):
+        return model_dir / tops.pop()
+    return model_dir
+
+
+def _lmstudio_links(
+    target: AppTarget, model_dir: Path, model_id: str, record: dict[str, Any], names: list[str]
+) -> list[DesiredLink]:
+    gguf = [n for n in names if n.lower().endswith(LMSTUDIO_EXTENSIONS)]
+    if not gguf:
+        return []
+    publisher, repo = lmstudio_folder(model_id, record)
+    folder = target.path / publisher / repo
+    return [
+        DesiredLink(target.name, model_id, folder / PurePosixPath(n).name, model_dir / n)
+        for n in gguf
+    ]
+
+
+def lmstudio_folder(model_id: str, record: dict[str, Any]) -> tuple[str, str]:
+    """`<publisher>/<repo>` for LM Studio: the matched Hub repo, else the repo the file names
+    as its source, else `local/<model>`."""
+    candidates = [record.get("repo_id"), *(record.get("embedded_repos") or [])]
+    for repo in candidates:
+        if isinstance(repo, str) and repo.count("/") == 1:
+            publisher, name = repo.split("/")
+            publisher, name = sanitize_component(publisher, ""), sanitize_component(name, "")
+            if publisher and name:
+                return publisher, name
+    return LOCAL_PUBLISHER, sanitize_component(model_id.rsplit("/", 1)[-1], "model")

@@ -1,0 +1,420 @@
+"""Reconciling the apps' folders with the library: link new models, sync, unlink, check.
+
+One function, `reconcile`, compares what each app should have (`plan.desired_links` for
+every model) with what its folders hold and what the registry (index table `links`) says
+modelimport made, and acts: creates missing links, repairs broken ones, removes stale ones
+that are ours, adopts a correct link the registry had lost, and reports everything else.
+
+Invariants:
+- Nothing the tool did not create is ever overwritten or removed (see `links`).
+- A dry run changes nothing on disk and nothing in the registry; it reports what it would do.
+- Link work runs under the library's `links` lock, so two processes never race on a path.
+- A registered hard link whose model is gone is kept (it may hold the only copy of the
+  bytes); its row is dropped and the report says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modelimport.apps.layouts import TABLES
+from modelimport.apps.links import (
+    LinkError,
+    LinkState,
+    link_state,
+    make_link,
+    points_into,
+    remove_link,
+    replace_link,
+)
+from modelimport.apps.plan import DesiredLink, desired_links
+from modelimport.apps.targets import AppsConfigError, AppTarget, load_targets
+from modelimport.errors import ModelImportError, UsageError
+from modelimport.events import ProgressEvent, ProgressSink, Stage, ignore_progress
+from modelimport.library import index
+from modelimport.library.layout import Library
+
+# Actions, as reports and --json name them.
+CREATED, REPAIRED, REMOVED, ADOPTED, FORGOTTEN, SKIPPED, FAILED = (
+    "created", "repaired", "removed", "adopted", "forgotten", "skipped", "failed",
+)  # fmt: skip
+CHANGES = (CREATED, REPAIRED, REMOVED, ADOPTED, FORGOTTEN)
+
+
+@dataclass(frozen=True)
+class LinkChange:
+    action: str
+    app: str
+    model_id: str | None
+    link_path: str
+    target: str | None = None
+    kind: str | None = None  # symlink | hardlink, for links made
+    reason: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "app": self.app,
+            "model_id": self.model_id,
+            "link_path": self.link_path,
+            "target": self.target,
+            "kind": self.kind,
+            "reason": self.reason or None,
+        }
+
+    def sentence(self) -> str:
+        text = f"{self.app}: {self.action} {self.link_path}"
+        return f"{text} ({self.reason})" if self.reason else text
+
+
+@dataclass
+class AppCounts:
+    ok: int = 0
+    broken: int = 0  # registered, but dangling, pointing elsewhere or replaced
+    missing: int = 0  # should be there and is not
+    conflicts: int = 0  # the path is taken by something that is not ours
+
+
+@dataclass
+class SyncReport:
+    dry_run: bool = False
+    changes: list[LinkChange] = field(default_factory=list)
+    counts: dict[str, AppCounts] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)  # e.g. an unreadable config file
+
+    def add(self, change: LinkChange) -> None:
+        self.changes.append(change)
+
+    def for_model(self, model_id: str) -> list[LinkChange]:
+        return [c for c in self.changes if c.model_id == model_id]
+
+    def count(self, action: str) -> int:
+        return sum(1 for c in self.changes if c.action == action)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "changes": [c.to_json() for c in self.changes],
+            "summary": {a: self.count(a) for a in (*CHANGES, SKIPPED, FAILED)},
+            "apps": {name: vars(c) for name, c in self.counts.items()},
+            "problems": list(self.problems),
+        }
+
+
+def _targets(app: str | None = None) -> list[AppTarget]:
+    targets = load_targets()
+    if app is not None:
+        targets = [t for t in targets if t.name == app]
+        if not targets:
+            raise UsageError(f"No app named {app!r}; `modelimport apps list` shows them.")
+    return targets
+
+
+def _records(library: Library, ids: Iterable[str]) -> list[tuple[str, dict[str, Any]]]:
+    records = []
+    for model_id in ids:
+        try:
+            records.append((model_id, library.read_metadata(model_id)))
+        except ModelImportError:
+            continue  # gone or unreadable: it has no links to want
+    return records
+
+
+def reconcile(
+    library: Library,
+    db: sqlite3.Connection,
+    targets: list[AppTarget],
+    model_ids: list[str] | None = None,
+    dry_run: bool = False,
+    prune: bool = True,
+    progress: ProgressSink = ignore_progress,
+) -> SyncReport:
+    """Bring `targets` in line with the library (only `model_ids`' links when given).
+
+    `prune` removes registered links no model wants any more (stale); linking after an
+    import does not prune, `sync` does.
+    """
+    report = SyncReport(dry_run=dry_run)
+    records = _records(library, index.model_ids(db) if model_ids is None else model_ids)
+    # A dry run (check, status) only reads: it never waits for a sync in another process.
+    with contextlib.nullcontext() if dry_run else library.lock("links"):
+        for target in targets:
+            progress(ProgressEvent(Stage.LINKING, f"apps: {target.name}"))
+            counts = report.counts.setdefault(target.name, AppCounts())
+            if not target.path.is_dir():
+                report.problems.append(
+                    f"{target.name}: the app folder {target.path} does not exist; not linked."
+                )
+                continue
+            wanted: dict[Path, DesiredLink] = {}
+            for model_id, record in records:
+                for link in desired_links(target, library.root, model_id, record):
+                    if link.link_path in wanted and wanted[link.link_path].model_id != model_id:
+                        other = wanted[link.link_path].model_id
+                        report.add(_skip(link, f"{other} links the same path"))
+                        counts.conflicts += 1
+                        continue
+                    wanted[link.link_path] = link
+            registered = {
+                Path(row["link_path"]): row
+                for row in index.links(db, app=target.name)
+                if model_ids is None or row["model_id"] in model_ids
+            }
+            if prune:
+                for path, row in registered.items():
+                    if path not in wanted:
+                        _handle_stale(db, library, row, report, dry_run)
+            for path, link in wanted.items():
+                _handle_wanted(db, library, link, registered.get(path), report, counts, dry_run)
+        if prune and model_ids is None:
+            configured = {t.name for t in load_targets()}
+            for row in index.links(db):
+                if row["app"] not in configured:
+                    _handle_stale(db, library, row, report, dry_run)
+    return report
+
+
+def _skip(link: DesiredLink, reason: str) -> LinkChange:
+    return LinkChange(
+        SKIPPED, link.app, link.model_id, str(link.link_path), str(link.target), reason=reason
+    )
+
+
+def _handle_wanted(
+    db: sqlite3.Connection,
+    library: Library,
+    link: DesiredLink,
+    row: dict[str, Any] | None,
+    report: SyncReport,
+    counts: AppCounts,
+    dry_run: bool,
+) -> None:
+    state = link_state(link.link_path, link.target)
+    path, target = str(link.link_path), str(link.target)
+    if state == LinkState.OK:
+        counts.ok += 1
+        kind = "symlink" if link.link_path.is_symlink() else "hardlink"
+        if row is None or row["target"] != target or row["kind"] != kind:
+            # Exactly the link we would make (the registry was lost, or the model moved):
+            # taking it over is safe and lets sync maintain it from now on.
+            if row is None:
+                report.add(LinkChange(ADOPTED, link.app, link.model_id, path, target, kind))
+            if not dry_run:
+                index.add_link(db, link.app, path, link.model_id, target, kind, link.is_dir)
+        return
+    ours = row is not None and (
+        state == LinkState.BROKEN
+        or (state == LinkState.ELSEWHERE and points_into(link.link_path, library.root))
+    )
+    if state == LinkState.MISSING:
+        counts.missing += 1
+        action = CREATED
+    elif ours:
+        counts.broken += 1
+        action = REPAIRED
+    else:
+        counts.conflicts += 1
+        what = {
+            LinkState.BROKEN: "a broken link modelimport did not create",
+            LinkState.ELSEWHERE: "a link to another file that modelimport did not create",
+        }.get(state, "a file or folder modelimport did not create")
+        report.add(_skip(link, f"{what} is there; left untouched"))
+        return
+    if dry_run:
+        report.add(LinkChange(action, link.app, link.model_id, path, target))
+        return
+    try:
+        if action == CREATED:
+            made = make_link(link.link_path, link.target, link.is_dir)
+        else:
+            made = replace_link(link.link_path, link.target, link.is_dir)
+    except FileExistsError:
+        counts.conflicts += 1
+        report.add(_skip(link, "something appeared at that path meanwhile; left untouched"))
+        return
+    except LinkError as exc:
+        report.add(LinkChange(FAILED, link.app, link.model_id, path, target, reason=str(exc)))
+        return
+    index.add_link(db, link.app, path, link.model_id, target, made.kind, link.is_dir)
+    report.add(LinkChange(action, link.app, link.model_id, path, target, made.kind, made.note))
+
+
+def _handle_stale(
+    db: sqlite3.Connection,
+    library: Library,
+    row: dict[str, Any],
+    report: SyncReport,
+    dry_run: bool,
+) -> None:
+    """A registered link no model wants any more: remove it if it is still ours."""
+    change = unlink_row(db, library, row, dry_run)
+    report.add(change)
+
+
+def unlink_row(
+    db: sqlite3.Connection, library: Library, row: dict[str, Any], dry_run: bool = False
+) -> LinkChange:
+    path, target = Path(row["link_path"]), Path(row["target"])
+    app, model_id = row["app"], row["model_id"]
+
+    def change(action: str, reason: str = "") -> LinkChange:
+        return LinkChange(action, app, model_id, str(path), str(target), row["kind"], reason)
+
+    state = link_state(path, target)
+    if state == LinkState.MISSING:
+        result = change(FORGOTTEN, "already gone")
+    elif path.is_symlink() and (
+        state in (LinkState.OK, LinkState.BROKEN) or points_into(path, library.root)
+    ):
+        result = change(REMOVED)
+        if not dry_run:
+            try:
+                remove_link(path)
+            except OSError as exc:
+                return change(FAILED, f"cannot remove it: {exc.strerror or exc}")
+            _prune_empty_parents(path, app)
+    elif state == LinkState.OK:  # a hard link that is still the library's file
+        result = change(REMOVED)
+        if not dry_run:
+            try:
+                remove_link(path)
+            except OSError as exc:
+                return change(FAILED, f"cannot remove it: {exc.strerror or exc}")
+    elif row["kind"] == "hardlink" and not target.exists():
+        result = change(FORGOTTEN, "a hard link whose library file is gone: kept, it may hold "
+                        "the only copy of the bytes")  # fmt: skip
+    else:
+        result = change(FORGOTTEN, "replaced by something modelimport did not create; left "
+                        "untouched")  # fmt: skip
+    if not dry_run:
+        index.delete_link(db, app, str(path))
+    return result
+
+
+def _prune_empty_parents(path: Path, app: str) -> None:
+    """Remove folders left empty by a removed link (LM Studio's `<publisher>/<repo>/`, a
+    family subfolder), never the app's own folders: rmdir only succeeds on an empty folder,
+    and stops at the app's folder or any folder of its layout."""
+    target = next((t for t in _configured() if t.name == app), None)
+    if target is None:
+        return
+    keep = {target.path} | {target.path / f for f in target.mapping.values()}
+    keep |= {target.path / f for fs in TABLES.get(target.kind, {}).values() for f in fs}
+    parent = path.parent
+    while parent not in keep and target.path in parent.parents:
+        try:
+            os.rmdir(parent)
+        except OSError:
+            return
+        parent = parent.parent
+
+
+def _configured() -> list[AppTarget]:
+    try:
+        return load_targets()
+    except AppsConfigError:
+        return []
+
+
+# --- The contract other helpers use (TEAM.md).
+
+
+def link_new_models(
+    library: Library,
+    db: sqlite3.Connection,
+    model_ids: list[str],
+    progress: ProgressSink = ignore_progress,
+) -> SyncReport:
+    """Link just these (newly imported) models into every configured app; called once per
+    import batch. A config problem is reported, never raised: the import itself succeeded."""
+    if not model_ids:
+        return SyncReport()
+    try:
+        targets = load_targets()
+    except AppsConfigError as exc:
+        return SyncReport(problems=[str(exc)])
+    if not targets:
+        return SyncReport()
+    return reconcile(library, db, targets, model_ids, prune=False, progress=progress)
+
+
+def sync(
+    library: Library,
+    db: sqlite3.Connection,
+    app: str | None = None,
+    dry_run: bool = False,
+    progress: ProgressSink = ignore_progress,
+) -> SyncReport:
+    """Create missing links, repair broken ones, remove stale ones that are ours."""
+    return reconcile(library, db, _targets(app), None, dry_run=dry_run, progress=progress)
+
+
+def unlink_model(library: Library, db: sqlite3.Connection, model_id: str) -> list[LinkChange]:
+    """Remove every registered link of one model (those still ours) and their rows."""
+    with library.lock("links"):
+        return [unlink_row(db, library, row) for row in index.links(db, model_id=model_id)]
+
+
+def relink_model(
+    library: Library, db: sqlite3.Connection, old_id: str, new_id: str
+) -> list[LinkChange]:
+    """A model moved from `old_id` to `new_id` (edit): its links now point at the new place."""
+    changes = unlink_model(library, db, old_id)
+    return changes + link_new_models(library, db, [new_id]).changes
+
+
+def forget_app(
+    library: Library, db: sqlite3.Connection, app: str, unlink: bool = False
+) -> list[LinkChange]:
+    """Before an app is unregistered: remove its links that are still ours (`unlink`), or
+    just forget them, leaving them in place for the app to keep using."""
+    with library.lock("links"):
+        rows = index.links(db, app=app)
+        if unlink:
+            return [unlink_row(db, library, row) for row in rows]
+        for row in rows:
+            index.delete_link(db, app, row["link_path"])
+    return [
+        LinkChange(FORGOTTEN, app, r["model_id"], r["link_path"], r["target"], r["kind"])
+        for r in rows
+    ]
+
+
+def check_links(library: Library, db: sqlite3.Connection) -> list[str]:
+    """What `sync` would change, as sentences (`check` reports them); [] when all is well."""
+    try:
+        report = reconcile(library, db, load_targets(), None, dry_run=True)
+    except AppsConfigError as exc:
+        return [str(exc)]
+    problems = list(report.problems)
+    for c in report.changes:
+        if c.action == ADOPTED:
+            continue  # a correct link the registry does not list yet: nothing to fix
+        what = {
+            CREATED: "is missing",
+            REPAIRED: "is broken",
+            REMOVED: "is stale (its model is gone or no longer maps there)",
+            FORGOTTEN: "is registered but not there any more",
+            SKIPPED: "cannot be made",
+        }.get(c.action, c.action)
+        detail = f" ({c.reason})" if c.reason else ""
+        problems.append(f"Link {c.link_path} for {c.model_id} in {c.app} {what}{detail}.")
+    return problems
+
+
+def app_status(library: Library, db: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Per configured app: how many links are ok, broken, missing, blocked (no changes)."""
+    targets = load_targets()
+    if not targets:
+        return []
+    report = reconcile(library, db, targets, None, dry_run=True)
+    return [
+        {"app": t.name, "kind": t.kind, "path": str(t.path), **vars(report.counts[t.name])}
+        for t in targets
+    ]

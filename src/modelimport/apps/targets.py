@@ -1,0 +1,183 @@
+"""App targets: the apps a library is linked into, kept in `apps.toml` in the user config dir.
+
+    [apps.comfy]
+    kind = "comfyui"
+    path = "/home/me/ComfyUI"
+    subfolders = "family"          # optional: loras/sdxl/..., checkpoints/flux/...
+    [apps.comfy.map]               # optional: model type -> folder, overrides the kind's table
+    upscaler = "models/upscale_models"
+
+The file is read with tomlkit and written back through it, so comments and layout a person
+added survive `apps add` and `apps remove`. Writes are atomic (temp file, fsync, rename).
+`MODELIMPORT_CONFIG_DIR` overrides the folder (tests use it to stay isolated).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modelimport.apps.layouts import KINDS, is_relative_subdir
+from modelimport.config import user_config_dir
+from modelimport.errors import ModelImportError, UsageError
+
+CONFIG_NAME = "apps.toml"
+SUBFOLDER_MODES = ("none", "family")
+APP_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class AppsConfigError(ModelImportError):
+    """The apps config file cannot be read or written."""
+
+
+@dataclass(frozen=True)
+class AppTarget:
+    name: str
+    kind: str
+    path: Path
+    subfolders: str = "none"
+    mapping: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "path": str(self.path),
+            "subfolders": self.subfolders,
+            "map": dict(self.mapping),
+        }
+
+
+def config_path() -> Path:
+    return user_config_dir() / CONFIG_NAME
+
+
+def _read_document(path: Path) -> Any:
+    import tomlkit
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return tomlkit.document()
+    except OSError as exc:
+        raise AppsConfigError(f"The apps config {path} cannot be read: {exc.strerror}.") from exc
+    try:
+        return tomlkit.parse(text)
+    except Exception as exc:  # tomlkit raises its own ParseError family
+        raise AppsConfigError(f"The apps config {path} is not valid TOML ({exc}).") from exc
+
+
+def load_targets(path: Path | None = None) -> list[AppTarget]:
+    """Every configured app, in file order; no file means no apps."""
+    path = path or config_path()
+    if not path.exists():
+        return []
+    apps = _read_document(path).get("apps") or {}
+    targets = []
+    for name, table in apps.items():
+        targets.append(_target_from(path, str(name), table))
+    return targets
+
+
+def _target_from(path: Path, name: str, table: Any) -> AppTarget:
+    where = f"The app {name!r} in {path}"
+    if not isinstance(table, dict):
+        raise AppsConfigError(f"{where} is not a table.")
+    kind, app_path = table.get("kind"), table.get("path")
+    if kind not in KINDS:
+        raise AppsConfigError(f"{where} has kind {kind!r}; expected one of {', '.join(KINDS)}.")
+    if not isinstance(app_path, str) or not app_path:
+        raise AppsConfigError(f"{where} has no path.")
+    subfolders = table.get("subfolders", "none")
+    if subfolders not in SUBFOLDER_MODES:
+        raise AppsConfigError(f"{where} has subfolders {subfolders!r}; expected none or family.")
+    mapping = table.get("map") or {}
+    if not isinstance(mapping, dict) or not all(
+        isinstance(v, str) and is_relative_subdir(v) for v in mapping.values()
+    ):
+        raise AppsConfigError(f"{where} has a map whose folders are not relative subfolders.")
+    mapping = {str(k): str(v) for k, v in mapping.items()}
+    return AppTarget(name, str(kind), Path(app_path), str(subfolders), mapping)
+
+
+def parse_mappings(items: list[str]) -> dict[str, str]:
+    """`TYPE=SUBDIR` strings from the command line, checked."""
+    mapping = {}
+    for item in items:
+        model_type, sep, subdir = item.partition("=")
+        model_type, subdir = model_type.strip().lower(), subdir.strip().strip("/")
+        if not sep or not model_type or not is_relative_subdir(subdir):
+            raise UsageError(
+                f"--map {item!r} is not TYPE=SUBDIR with a relative SUBDIR (e.g. lora=loras)."
+            )
+        mapping[model_type] = subdir
+    return mapping
+
+
+def add_target(target: AppTarget, path: Path | None = None) -> Path:
+    """Add (or replace) one app in the config file; returns the file's path."""
+    import tomlkit
+
+    if not APP_NAME_RE.match(target.name):
+        raise UsageError(
+            f"{target.name!r} is not a usable app name (letters, digits, . _ -; up to 64)."
+        )
+    if target.kind not in KINDS:
+        raise UsageError(f"--kind must be one of {', '.join(KINDS)}.")
+    if target.kind == "folder" and not target.mapping:
+        raise UsageError("A folder app needs at least one --map TYPE=SUBDIR (e.g. lora=loras).")
+    if not target.path.is_dir():
+        raise UsageError(f"{target.path} is not a folder.")
+    path = path or config_path()
+    doc = _read_document(path)
+    apps = doc.get("apps")
+    if apps is None:
+        apps = tomlkit.table(is_super_table=True)
+        doc["apps"] = apps
+    table = tomlkit.table()
+    table["kind"] = target.kind
+    table["path"] = str(target.path)
+    if target.subfolders != "none":
+        table["subfolders"] = target.subfolders
+    if target.mapping:
+        table["map"] = dict(target.mapping)
+    apps[target.name] = table
+    _write_atomic(path, tomlkit.dumps(doc))
+    return path
+
+
+def remove_target(name: str, path: Path | None = None) -> AppTarget:
+    """Drop one app from the config file; returns what it was."""
+    import tomlkit
+
+    path = path or config_path()
+    found = {t.name: t for t in load_targets(path)}
+    if name not in found:
+        raise UsageError(f"No app named {name!r} in {path}; `modelimport apps list` shows them.")
+    doc = _read_document(path)
+    del doc["apps"][name]
+    _write_atomic(path, tomlkit.dumps(doc))
+    return found[name]
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise AppsConfigError(f"Cannot write the apps config {path}: {exc.strerror}.") from exc
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

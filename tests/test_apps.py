@@ -1,0 +1,360 @@
+"""Linking the library into app folders: real symlinks into real app-shaped folders, real
+model files, the real CLI (issue 10, Must show 1-3)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import app_models as models
+import pytest
+from app_models import assert_relative_link_to, tree
+from cli import run_cli
+
+COMFY_FOLDERS = ("checkpoints", "loras", "vae", "text_encoders", "upscale_models")
+
+
+@pytest.fixture
+def lib(tmp_path: Path) -> Path:
+    return tmp_path / "lib"
+
+
+@pytest.fixture
+def comfy(tmp_path: Path) -> Path:
+    root = tmp_path / "ComfyUI"
+    for folder in COMFY_FOLDERS:
+        (root / "models" / folder).mkdir(parents=True)
+    return root
+
+
+def mi(lib: Path, *args: str | Path, **kw):
+    return run_cli("--library", lib, *args, **kw)
+
+
+def sd_models(src: Path) -> dict[str, Path]:
+    """The five image models of Must show 1, each named as people name them."""
+    return {
+        "checkpoint": models.sdxl_checkpoint(src / "juggernautXL_v9.safetensors"),
+        "lora": models.sdxl_lora(src / "add-detail-xl.safetensors"),
+        "vae": models.sdxl_vae(src / "sdxl_vae.safetensors"),
+        "text_encoder": models.clip_l_text_encoder(src / "clip_l.safetensors"),
+        "upscaler": models.esrgan_upscaler(src / "4x-UltraSharp.safetensors"),
+    }
+
+
+def imported(run) -> dict[str, dict]:
+    """model_type -> import result, from `import --json`."""
+    assert run.code == 0, run.stderr
+    return {r["model_type"]: r for r in run.json["results"] if r["status"] == "imported"}
+
+
+def link_rows(lib: Path) -> list[tuple]:
+    with sqlite3.connect(lib / ".modelimport" / "index.sqlite") as db:
+        return db.execute(
+            "SELECT app, link_path, model_id, target, kind FROM links ORDER BY link_path"
+        ).fetchall()
+
+
+# --- Must show 1: every type in its folder, relative symlinks resolving to the library.
+
+COMFY_EXPECTED = {
+    "checkpoint": "models/checkpoints/juggernautXL_v9.safetensors",
+    "lora": "models/loras/add-detail-xl.safetensors",
+    "vae": "models/vae/sdxl_vae.safetensors",
+    "text_encoder": "models/text_encoders/clip_l.safetensors",
+    "upscaler": "models/upscale_models/4x-UltraSharp.safetensors",
+}
+
+
+def test_comfyui_gets_each_model_in_its_folder(tmp_path: Path, lib: Path, comfy: Path) -> None:
+    sd_models(tmp_path / "src")
+    assert mi(lib, "apps", "add", "comfy", comfy, "--kind", "comfyui").code == 0
+    results = imported(mi(lib, "import", tmp_path / "src", "--yes", "--json"))
+    assert set(results) == set(COMFY_EXPECTED)
+    for model_type, rel in COMFY_EXPECTED.items():
+        result = results[model_type]
+        library_file = lib / result["model_id"] / result["files"][0]["name"]
+        assert_relative_link_to(comfy / rel, library_file)
+        assert [c["action"] for c in result["links"]] == ["created"]
+    rows = link_rows(lib)
+    assert len(rows) == 5 and {r[0] for r in rows} == {"comfy"} and {r[4] for r in rows} == {
+        "symlink"
+    }
+
+
+def test_comfyui_subfolders_family_puts_the_lora_in_loras_sdxl(
+    tmp_path: Path, lib: Path, comfy: Path
+) -> None:
+    models.sdxl_lora(tmp_path / "src" / "add-detail-xl.safetensors")
+    models.sdxl_checkpoint(tmp_path / "src" / "juggernautXL_v9.safetensors")
+    add = mi(lib, "apps", "add", "comfy", comfy, "--kind", "comfyui", "--subfolders", "family")
+    assert add.code == 0, add.stderr
+    results = imported(mi(lib, "import", tmp_path / "src", "--yes", "--json"))
+    lora = results["lora"]
+    assert_relative_link_to(
+        comfy / "models/loras/sdxl/add-detail-xl.safetensors",
+        lib / lora["model_id"] / "add-detail-xl.safetensors",
+    )
+    assert (comfy / "models/checkpoints/sdxl/juggernautXL_v9.safetensors").is_symlink()
+    assert not (comfy / "models/loras/add-detail-xl.safetensors").exists()
+
+
+def test_comfyui_install_with_only_the_legacy_folder_gets_the_legacy_name(
+    tmp_path: Path, lib: Path
+) -> None:
+    comfy = tmp_path / "OldComfy"
+    (comfy / "models" / "clip").mkdir(parents=True)  # before text_encoders existed
+    models.clip_l_text_encoder(tmp_path / "src" / "clip_l.safetensors")
+    mi(lib, "apps", "add", "old", comfy, "--kind", "comfyui")
+    imported(mi(lib, "import", tmp_path / "src", "--yes", "--json"))
+    assert (comfy / "models/clip/clip_l.safetensors").is_symlink()
+    assert not (comfy / "models/text_encoders").exists()
+
+
+A1111_EXPECTED = {
+    "checkpoint": "models/Stable-diffusion/juggernautXL_v9.safetensors",
+    "lora": "models/Lora/add-detail-xl.safetensors",
+    "vae": "models/VAE/sdxl_vae.safetensors",
+    "text_encoder": "models/text_encoder/clip_l.safetensors",
+    "upscaler": "models/ESRGAN/4x-UltraSharp.safetensors",
+}
+
+
+def test_a1111_gets_the_same_models_in_its_folder_names(tmp_path: Path, lib: Path) -> None:
+    webui = tmp_path / "stable-diffusion-webui"
+    for rel in A1111_EXPECTED.values():
+        Path(webui / rel).parent.mkdir(parents=True, exist_ok=True)
+    sd_models(tmp_path / "src")
+    assert mi(lib, "apps", "add", "forge", webui, "--kind", "a1111").code == 0
+    results = imported(mi(lib, "import", tmp_path / "src", "--yes", "--json"))
+    for model_type, rel in A1111_EXPECTED.items():
+        result = results[model_type]
+        assert_relative_link_to(webui / rel, lib / result["model_id"] / result["files"][0]["name"])
+
+
+def test_lmstudio_gets_publisher_repo_folders_and_a_split_set_in_one(
+    tmp_path: Path, lib: Path
+) -> None:
+    lms = tmp_path / "lmstudio-models"
+    lms.mkdir()
+    src = tmp_path / "src"
+    models.gguf_with_source(src / "tinyllama-Q4_K_M.gguf", "TinyLlama/TinyLlama-1.1B-Chat-v1.0")
+    shards = models.gguf_split_set(src / "split")
+    assert mi(lib, "apps", "add", "lms", lms, "--kind", "lmstudio").code == 0
+    run = mi(lib, "import", src, "--yes", "--json")
+    assert run.code == 0, run.stderr
+    by_source = {Path(r["sources"][0]).name: r for r in run.json["results"]}
+    tiny = by_source["tinyllama-Q4_K_M.gguf"]
+    assert_relative_link_to(
+        lms / "TinyLlama/TinyLlama-1.1B-Chat-v1.0/tinyllama-Q4_K_M.gguf",
+        lib / tiny["model_id"] / "tinyllama-Q4_K_M.gguf",
+    )
+    split = by_source[shards[0].name]
+    links = [Path(c["link_path"]) for c in split["links"]]
+    assert len(links) == 3 and len({p.parent for p in links}) == 1
+    assert links[0].parent.parent == lms / "local"  # no repo known: local/<model>
+    for shard in shards:
+        assert_relative_link_to(links[0].parent / shard.name, lib / split["model_id"] / shard.name)
+
+
+def test_folder_kind_uses_the_users_mapping_only(tmp_path: Path, lib: Path) -> None:
+    target = tmp_path / "mine"
+    target.mkdir()
+    models.sdxl_lora(tmp_path / "src" / "add-detail-xl.safetensors")
+    models.sdxl_vae(tmp_path / "src" / "sdxl_vae.safetensors")
+    assert mi(lib, "apps", "add", "mine", target, "--kind", "folder").code == 2  # needs a map
+    add = mi(lib, "apps", "add", "mine", target, "--kind", "folder", "--map", "lora=my/loras")
+    assert add.code == 0, add.stderr
+    imported(mi(lib, "import", tmp_path / "src", "--yes", "--json"))
+    assert (target / "my/loras/add-detail-xl.safetensors").is_symlink()
+    assert [p.name for p in target.rglob("*") if p.is_symlink()] == ["add-detail-xl.safetensors"]
+
+
+def test_apps_list_prints_the_config_path_and_remove_unlinks(
+    tmp_path: Path, lib: Path, comfy: Path, _isolated_config: Path
+) -> None:
+    models.sdxl_lora(tmp_path / "src" / "add-detail-xl.safetensors")
+    mi(lib, "apps", "add", "comfy", comfy, "--kind", "comfyui")
+    listed = mi(lib, "apps", "list")
+    assert str(_isolated_config / "apps.toml") in listed.stdout
+    assert f"comfy: comfyui at {comfy}" in listed.stdout
+    imported(mi(lib, "import", tmp_path / "src", "--yes", "--json"))
+    link = comfy / "models/loras/add-detail-xl.safetensors"
+    assert link.is_symlink()
+    gone = mi(lib, "apps", "remove", "comfy", "--unlink")
+    assert gone.code == 0, gone.stderr
+    assert not os.path.lexists(link) and link_rows(lib) == []
+    assert mi(lib, "apps", "list", "--json").json["apps"] == []
+    assert (comfy / "models/loras").is_dir()  # the app's own folder stays
+
+
+def test_apps_add_refuses_bad_input_in_one_sentence(tmp_path: Path, lib: Path) -> None:
+    for args in (
+        ("apps", "add", "x", tmp_path / "missing", "--kind", "comfyui"),
+        ("apps", "add", "x", tmp_path, "--kind", "invokeai"),
+        ("apps", "add", "x", tmp_path, "--kind", "folder", "--map", "lora=../outside"),
+        ("apps", "add", "../x", tmp_path, "--kind", "comfyui"),
+    ):
+        run = mi(lib, *args)
+        assert run.code == 2 and "Traceback" not in run.stderr, run.stderr
+    (tmp_path / "config").mkdir(exist_ok=True)
+    (tmp_path / "config" / "apps.toml").write_text("[apps.x\n")
+    run = mi(lib, "apps", "list")
+    assert run.code == 1 and "not valid TOML" in run.stderr and "Traceback" not in run.stderr
+
+
+# --- Must show 2: a second import links only the new model; a user's file is left alone.
+
+
+def test_second_import_links_only_the_new_model(tmp_path: Path, lib: Path, comfy: Path) -> None:
+    mi(lib, "apps", "add", "comfy", comfy, "--kind", "comfyui")
+    models.sdxl_checkpoint(tmp_path / "one" / "juggernautXL_v9.safetensors")
+    models.sdxl_lora(tmp_path / "one" / "add-detail-xl.safetensors")
+    first = mi(lib, "import", tmp_path / "one", "--yes", "--json")
+    assert first.json["links"]["summary"]["created"] == 2
+    before = tree(comfy)
+    models.sdxl_vae(tmp_path / "two" / "sdxl_vae.safetensors")
+    second = mi(lib, "import", tmp_path / "two", "--yes", "--json")
+    assert second.code == 0, second.stderr
+    changes = second.json["links"]["changes"]
+    # One link operation in the whole batch: the new VAE's. The earlier links are not
+    # visited again (same inode, same text: not re-created, not replaced).
+    assert [(c["action"], Path(c["link_path"]).name) for c in changes] == [
+        ("created", "sdxl_vae.safetensors")
+    ]
+    after = tree(comfy)
+    assert {k: v for k, v in after.items() if k in before} == before
+    assert set(after) - set(before) == {"models/vae/sdxl_vae.safetensors"}
+    assert len(link_rows(lib)) == 3
+
+
+def test_a_users_file_with_the_same_name_is_untouched_and_reported(
+    tmp_path: Path, lib: Path, comfy: Path
+) -> None:
+    mine = comfy / "models/loras/add-detail-xl.safetensors"
+    mine.write_bytes(b"the user's own lora")
+    mi(lib, "apps", "add", "comfy", comfy, "--kind", "comfyui")
+    models.sdxl_lora(tmp_path / "src" / "add-detail-xl.safetensors")
+    run = mi(lib, "import", tmp_path / "src", "--yes")
+    assert run.code == 0, run.stderr
+    assert not mine.is_symlink() and mine.read_bytes() == b"the user's own lora"
+    assert f"comfy: skipped {mine}" in run.stdout
+    assert "did not create" in run.stdout
+    assert link_rows(lib) == []
+    again = mi(lib, "sync", "--json")  # sync leaves it alone too, and says so
+    assert [c["action"] for c in again.json["changes"]] == ["skipped"]
+    assert mine.read_bytes() == b"the user's own lora"
+
+
+# --- Must show 3: sync repairs what was broken and touches nothing it did not create.
+
+
+def test_sync_repairs_deleted_broken_and_stale_links_and_nothing_else(
+    tmp_path: Path, lib: Path, comfy: Path
+) -> None:
+    mi(lib, "apps", "add", "comfy", comfy, "--kind", "comfyui")
+    sd_models(tmp_path / "src")
+    results = imported(mi(lib, "import", tmp_path / "src", "--yes", "--json"))
+    users_file = comfy / "models/checkpoints/my-own.safetensors"
+    users_file.write_bytes(b"not a library file")
+    users_link = comfy / "models/loras/elsewhere.safetensors"
+    users_link.symlink_to(users_file)
+    users_broken = comfy / "models/vae/old.safetensors"
+    users_broken.symlink_to(tmp_path / "gone.safetensors")
+
+    deleted = comfy / COMFY_EXPECTED["lora"]
+    deleted.unlink()  # a link deleted by hand
+    replaced = comfy / COMFY_EXPECTED["vae"]
+    replaced.unlink()
+    replaced.symlink_to(tmp_path / "nowhere" / "sdxl_vae.safetensors")  # now a broken link
+    stale = comfy / COMFY_EXPECTED["upscaler"]
+    upscaler_dir = lib / results["upscaler"]["model_id"]
+    for f in upscaler_dir.iterdir():  # a model removed by hand, then the index rebuilt
+        f.unlink()
+    upscaler_dir.rmdir()
+    assert mi(lib, "rescan").code == 0
+    status = mi(lib, "status", "--json").json["apps"]
+    assert status == [
+        {"app": "comfy", "kind": "comfyui", "path": str(comfy), "ok": 2, "broken": 1,
+         "missing": 1, "conflicts": 0}
+    ]  # fmt: skip
+
+    before, rows_before = tree(comfy), link_rows(lib)
+    dry = mi(lib, "sync", "--dry-run", "--json")
+    assert dry.code == 0, dry.stderr
+    assert sorted((c["action"], c["link_path"]) for c in dry.json["changes"]) == sorted(
+        [("created", str(deleted)), ("repaired", str(replaced)), ("removed", str(stale))]
+    )
+    assert tree(comfy) == before and link_rows(lib) == rows_before  # --dry-run changed nothing
+
+    run = mi(lib, "sync")
+    assert run.code == 0, run.stderr
+    assert f"comfy: created {deleted}" in run.stdout
+    assert f"comfy: repaired {replaced}" in run.stdout
+    assert f"comfy: removed {stale}" in run.stdout
+    for model_type in ("lora", "vae"):
+        r = results[model_type]
+        assert_relative_link_to(comfy / COMFY_EXPECTED[model_type],
+                                lib / r["model_id"] / r["files"][0]["name"])  # fmt: skip
+    assert not os.path.lexists(stale)
+    after = tree(comfy)
+    for untouched in (users_file, users_link, users_broken):
+        key = str(untouched.relative_to(comfy))
+        assert after[key] == before[key]
+    for model_type in ("checkpoint", "text_encoder"):  # links that were fine: not replaced
+        key = COMFY_EXPECTED[model_type]
+        assert after[key] == before[key]
+    assert len(link_rows(lib)) == 4
+    assert mi(lib, "sync", "--json").json["changes"] == []  # all in order now
+    assert mi(lib, "status", "--json").json["apps"][0]["ok"] == 4
+
+
+def test_sync_app_filter_and_unknown_app(tmp_path: Path, lib: Path, comfy: Path) -> None:
+    other = tmp_path / "Other"
+    (other / "models" / "loras").mkdir(parents=True)
+    models.sdxl_lora(tmp_path / "src" / "add-detail-xl.safetensors")
+    imported(mi(lib, "import", tmp_path / "src", "--yes", "--json"))  # no apps yet
+    mi(lib, "apps", "add", "comfy", comfy, "--kind", "comfyui")
+    mi(lib, "apps", "add", "other", other, "--kind", "comfyui")
+    run = mi(lib, "sync", "--app", "other", "--json")
+    assert [c["app"] for c in run.json["changes"]] == ["other"]
+    assert not os.path.lexists(comfy / "models/loras/add-detail-xl.safetensors")
+    bad = mi(lib, "sync", "--app", "nope")
+    assert bad.code == 2 and "No app named 'nope'" in bad.stderr
+
+
+# --- Where symlinks cannot be made.
+
+
+def test_hard_link_fallback_is_recorded_as_such(tmp_path: Path, lib: Path, comfy: Path) -> None:
+    mi(lib, "apps", "add", "comfy", comfy, "--kind", "comfyui")
+    models.sdxl_lora(tmp_path / "src" / "add-detail-xl.safetensors")
+    run = mi(
+        lib, "import", tmp_path / "src", "--yes", "--json",
+        env={"MODELIMPORT_FAULTS": "apps.symlink:eperm"},
+    )  # fmt: skip
+    result = imported(run)["lora"]
+    link = comfy / "models/loras/add-detail-xl.safetensors"
+    library_file = lib / result["model_id"] / "add-detail-xl.safetensors"
+    assert not link.is_symlink() and os.path.samefile(link, library_file)
+    assert result["links"][0]["kind"] == "hardlink"
+    assert "hard link instead" in result["links"][0]["reason"]
+    assert [r[4] for r in link_rows(lib)] == ["hardlink"]
+    shown = mi(lib, "show", result["model_id"], "--json").json
+    assert [(lk["kind"], lk["state"]) for lk in shown["links"]] == [("hardlink", "ok")]
+    assert mi(lib, "sync", "--json").json["changes"] == []  # a hard link is a link in order
+
+
+def test_across_filesystems_without_symlinks_it_says_so(
+    tmp_path: Path, lib: Path, comfy: Path
+) -> None:
+    mi(lib, "apps", "add", "comfy", comfy, "--kind", "comfyui")
+    models.sdxl_lora(tmp_path / "src" / "add-detail-xl.safetensors")
+    run = mi(
+        lib, "import", tmp_path / "src", "--yes",
+        env={"MODELIMPORT_FAULTS": "apps.symlink:eperm,apps.hardlink:exdev"},
+    )  # fmt: skip
+    assert run.code == 0, run.stderr  # the import itself succeeded
+    assert "comfy: failed" in run.stdout and "same filesystem" in run.stdout
+    assert not os.path.lexists(comfy / "models/loras/add-detail-xl.safetensors")
