@@ -143,6 +143,7 @@ class OtherUser:
         extra = {
             "HOME": str(self.home),
             "MODELIMPORT_CACHE_DIR": str(self.home / ".cache"),
+            "MODELIMPORT_CONFIG_DIR": str(self.home / ".config" / "modelimport"),
             **(env or {}),
         }
         proc = subprocess.run(

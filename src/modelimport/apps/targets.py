@@ -64,8 +64,10 @@ def _read_document(path: Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return tomlkit.document()
-    except OSError as exc:
-        raise AppsConfigError(f"The apps config {path} cannot be read: {exc.strerror}.") from exc
+    except OSError as exc:  # permission denied on it or its folder, a folder in its place
+        raise AppsConfigError(
+            f"The apps config {path} cannot be read: {(exc.strerror or str(exc)).lower()}."
+        ) from exc
     try:
         return tomlkit.parse(text)
     except Exception as exc:  # tomlkit raises its own ParseError family
@@ -75,8 +77,6 @@ def _read_document(path: Path) -> Any:
 def load_targets(path: Path | None = None) -> list[AppTarget]:
     """Every configured app, in file order; no file means no apps."""
     path = path or config_path()
-    if not path.exists():
-        return []
     apps = _read_document(path).get("apps") or {}
     targets = []
     for name, table in apps.items():

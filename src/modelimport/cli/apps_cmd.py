@@ -231,7 +231,7 @@ def sync_command(
         ctx, library=library, json=json_, offline=offline, yes=yes, verbose=verbose
     )
     out = Output(opts.json, opts.verbose)
-    opened = open_for(opts, out, create=False)
+    opened = open_for(opts, out, create=False, read_only_ok=dry_run)
     with progress_sink(opts.json, out.err) as sink:
         report = sync(opened.library, opened.db, app_name, dry_run, sink)
     data = report.to_json()
@@ -362,7 +362,7 @@ def show_command(
         ctx, library=library, json=json_, offline=offline, yes=yes, verbose=verbose
     )
     out = Output(opts.json, opts.verbose)
-    data = model_details(open_for(opts, out, create=False), model_id)
+    data = model_details(open_for(opts, out, create=False, read_only_ok=True), model_id)
     out.result(data, lambda console: _render_show(console, data))
 
 
