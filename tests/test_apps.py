@@ -358,3 +358,42 @@ def test_across_filesystems_without_symlinks_it_says_so(
     assert run.code == 0, run.stderr  # the import itself succeeded
     assert "comfy: failed" in run.stdout and "same filesystem" in run.stdout
     assert not os.path.lexists(comfy / "models/loras/add-detail-xl.safetensors")
+
+
+def test_two_models_with_one_file_name_the_first_keeps_the_link(
+    tmp_path: Path, lib: Path, comfy: Path
+) -> None:
+    mi(lib, "apps", "add", "comfy", comfy, "--kind", "comfyui")
+    first = imported(
+        mi(lib, "import", models.sdxl_lora(tmp_path / "v1" / "detail.safetensors"), "--yes",
+           "--json")
+    )["lora"]  # fmt: skip
+    second_file = models.sdxl_lora(tmp_path / "v2" / "detail.safetensors", fill=b"\x09")
+    run = mi(lib, "import", second_file, "--yes", "--json")
+    second = imported(run)["lora"]
+    assert second["model_id"] != first["model_id"]
+    [change] = second["links"]
+    assert change["action"] == "skipped"
+    assert change["reason"] == f"the link of {first['model_id']} has this name"
+    link = comfy / "models/loras/detail.safetensors"
+    assert_relative_link_to(link, lib / first["model_id"] / "detail.safetensors")
+    assert mi(lib, "sync", "--json").json["summary"]["skipped"] == 1  # still just reported
+
+
+def test_apps_add_wants_the_folder_holding_models(tmp_path: Path, lib: Path, comfy: Path) -> None:
+    run = mi(lib, "apps", "add", "comfy", comfy / "models", "--kind", "comfyui")
+    assert run.code == 2
+    assert f"give {comfy}, the folder that holds it" in " ".join(run.stderr.split())
+
+
+def test_a_broken_apps_config_never_fails_an_import_or_status(
+    tmp_path: Path, lib: Path, _isolated_config: Path
+) -> None:
+    _isolated_config.mkdir()
+    (_isolated_config / "apps.toml").write_text("[apps.comfy]\nkind = 'comfyui'\n")  # no path
+    run = mi(lib, "import", models.sdxl_lora(tmp_path / "a.safetensors"), "--yes", "--json")
+    assert run.code == 0, run.stderr
+    assert "has no path" in run.json["links"]["problems"][0]
+    status = mi(lib, "status", "--json")
+    assert status.code == 0 and "has no path" in status.json["apps_problem"]
+    assert "has no path" in mi(lib, "status").stdout

@@ -161,23 +161,32 @@ def reconcile(
                         counts.conflicts += 1
                         continue
                     wanted[link.link_path] = link
-            registered = {
-                Path(row["link_path"]): row
-                for row in index.links(db, app=target.name)
-                if model_ids is None or row["model_id"] in model_ids
-            }
+            registered = {Path(row["link_path"]): row for row in index.links(db, app=target.name)}
             if prune:
                 for path, row in registered.items():
                     if path not in wanted:
                         _handle_stale(db, library, row, report, dry_run)
             for path, link in wanted.items():
-                _handle_wanted(db, library, link, registered.get(path), report, counts, dry_run)
+                row = registered.get(path)
+                if row is not None and row["model_id"] != link.model_id and _holds(db, row):
+                    # Another model's working link has this name (two files named alike):
+                    # the first one keeps it; this one is reported, not swapped in.
+                    counts.conflicts += 1
+                    report.add(_skip(link, f"the link of {row['model_id']} has this name"))
+                    continue
+                _handle_wanted(db, library, link, row, report, counts, dry_run)
         if prune and model_ids is None:
             configured = {t.name for t in load_targets()}
             for row in index.links(db):
                 if row["app"] not in configured:
                     _handle_stale(db, library, row, report, dry_run)
     return report
+
+
+def _holds(db: sqlite3.Connection, row: dict[str, Any]) -> bool:
+    """A registered link that still works for a model still in the library."""
+    state = link_state(Path(row["link_path"]), Path(row["target"]))
+    return state == LinkState.OK and index.model_exists(db, row["model_id"])
 
 
 def _skip(link: DesiredLink, reason: str) -> LinkChange:

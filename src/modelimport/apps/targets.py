@@ -28,6 +28,7 @@ from modelimport.errors import ModelImportError, UsageError
 
 CONFIG_NAME = "apps.toml"
 SUBFOLDER_MODES = ("none", "family")
+MODELS_FOLDER_KINDS = ("comfyui", "a1111")  # kinds whose PATH is the folder holding models/
 APP_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -133,6 +134,17 @@ def add_target(target: AppTarget, path: Path | None = None) -> Path:
         raise UsageError("A folder app needs at least one --map TYPE=SUBDIR (e.g. lora=loras).")
     if not target.path.is_dir():
         raise UsageError(f"{target.path} is not a folder.")
+    if target.kind in MODELS_FOLDER_KINDS and not (target.path / "models").is_dir():
+        # Links would land in <path>/models/models/...: the app would never see them.
+        hint = (
+            f" (give {target.path.parent}, the folder that holds it)"
+            if target.path.name == "models"
+            else ""
+        )
+        raise UsageError(
+            f"{target.path} has no models/ folder; a {target.kind} app is its install folder, "
+            f"the one holding models/{hint}."
+        )
     path = path or config_path()
     doc = _read_document(path)
     apps = doc.get("apps")

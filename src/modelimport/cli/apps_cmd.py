@@ -244,13 +244,17 @@ def sync_command(
             line = f"{c.app}: {prefix}{c.action} {c.link_path}"
             console.print(line + (f" ({c.reason})" if c.reason else ""), markup=False)
         s = data["summary"]
-        console.print(
-            f"{verb}: {s['created']} created, {s['repaired']} repaired, {s['removed']} removed"
-            f"; {s['skipped']} skipped, {s['failed']} failed."
-            if report.counts or report.changes
-            else "No apps registered; `modelimport apps add --help` shows how.",
-            markup=False,
-        )
+        ok = sum(c.ok for c in report.counts.values())
+        if not report.counts and not report.changes:
+            summary = "No apps registered; `modelimport apps add --help` shows how."
+        elif not any(s[a] for a in ("created", "repaired", "removed", "skipped", "failed")):
+            summary = f"Nothing to change: {ok} link(s) in order."
+        else:
+            summary = (
+                f"{verb}: {s['created']} created, {s['repaired']} repaired, "
+                f"{s['removed']} removed; {s['skipped']} skipped, {s['failed']} failed."
+            )
+        console.print(summary, markup=False)
         for problem in report.problems:
             console.print(problem, markup=False)
 
