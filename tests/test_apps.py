@@ -229,22 +229,30 @@ def test_second_import_links_only_the_new_model(tmp_path: Path, lib: Path, comfy
     assert len(link_rows(lib)) == 3
 
 
+@pytest.mark.parametrize("what", ["file", "broken link", "link elsewhere"])
 def test_a_users_file_with_the_same_name_is_untouched_and_reported(
-    tmp_path: Path, lib: Path, comfy: Path
+    tmp_path: Path, lib: Path, comfy: Path, what: str
 ) -> None:
     mine = comfy / "models/loras/add-detail-xl.safetensors"
-    mine.write_bytes(b"the user's own lora")
+    if what == "file":
+        mine.write_bytes(b"the user's own lora")
+    elif what == "broken link":
+        mine.symlink_to(tmp_path / "deleted-long-ago.safetensors")
+    else:
+        (tmp_path / "elsewhere.safetensors").write_bytes(b"the user's own lora")
+        mine.symlink_to(tmp_path / "elsewhere.safetensors")
+    before = tree(comfy)
     mi(lib, "apps", "add", "comfy", comfy, "--kind", "comfyui")
     models.sdxl_lora(tmp_path / "src" / "add-detail-xl.safetensors")
     run = mi(lib, "import", tmp_path / "src", "--yes")
     assert run.code == 0, run.stderr
-    assert not mine.is_symlink() and mine.read_bytes() == b"the user's own lora"
+    assert tree(comfy) == before
     assert f"comfy: skipped {mine}" in run.stdout
     assert "did not create" in run.stdout
     assert link_rows(lib) == []
     again = mi(lib, "sync", "--json")  # sync leaves it alone too, and says so
     assert [c["action"] for c in again.json["changes"]] == ["skipped"]
-    assert mine.read_bytes() == b"the user's own lora"
+    assert tree(comfy) == before
 
 
 # --- Must show 3: sync repairs what was broken and touches nothing it did not create.
@@ -397,3 +405,28 @@ def test_a_broken_apps_config_never_fails_an_import_or_status(
     status = mi(lib, "status", "--json")
     assert status.code == 0 and "has no path" in status.json["apps_problem"]
     assert "has no path" in mi(lib, "status").stdout
+
+
+def test_links_of_an_app_dropped_from_the_config_by_hand_are_pruned_by_a_full_sync(
+    tmp_path: Path, lib: Path, comfy: Path, _isolated_config: Path
+) -> None:
+    import tomlkit
+
+    other = tmp_path / "Other"
+    (other / "models" / "loras").mkdir(parents=True)
+    mi(lib, "apps", "add", "comfy", comfy, "--kind", "comfyui")
+    mi(lib, "apps", "add", "other", other, "--kind", "comfyui")
+    imported(mi(lib, "import", models.sdxl_lora(tmp_path / "a.safetensors"), "--yes", "--json"))
+    dropped = other / "models/loras/a.safetensors"
+    assert dropped.is_symlink()
+    config = _isolated_config / "apps.toml"
+    doc = tomlkit.parse(config.read_text())
+    del doc["apps"]["other"]
+    config.write_text(tomlkit.dumps(doc))
+    assert mi(lib, "sync", "--app", "comfy", "--json").json["changes"] == []  # only comfy
+    assert dropped.is_symlink()
+    run = mi(lib, "sync", "--json")
+    assert [(c["action"], c["link_path"]) for c in run.json["changes"]] == [
+        ("removed", str(dropped))
+    ]
+    assert not os.path.lexists(dropped) and (other / "models/loras").is_dir()

@@ -134,11 +134,13 @@ def reconcile(
     dry_run: bool = False,
     prune: bool = True,
     progress: ProgressSink = ignore_progress,
+    every_app: bool = False,
 ) -> SyncReport:
     """Bring `targets` in line with the library (only `model_ids`' links when given).
 
     `prune` removes registered links no model wants any more (stale); linking after an
-    import does not prune, `sync` does.
+    import does not prune, `sync` does. `every_app`: `targets` are all the configured apps,
+    so links registered for an app no longer configured are stale too.
     """
     report = SyncReport(dry_run=dry_run)
     records = _records(library, index.model_ids(db) if model_ids is None else model_ids)
@@ -175,7 +177,7 @@ def reconcile(
                     report.add(_skip(link, f"the link of {row['model_id']} has this name"))
                     continue
                 _handle_wanted(db, library, link, row, report, counts, dry_run)
-        if prune and model_ids is None:
+        if prune and every_app and model_ids is None:
             configured = {t.name for t in load_targets()}
             for row in index.links(db):
                 if row["app"] not in configured:
@@ -361,7 +363,9 @@ def sync(
     progress: ProgressSink = ignore_progress,
 ) -> SyncReport:
     """Create missing links, repair broken ones, remove stale ones that are ours."""
-    return reconcile(library, db, _targets(app), None, dry_run=dry_run, progress=progress)
+    return reconcile(
+        library, db, _targets(app), None, dry_run=dry_run, progress=progress, every_app=not app
+    )
 
 
 def unlink_model(library: Library, db: sqlite3.Connection, model_id: str) -> list[LinkChange]:
@@ -398,7 +402,7 @@ def forget_app(
 def check_links(library: Library, db: sqlite3.Connection) -> list[str]:
     """What `sync` would change, as sentences (`check` reports them); [] when all is well."""
     try:
-        report = reconcile(library, db, load_targets(), None, dry_run=True)
+        report = reconcile(library, db, load_targets(), None, dry_run=True, every_app=True)
     except AppsConfigError as exc:
         return [str(exc)]
     problems = list(report.problems)
