@@ -13,6 +13,8 @@ plus 200 distractor repos. It sends the Hub's RateLimit headers and answers 429 
 Prints, per run: total time, Hub calls per model (by endpoint), 429 answers, trust levels;
 and the baseline measured alternately in the same run: the same import with `--offline`
 (copy, hash, index; no network). Target: the online import under 60 s, no 429 storm.
+Then the identification alone, in-process (what `plan_import` runs: `LookupBatch` over one
+HubSession, fresh cache), with 8 workers against 1 (sequential), alternating.
 """
 
 from __future__ import annotations
@@ -98,6 +100,31 @@ def import_once(src: Path, work: Path, hub: FakeHub, offline: bool) -> tuple[flo
     return seconds, json.loads(proc.stdout)
 
 
+def identify_only(src: Path, work: Path, hub: FakeHub, workers: int) -> float:
+    """Seconds to identify every file of `src` in-process with `workers` concurrent lookups."""
+    from modelimport.identify.batch import identify_parallel
+    from modelimport.identify.hub import HubSession, LocalFile, LookupRequest
+
+    requests = []
+    for path in sorted(src.iterdir()):
+        data = path.read_bytes()
+        local = LocalFile(path.name, len(data), None, hashlib.sha256(data).hexdigest())
+        requests.append(LookupRequest.for_files((local,), None))
+    cache = work / "cache-inproc"
+    rm(cache)
+    hub.reset_counts()
+    os.environ["HF_ENDPOINT"] = hub.url
+    start = time.perf_counter()
+    results = identify_parallel(
+        HubSession(cache_dir=cache, endpoint=hub.url), requests, workers=workers, budget_s=None
+    )
+    seconds = time.perf_counter() - start
+    errors = [r.hub_error for r in results if r.hub_error]
+    if errors:
+        raise SystemExit(f"lookups failed: {errors[:3]}")
+    return seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=1000, help="files (default 1000)")
@@ -105,6 +132,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2, help="rounds of A/B (default 2)")
     parser.add_argument("--rate-limit", default="100000/300", help="REQUESTS/SECONDS window")
     parser.add_argument("--dir", default=None, help="where to work (default: system temp)")
+    parser.add_argument(
+        "--no-identify-only", dest="identify_only", action="store_false",
+        help="skip the in-process identification runs (8 workers against 1)",
+    )
     args = parser.parse_args()
     quota, window = (float(x) for x in args.rate_limit.split("/"))
 
@@ -142,6 +173,21 @@ def main() -> None:
                         f"429 answers {hub.rejected_429}, trust {dict(trust)}"
                     )
                 print(line, flush=True)
+        if args.identify_only:
+            timings: dict[int, list[float]] = {8: [], 1: []}
+            for round_ in range(args.repeat):
+                for workers in (8, 1) if round_ % 2 == 0 else (1, 8):
+                    seconds = identify_only(src, work, hub, workers)
+                    timings[workers].append(seconds)
+                    print(
+                        f"round {round_ + 1} identify only, {workers} worker(s): {seconds:6.2f} s"
+                        f"  Hub calls per model {hub.total / args.count:.2f}",
+                        flush=True,
+                    )
+            print(
+                f"identification alone: {min(timings[8]):.1f} s with 8 workers, "
+                f"{min(timings[1]):.1f} s sequential ({min(timings[1]) / min(timings[8]):.1f}x)"
+            )
         best_online, best_offline = min(online), min(offline)
         print(
             f"online import: {best_online:.1f} s (best of {len(online)}; target < 60 s), "
