@@ -256,3 +256,111 @@ def make_legacy_torch(path: Path, tensors: dict[str, tuple[str, list[int]]]) -> 
             numel = int(np.prod(shape)) if shape else 1
             fh.write(struct.pack("<q", numel) + b"\x00" * numel * _DTYPE_SIZES[dtype])
     return path
+
+
+# --- Folders that are one model (bundles), laid out as diffusers / hf download write them.
+
+_CLIP_TOKENIZER = {
+    "vocab.json": json.dumps({"<|startoftext|>": 0, "<|endoftext|>": 1, "a": 2, "cat": 3}),
+    "merges.txt": "#version: 0.2\nc a\nca t\n",
+    "special_tokens_map.json": json.dumps(
+        {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "pad_token": "!"}
+    ),
+    "tokenizer_config.json": json.dumps(
+        {"model_max_length": 77, "tokenizer_class": "CLIPTokenizer", "do_lower_case": True}
+    ),
+}
+
+
+def _write_json(path: Path, data: object) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return path
+
+
+def make_diffusers_sdxl(root: Path) -> list[Path]:
+    """A Stable Diffusion XL pipeline folder as `save_pretrained` writes it: model_index.json,
+    component folders with their real config keys, safetensors weights whose tensor names
+    and key shapes are SDXL's (UNet cross-attention 2048, CLIP-L and OpenCLIP-bigG encoders),
+    scaled down. Returns every file written."""
+    files = [
+        _write_json(root / "model_index.json", {
+            "_class_name": "StableDiffusionXLPipeline", "_diffusers_version": "0.30.0",
+            "feature_extractor": [None, None], "force_zeros_for_empty_prompt": True,
+            "image_encoder": [None, None],
+            "scheduler": ["diffusers", "EulerDiscreteScheduler"],
+            "text_encoder": ["transformers", "CLIPTextModel"],
+            "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
+            "tokenizer": ["transformers", "CLIPTokenizer"],
+            "tokenizer_2": ["transformers", "CLIPTokenizer"],
+            "unet": ["diffusers", "UNet2DConditionModel"],
+            "vae": ["diffusers", "AutoencoderKL"],
+        }),
+        _write_json(root / "scheduler" / "scheduler_config.json", {
+            "_class_name": "EulerDiscreteScheduler", "_diffusers_version": "0.30.0",
+            "beta_end": 0.012, "beta_schedule": "scaled_linear", "beta_start": 0.00085,
+            "num_train_timesteps": 1000, "prediction_type": "epsilon",
+            "timestep_spacing": "leading", "steps_offset": 1,
+        }),
+        _write_json(root / "unet" / "config.json", {
+            "_class_name": "UNet2DConditionModel", "_diffusers_version": "0.30.0",
+            "addition_embed_type": "text_time", "addition_time_embed_dim": 256,
+            "block_out_channels": [320, 640, 1280], "cross_attention_dim": 2048,
+            "in_channels": 4, "out_channels": 4, "sample_size": 128,
+            "transformer_layers_per_block": [1, 2, 10],
+        }),
+        make_safetensors(root / "unet" / "diffusion_pytorch_model.safetensors", {
+            "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight": (
+                "F16", [640, 2048]),
+            "down_blocks.1.attentions.0.proj_in.weight": ("F16", [640, 640]),
+            "add_embedding.linear_1.weight": ("F16", [1280, 2816]),
+        }, fill=b"\x01\x3c"),
+        _write_json(root / "vae" / "config.json", {
+            "_class_name": "AutoencoderKL", "_diffusers_version": "0.30.0",
+            "block_out_channels": [128, 256, 512, 512], "in_channels": 3,
+            "latent_channels": 4, "out_channels": 3, "sample_size": 1024,
+            "scaling_factor": 0.13025, "force_upcast": True,
+        }),
+        make_safetensors(root / "vae" / "diffusion_pytorch_model.safetensors", {
+            "encoder.down_blocks.0.resnets.0.conv1.weight": ("F16", [128, 128, 3, 3]),
+            "quant_conv.weight": ("F16", [8, 8, 1, 1]),
+            "decoder.conv_in.weight": ("F16", [512, 4, 3, 3]),
+        }, fill=b"\x02\x3c"),
+    ]
+    for folder, width, arch in (("text_encoder", 768, "CLIPTextModel"),
+                                ("text_encoder_2", 1280, "CLIPTextModelWithProjection")):
+        files.append(_write_json(root / folder / "config.json", {
+            "architectures": [arch], "model_type": "clip_text_model", "hidden_size": width,
+            "num_hidden_layers": 1, "projection_dim": width, "torch_dtype": "float16",
+        }))
+        files.append(make_safetensors(root / folder / "model.safetensors", {
+            "text_model.encoder.layers.0.self_attn.q_proj.weight": ("F16", [width, width]),
+            "text_model.embeddings.token_embedding.weight": ("F16", [64, width]),
+        }, fill=bytes([width % 251, 0x3c])))
+    for folder in ("tokenizer", "tokenizer_2"):
+        for name, text in _CLIP_TOKENIZER.items():
+            path = root / folder / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            files.append(path)
+    return files
+
+
+def make_lora_with_sidecars(folder: Path, stem: str = "add_detail") -> list[Path]:
+    """A kohya SD1.5 LoRA with the sidecars CivitAI helpers and Stability Matrix leave."""
+    lora = make_safetensors(folder / f"{stem}.safetensors", {
+        "lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": ("F16", [4, 320]),
+        "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight": ("F16", [320, 4]),
+    }, metadata={"ss_base_model_version": "sd_v1"}, fill=b"\x07")
+    info = _write_json(folder / f"{stem}.civitai.info", {
+        "id": 62833, "modelId": 58390, "name": "v1.0", "baseModel": "SD 1.5",
+        "trainedWords": ["detailed"], "files": [{"name": f"{stem}.safetensors"}],
+    })
+    preview = folder / f"{stem}.preview.png"
+    # A real 1x1 PNG: signature, IHDR, IDAT, IEND.
+    preview.write_bytes(bytes.fromhex(
+        "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+        "1f15c4890000000d49444154789c6360f8cfc0f01f0005000201e221bc33"
+        "0000000049454e44ae426082"
+    ))
+    return [lora, info, preview]

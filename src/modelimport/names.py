@@ -150,3 +150,25 @@ def human_size(size: int | float) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} TiB"
+
+
+def keep_or_sanitize_component(raw: str, fallback: str = "unnamed") -> str:
+    """A bundle's path component kept exactly when that is safe, else `sanitize_component`.
+
+    Files inside a bundle are found by name (modules.json names `1_Pooling`, an index json
+    names every shard, tokenizer_config.json names its files), so a renamed file breaks the
+    loader. A name is kept when it is one component (no separator, not `.` or `..`), has no
+    control character nor undecodable byte, is NFC, and fits the bound; `.gitattributes`
+    stays `.gitattributes`. Anything else gets the library's usual treatment.
+    """
+    if (
+        raw not in ("", ".", "..")
+        and "/" not in raw
+        and "\\" not in raw
+        and not _LONE_SURROGATE.search(raw)
+        and all(unicodedata.category(ch)[0] != "C" for ch in raw)
+        and unicodedata.normalize("NFC", raw) == raw
+        and len(raw.encode()) <= MAX_COMPONENT_BYTES
+    ):
+        return raw
+    return sanitize_component(raw, fallback=fallback)

@@ -256,7 +256,9 @@ def _render_plan(console: Console, plan: Any) -> None:
             if lookup.hub_error:
                 match = f"Hub unavailable ({lookup.hub_error})"
         label = m.group.display_name
-        if m.group.is_sharded:
+        if m.group.bundle is not None:
+            label += f" ({m.group.bundle.kind}, {len(m.group.all_paths)} files)"
+        elif len(m.group.all_paths) > 1:
             label += f" (+{len(m.group.all_paths) - 1} files)"
         if m.probe.unsafe_pickle:
             label += " [UNSAFE PICKLE]"
@@ -274,6 +276,10 @@ def _render_plan(console: Console, plan: Any) -> None:
             match,
         )
     console.print(table)
+    for m in plan.models:
+        if m.group.bundle is not None:
+            _print_bundle(console, str(m.group.bundle.root), m.group.bundle.reason,
+                          m.group.bundle.left_out)
     for r in plan.settled:
         if r.status != "skipped":
             console.print(
@@ -306,9 +312,12 @@ def _render_results(console: Console, report: dict[str, Any], verbose: bool = Fa
             detail = f"{r.get('trust_level', '')} {match}".strip()
         elif r["status"] == "duplicate":
             detail = "already in the library"
-        sources = r["sources"][0] + (
-            f" (+{len(r['sources']) - 1})" if len(r["sources"]) > 1 else ""
-        )
+        if r.get("bundle"):
+            sources = _bundle_root(r) + f"/ ({len(r['sources'])} files)"
+        else:
+            sources = r["sources"][0] + (
+                f" (+{len(r['sources']) - 1})" if len(r["sources"]) > 1 else ""
+            )
         table.add_row(r["status"], r["model_id"] or "-", sources, detail)
     console.print(table)
     s = report["summary"]
@@ -331,7 +340,11 @@ def _render_results(console: Console, report: dict[str, Any], verbose: bool = Fa
     if verbose:
         for r in report["results"]:
             if r["status"] == "skipped":
-                console.print(f"skipped: {r['sources'][0]}: {r['error']}")
+                console.print(f"skipped: {r['sources'][0]}: {r['error']}", markup=False)
+            elif r.get("bundle"):
+                bundle = r["bundle"]
+                left_out = [(x["path"], x["reason"]) for x in r.get("left_out") or []]
+                _print_bundle(console, _bundle_root(r), bundle["reason"], left_out)
     _render_links(console, report.get("links"), verbose)
 
 
@@ -349,6 +362,20 @@ def _render_links(console: Console, links: dict[str, Any] | None, verbose: bool)
             console.print(f"{c['app']}: {c['action']} {c['link_path']}{reason}", markup=False)
     for problem in links["problems"]:
         console.print(problem, markup=False)
+
+
+def _bundle_root(result: dict[str, Any]) -> str:
+    """The folder a bundle result came from."""
+    return str(result["bundle"].get("folder") or result["bundle"]["root"])
+
+
+def _print_bundle(
+    console: Console, root: str, reason: str, left_out: Any
+) -> None:
+    """Why a folder was taken as one model, and what of it was left out."""
+    console.print(f"one model: {root}/: {reason}", markup=False)
+    for path, why in left_out:
+        console.print(f"  left out: {path} ({why})", markup=False)
 
 
 def _render_originals(console: Console, originals: dict[str, Any]) -> None:

@@ -6,6 +6,10 @@ the command line that cannot be imported is a failure; unsupported files met in 
 skipped and counted. A file or folder that cannot be read (named, or met while walking) is
 `unreadable`: the import reports it as failed with the reason, never as skipped, because
 the person asked for what is inside it and did not get it.
+
+A folder that is one model (a bundle: see modelimport.bundles) is not walked file by file:
+it is collected whole, with the reason it was taken as one model. Beside a single model
+file, its sidecars (<stem>.civitai.info, <stem>.preview.png, ...) are collected with it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from modelimport.bundles import Bundle, detect_bundle, read_bundle
+from modelimport.bundles.sidecars import model_stem, sidecar_owner_stem, sidecars_of
 from modelimport.importer.shards import INDEX_SUFFIX, parse_shard_name
 from modelimport.names import MODEL_EXTENSIONS
 
@@ -28,6 +34,8 @@ class Collected:
     failures: list[tuple[Path, str]] = field(default_factory=list)  # named paths we can't use
     skipped: list[tuple[Path, str]] = field(default_factory=list)  # met while walking
     unreadable: list[tuple[Path, str]] = field(default_factory=list)  # named or met
+    bundles: list[Bundle] = field(default_factory=list)  # folders that are one model each
+    sidecars: dict[Path, list[Path]] = field(default_factory=dict)  # model file -> its sidecars
 
 
 def is_candidate_name(name: str) -> bool:
@@ -45,6 +53,7 @@ def collect_paths(paths: list[Path], exclude: Path | None = None) -> Collected:
     out = Collected()
     seen_files: set[tuple[int, int]] = set()
     excluded = _identity(exclude) if exclude is not None else None
+    named_sidecars: list[tuple[Path, Path]] = []
     for given in paths:
         try:
             st = given.stat()  # follows symlinks: a named link means its target
@@ -55,6 +64,8 @@ def collect_paths(paths: list[Path], exclude: Path | None = None) -> Collected:
             _walk(given, out, seen_files, {(st.st_dev, st.st_ino)}, excluded)
         elif not stat.S_ISREG(st.st_mode):
             out.failures.append((given, f"{given} is not a regular file."))
+        elif (owner := _sidecar_owner_beside(given)) is not None:
+            named_sidecars.append((given, owner))
         elif not is_candidate_name(given.name):
             out.failures.append(
                 (
@@ -66,7 +77,39 @@ def collect_paths(paths: list[Path], exclude: Path | None = None) -> Collected:
         elif (st.st_dev, st.st_ino) not in seen_files:
             seen_files.add((st.st_dev, st.st_ino))
             out.files.append(given.absolute())
+            found = sidecars_of(given.absolute(), _regular_file_names(given.parent))
+            if found:
+                out.sidecars[given.absolute()] = found
+    # `import ~/Downloads/*` names sidecars too: each travels with its model, and is only
+    # reported when its model is not being imported.
+    collected = {p for sidecars in out.sidecars.values() for p in sidecars}
+    for sidecar, owner in named_sidecars:
+        if sidecar.absolute() not in collected:
+            out.skipped.append(
+                (sidecar, f"a sidecar of {owner.name}, which is imported with it when named")
+            )
     return out
+
+
+def _regular_file_names(folder: Path) -> list[str]:
+    try:
+        with os.scandir(folder) as it:
+            return [e.name for e in it if e.is_file()]
+    except OSError:
+        return []
+
+
+def _sidecar_owner_beside(path: Path) -> Path | None:
+    """The model file a named non-model file is a sidecar of, if it lies beside it."""
+    if is_candidate_name(path.name):
+        return None
+    stem = sidecar_owner_stem(path.name)
+    if stem is None:
+        return None
+    for name in _regular_file_names(path.parent):
+        if is_candidate_name(name) and model_stem(name) == stem:
+            return path.parent / name
+    return None
 
 
 def unreadable_reason(path: Path, exc: OSError) -> str:
@@ -100,16 +143,26 @@ def _walk(
     except OSError as exc:
         out.unreadable.append((folder, unreadable_reason(folder, exc)))
         return
+    listed: list[tuple[os.DirEntry[str], os.stat_result]] = []
     for entry in entries:
-        path = Path(entry.path)
         try:
-            st = entry.stat(follow_symlinks=True)
+            listed.append((entry, entry.stat(follow_symlinks=True)))
         except OSError as exc:
+            path = Path(entry.path)
             if exc.errno in (errno.ENOENT, errno.ELOOP):  # points nowhere: not a file at all
                 out.skipped.append((path, "broken symlink or symlink loop"))
             else:  # e.g. a link to a file behind a folder we may not enter
                 out.unreadable.append((path, unreadable_reason(path, exc)))
-            continue
+    file_names = [e.name for e, st in listed if stat.S_ISREG(st.st_mode)]
+    dir_names = [e.name for e, st in listed if stat.S_ISDIR(st.st_mode)]
+    found = detect_bundle(folder, file_names, dir_names)
+    if found is not None:
+        out.bundles.append(read_bundle(folder, *found, exclude=excluded))
+        return
+    candidates = {name for name in file_names if is_candidate_name(name)}
+    owners = {model_stem(name): name for name in sorted(candidates, reverse=True)}
+    for entry, st in listed:
+        path = Path(entry.path)
         ident = (st.st_dev, st.st_ino)
         if stat.S_ISDIR(st.st_mode):
             if entry.name in SKIPPED_DIR_NAMES or ident == excluded or ident in seen_dirs:
@@ -118,8 +171,12 @@ def _walk(
             _walk(path, out, seen_files, seen_dirs, excluded)
         elif not stat.S_ISREG(st.st_mode):
             out.skipped.append((path, "not a regular file"))
-        elif not is_candidate_name(entry.name):
-            out.skipped.append((path, "unsupported file type"))
+        elif entry.name not in candidates:
+            owner = owners.get(sidecar_owner_stem(entry.name) or "")
+            if owner is not None:
+                out.sidecars.setdefault((folder / owner).absolute(), []).append(path.absolute())
+            else:
+                out.skipped.append((path, "unsupported file type"))
         elif ident not in seen_files:
             seen_files.add(ident)
             out.files.append(path.absolute())

@@ -16,30 +16,44 @@ Invariants (checked by the crash tests):
 - Identification never holds the batch hostage: the models' lookups run concurrently
   (`identify.batch`), overlapping the copies when nobody reviews the plan, and a model not
   identified when the batch's lookup budget runs out is imported pending (retry-pending).
+- A bundle (a folder that is one model) is one transaction: every file is journalled before
+  it is moved, so a rollback or recovery puts the whole tree back; its model directory keeps
+  each file at its relative path. A move removes the emptied source folders only after the
+  commit (and recovery finishes that for a committed move).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import re
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelimport.bundles.describe import BundleDescription, describe_bundle
 from modelimport.errors import InvalidModelFile, ModelImportError, SourceChanged
 from modelimport.events import ProgressEvent, ProgressSink, Stage, ignore_progress
 from modelimport.faults import fault_point
-from modelimport.formats import FileFacts, inspect_file
+from modelimport.formats import GGUF_MAGIC, PICKLE_PROTOCOLS, ZIP_MAGIC, FileFacts, inspect_file
 from modelimport.hashing import FileDigests, copy_and_hash, fast_hash, hash_file
 from modelimport.identify.batch import LOOKUP_BUDGET_S
 from modelimport.importer.collect import collect_paths
-from modelimport.importer.shards import ModelFiles, group_files
+from modelimport.importer.shards import ModelFiles, group_bundle, group_files
 from modelimport.library import index, staging
-from modelimport.library.layout import Library, fsync_dir, make_model_id
+from modelimport.library.layout import METADATA_NAME, Library, fsync_dir, make_model_id
 from modelimport.library.metadata import new_record, now_iso, resolve_fields, set_candidate
-from modelimport.names import is_generic_name, model_name_for, sanitize_component, slugify
+from modelimport.names import (
+    clean_model_name,
+    is_generic_name,
+    keep_or_sanitize_component,
+    model_name_for,
+    sanitize_component,
+    slugify,
+)
 from modelimport.probe import ModelProbe, probe_model
 
 # Result statuses, as the JSON contract names them.
@@ -111,6 +125,8 @@ class PlannedModel:
             batch, index = self.lookup_ticket
             self.lookup = batch.result(index)
             self.lookup_ticket = None
+    description: BundleDescription | None = None  # what a bundle's config files say
+    probe_facts: list[FileFacts] = field(default_factory=list)  # the files the probe read
 
     @property
     def sources(self) -> list[str]:
@@ -118,7 +134,16 @@ class PlannedModel:
 
     @property
     def total_size(self) -> int:
+        if self.group.bundle is not None:
+            return sum(_size(p) for p in self.group.all_paths)
         return sum(f.size for f in self.facts)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 @dataclass
@@ -151,7 +176,9 @@ def plan_import(
         plan.settled.append(ItemResult(FAILED, [str(path)], error=reason))
     for path, reason in collected.skipped:
         plan.settled.append(ItemResult(SKIPPED, [str(path)], error=reason))
-    for group in group_files(collected.files):
+    groups = [_with_sidecars(g, collected.sidecars) for g in group_files(collected.files)]
+    groups += [group_bundle(bundle) for bundle in collected.bundles]
+    for group in groups:
         progress(ProgressEvent(Stage.IDENTIFYING, group.display_name))
         try:
             planned = _plan_model(group)
@@ -226,9 +253,31 @@ def check_free_space(plan: ImportPlan, library: Library, options: ImportOptions)
     )
 
 
+def _with_sidecars(group: ModelFiles, sidecars: dict[Path, list[Path]]) -> ModelFiles:
+    """A single model file takes the sidecars found beside it (a set keeps none)."""
+    if group.is_sharded or len(group.files) != 1 or group.files[0] not in sidecars:
+        return group
+    from dataclasses import replace
+
+    return replace(group, companions=tuple(sidecars[group.files[0]]))
+
+
 def _check_policies(planned: PlannedModel, options: ImportOptions) -> None:
     """Refuse what the person did not allow: an incomplete set, an unsafe pickle."""
     group = planned.group
+    if group.bundle is not None:
+        root = group.bundle.root
+        if group.missing and not (options.allow_incomplete or options.download_missing):
+            raise InvalidModelFile(
+                f"{root} holds an incomplete sharded set ({group.describe_incomplete()});"
+                " pass --allow-incomplete to import it anyway."
+            )
+        if planned.probe.unsafe_pickle and not options.allow_unsafe_pickle:
+            raise InvalidModelFile(
+                f"{root} holds a pickle that imports code-executing globals; "
+                "pass --allow-unsafe-pickle to import it anyway."
+            )
+        return
     if not group.complete and not (options.allow_incomplete or options.download_missing):
         raise InvalidModelFile(
             f"{group.display_name} is an incomplete sharded set ({group.describe_incomplete()});"
@@ -243,6 +292,8 @@ def _check_policies(planned: PlannedModel, options: ImportOptions) -> None:
 
 
 def _plan_model(group: ModelFiles) -> PlannedModel:
+    if group.bundle is not None:
+        return _plan_bundle(group)
     if not group.files:
         raise InvalidModelFile(
             f"{group.display_name} names a sharded set but none of its shards are here."
@@ -253,28 +304,100 @@ def _plan_model(group: ModelFiles) -> PlannedModel:
         group=group,
         facts=facts,
         probe=probe,
-        fast_hashes={f.path.name: fast_hash(f.path) for f in facts},
+        fast_hashes={group.original_name(f.path): fast_hash(f.path) for f in facts},
         name=model_name_for(group.files[0]) if is_generic_name(group.files[0].name) else probe.name,
         model_type=probe.model_type,
         family=probe.family,
+        probe_facts=facts,
     )
+
+
+def _plan_bundle(group: ModelFiles) -> PlannedModel:
+    """A folder that is one model: every weight file is read (pickles scanned), the probe
+    reads the model's own weights, and the bundle's config decides type and family."""
+    bundle = group.bundle
+    assert bundle is not None
+    if bundle.problems:
+        raise InvalidModelFile(
+            f"{bundle.root} cannot be imported whole: {'; '.join(bundle.problems)}."
+        )
+    facts = [f for path in group.files if (f := _inspect_bundle_weights(path, bundle.root))]
+    if not facts:
+        raise InvalidModelFile(f"{bundle.root} holds no weights this tool can read.")
+    # A GGUF folder is its model; the projector beside it would only blur what the probe reads.
+    probe_facts = (
+        [f for f in facts if f.path == group.files[0]] if bundle.kind == "gguf-folder" else facts
+    )
+    probe = probe_model(probe_facts, display_name=probe_facts[0].path.name)
+    description = describe_bundle(bundle)
+    return PlannedModel(
+        group=group,
+        facts=facts,
+        probe=probe,
+        fast_hashes={group.original_name(f.path): fast_hash(f.path) for f in facts},
+        name=_bundle_name(bundle.root, description, probe),
+        model_type=description.model_type or probe.model_type,
+        family=description.family or probe.family,
+        description=description,
+        probe_facts=probe_facts,
+    )
+
+
+def _inspect_bundle_weights(path: Path, root: Path) -> FileFacts | None:
+    """Read a bundle's weight file; None for one this tool does not read (ONNX, OpenVINO's
+    .bin, flax msgpack), which is carried as it is. A file that is a pickle, a ZIP
+    checkpoint, safetensors or GGUF must read correctly: a damaged or unscannable one
+    rejects the bundle (its pickle could run code, its loader would fail)."""
+    if not path.name.lower().endswith((".safetensors", ".gguf", ".bin", ".pt", ".pth", ".ckpt")):
+        return None
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise InvalidModelFile(
+            f"{path.relative_to(root)} in {root} could not be read ({exc.strerror or exc})."
+        ) from exc
+    recognised = (
+        head[:4] in (GGUF_MAGIC, ZIP_MAGIC)
+        or (len(head) >= 2 and head[0] == 0x80 and head[1] in PICKLE_PROTOCOLS)
+        or path.name.lower().endswith((".safetensors", ".gguf"))
+    )
+    if not recognised:
+        return None
+    try:
+        return inspect_file(path)
+    except InvalidModelFile as exc:
+        raise InvalidModelFile(f"{root.name}/{path.relative_to(root).as_posix()}: {exc}") from exc
+
+
+def _bundle_name(root: Path, description: BundleDescription, probe: ModelProbe) -> str:
+    """The folder's name, as people and `hf download` name it after the repo; a generic
+    folder name (`model`, `vae`, a snapshot hash) gives way to the config's `_name_or_path`."""
+    generic = is_generic_name(root.name) or re.fullmatch(r"[0-9a-f]{40}", root.name) is not None
+    if generic and description.name_or_path:
+        return clean_model_name(description.name_or_path.rstrip("/").rsplit("/", 1)[-1])
+    return clean_model_name(root.name) or probe.name
 
 
 def _lookup_request(planned: PlannedModel) -> Any:
     from modelimport.identify.hub import LocalFile
     from modelimport.identify.hub.candidates import request_for
 
+    group = planned.group
+    names = [group.original_name(f.path) for f in planned.facts]
     files = tuple(
-        LocalFile(f.path.name, f.size, planned.fast_hashes.get(f.path.name)) for f in planned.facts
+        LocalFile(name, f.size, planned.fast_hashes.get(name))
+        for name, f in zip(names, planned.facts, strict=True)
     )
     probe = planned.probe
+    folder = group.bundle.root if group.bundle is not None else group.files[0].parent
     return request_for(
         files,
-        planned.group.files[0].parent.name,
+        folder.name,
         embedded_repos=probe.embedded_repos,
         metadata=probe.file_says.get("embedded_metadata"),
-        model_type=probe.model_type,
-        family=probe.family,
+        model_type=planned.model_type,
+        family=planned.family,
     )
 
 
@@ -288,7 +411,8 @@ def _find_duplicate(library: Library, db: sqlite3.Connection, planned: PlannedMo
     """
     owners: set[str] | None = None
     for facts in planned.facts:
-        rows = index.find_by_fast_hash(db, facts.size, planned.fast_hashes[facts.path.name])
+        fast = planned.fast_hashes[planned.group.original_name(facts.path)]
+        rows = index.find_by_fast_hash(db, facts.size, fast)
         found = {
             r["model_id"]
             for r in rows
@@ -301,7 +425,7 @@ def _find_duplicate(library: Library, db: sqlite3.Connection, planned: PlannedMo
     for owner in candidates:
         if _imported_from_unchanged(library, owner, planned):
             return owner
-    digests = [hash_file(f.path).sha256 for f in planned.facts]
+    digests = [hash_file(path).sha256 for path in _identity_paths(planned)]
     for owner in candidates:
         wanted = {
             r["sha256"] for r in db.execute("SELECT sha256 FROM files WHERE model_id = ?", (owner,))
@@ -309,6 +433,27 @@ def _find_duplicate(library: Library, db: sqlite3.Connection, planned: PlannedMo
         if all(d in wanted for d in digests):
             return owner
     return None
+
+
+# Roles whose bytes make a model what it is: a model already holding all of them is the same
+# model (a sidecar or README that differs does not make a second copy of the weights).
+IDENTITY_ROLES = {"weights", "index", "config", "tokenizer"}
+
+
+def _identity_paths(planned: PlannedModel) -> list[Path]:
+    """The files compared to call a model a duplicate: a single file or set by its weights (as
+    always), a bundle by everything a loader reads, so a bare copy of its weights already in
+    the library does not swallow a folder that brings its config and tokenizer."""
+    group = planned.group
+    if group.bundle is None:
+        return [f.path for f in planned.facts]
+    return [f.path for f in group.bundle.files if f.role in IDENTITY_ROLES]
+
+
+def _identity_entries(planned: PlannedModel, files: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if planned.group.bundle is None:
+        return [f for f in files if f["role"] == "weights"]
+    return [f for f in files if f["role"] in IDENTITY_ROLES]
 
 
 def _in_library(library: Library, model_id: str, name: str, size: int) -> bool:
@@ -320,16 +465,15 @@ def _in_library(library: Library, model_id: str, name: str, size: int) -> bool:
         return False
 
 
-def _holder(library: Library, db: sqlite3.Connection, entry: dict[str, Any]) -> str | None:
-    """The model whose library file has `entry`'s SHA256 and is present, or None."""
+def _holders(library: Library, db: sqlite3.Connection, entry: dict[str, Any]) -> set[str]:
+    """The models whose library file has `entry`'s SHA256 and is present."""
     rows = db.execute(
         "SELECT model_id, name FROM files WHERE sha256 = ? AND size = ?",
         (entry["sha256"], entry["size"]),
     ).fetchall()  # read whole: an unfinished statement would hold a read snapshot open
-    for model_id, name in rows:
-        if _in_library(library, model_id, name, entry["size"]):
-            return model_id
-    return None
+    return {
+        model_id for model_id, name in rows if _in_library(library, model_id, name, entry["size"])
+    }
 
 
 def _imported_from_unchanged(library: Library, owner: str, planned: PlannedModel) -> bool:
@@ -338,9 +482,9 @@ def _imported_from_unchanged(library: Library, owner: str, planned: PlannedModel
     except ModelImportError:
         return False
     known = {(s.get("path"), s.get("size"), s.get("mtime_ns")) for s in sources}
-    for facts in planned.facts:
-        st = facts.path.stat()
-        if (str(facts.path), st.st_size, st.st_mtime_ns) not in known:
+    for path in _identity_paths(planned):
+        st = path.stat()
+        if (str(path), st.st_size, st.st_mtime_ns) not in known:
             return False
     return True
 
@@ -530,6 +674,8 @@ def import_model(
     except OSError as exc:  # a full disk, a library made read-only meanwhile
         progress(ProgressEvent(Stage.ERROR, item, message=_describe_error(exc, item)))
         return ItemResult(FAILED, planned.sources, error=_describe_error(exc, item))
+    if planned.group.bundle is not None:
+        txn.source_root = str(planned.group.bundle.root)
     try:
         files, sources = _stage_files(planned, txn, options, progress)
         record = _build_record(planned, files, sources, txn.txn_id)
@@ -548,9 +694,14 @@ def import_model(
             progress(ProgressEvent(Stage.ERROR, item, message=_describe_error(exc, item)))
             return ItemResult(FAILED, planned.sources, error=_describe_error(exc, item))
         raise
-    txn.close()
     if result.status == IMPORTED and options.move:
+        # The journal stays until the move is finished, so recovery can finish it too.
+        fault_point("move.before_delete")
         _delete_copied_sources(txn.entries)
+        if txn.source_root:
+            fault_point("move.before_prune")
+            staging.prune_emptied_folders(txn.entries, Path(txn.source_root))
+    txn.close()
     progress(ProgressEvent(Stage.COMPLETE if result.status == IMPORTED else Stage.DUPLICATE, item))
     return result
 
@@ -583,13 +734,16 @@ def _stage_files(
     files: list[dict[str, Any]] = []
     sources: list[dict[str, Any]] = []
     staging_dev = txn.model_path.stat().st_dev
-    used_names: set[str] = set()
+    # metadata.json is the record's own name: a bundle file called that is numbered instead.
+    used_names: set[str] = {METADATA_NAME}
+    moved = 0
     for number, source in enumerate(planned.group.all_paths):
-        name = sanitize_component(source.name, fallback=f"file-{number}")
-        if name in used_names:
-            name = f"{number}-{name}"
+        original = planned.group.original_name(source)
+        name = _library_name(original, number, used_names, planned.group.bundle is not None)
         used_names.add(name)
         staged = txn.model_path / name
+        if "/" in name:
+            staged.parent.mkdir(parents=True, exist_ok=True)
 
         source_stat = source.stat()
         # A symlink is never renamed (that would move the link, not the file) nor deleted:
@@ -604,19 +758,34 @@ def _stage_files(
             digests = hash_file(source, on_bytes)
             txn.record(source, name, moved=True)
             os.rename(source, staged)
-            fault_point("move.after_rename")
+            moved += 1
+            fault_point("move.after_rename", moved)
             _check_unchanged(source, source_stat, staged.stat(), digests)
         else:
             txn.record(source, name, moved=False)
             digests = copy_and_hash(source, staged, on_bytes)
             _check_unchanged(source, source_stat, source.stat(), digests)
         done_before += digests.size
-        files.append(_file_entry(planned, source, name, digests, number))
+        files.append(_file_entry(planned, source, name, digests))
         sources.append(
             {"path": str(source), "size": digests.size, "mtime_ns": source_stat.st_mtime_ns}
         )
-    fsync_dir(txn.model_path)
+    for folder in sorted({(txn.model_path / f["name"]).parent for f in files}, reverse=True):
+        fsync_dir(folder)
     return files, sources
+
+
+def _library_name(original: str, number: int, used: set[str], in_bundle: bool) -> str:
+    """The file's path inside the model directory: each component of its relative path
+    sanitised (an untrusted name never leaves the directory), numbered if two collide. A
+    bundle's names are kept exactly where safe: its loader finds its files by name."""
+    clean = keep_or_sanitize_component if in_bundle else sanitize_component
+    safe = [clean(part, fallback=f"file-{number}") for part in original.split("/")]
+    name = "/".join(safe)
+    if name in used or any(name.startswith(u + "/") for u in used):
+        safe[-1] = f"{number}-{safe[-1]}"
+        name = "/".join(safe)
+    return name
 
 
 def _check_unchanged(
@@ -639,22 +808,33 @@ def _check_unchanged(
 
 
 def _file_entry(
-    planned: PlannedModel, source: Path, name: str, digests: FileDigests, number: int
+    planned: PlannedModel, source: Path, name: str, digests: FileDigests
 ) -> dict[str, Any]:
     group = planned.group
     facts = next((f for f in planned.facts if f.path == source), None)
-    is_shard = group.is_sharded and source != group.index_file
+    role = group.role_of(source)
+    shard_index, shard_total = group.shard_position(source)
+    original = group.original_name(source)
     return {
         "name": name,
+        "role": role,
         "size": digests.size,
         "sha256": digests.sha256,
         "blake3": digests.blake3,
-        "fast_hash": planned.fast_hashes.get(source.name),
-        "format": facts.format if facts else "index-json",
-        "shard_index": group.shard_numbers[number] if is_shard and group.shard_numbers else None,
-        "shard_total": group.shard_total if is_shard else None,
-        "original_name": source.name,
+        "fast_hash": planned.fast_hashes.get(original),
+        "format": facts.format if facts else _other_format(role, source),
+        "shard_index": shard_index,
+        "shard_total": shard_total,
+        "original_name": original,
     }
+
+
+def _other_format(role: str, source: Path) -> str:
+    """The `format` of a file no reader inspected: an index, or its extension."""
+    if role == "index":
+        return "index-json"
+    suffix = source.suffix.lower().lstrip(".")
+    return suffix if suffix.isalnum() else "other"
 
 
 def _build_record(
@@ -680,7 +860,17 @@ def _build_record(
         sources=sources,
         import_txn=txn_id,
         pending_online_lookup=planned.lookup is None,
+        bundle=_bundle_key(planned),
+        companions=[f["name"] for f in files if f["role"] == "companion"],
     )
+    description = planned.description
+    if description is not None:
+        if planned.group.bundle is not None and planned.group.bundle.left_out:
+            record["left_out"] = [
+                {"path": path, "reason": why} for path, why in planned.group.bundle.left_out
+            ]
+        if description.says:
+            record["file_says"] = {**record["file_says"], "config": description.says}
     for fld, value in (
         ("model_type", probe.model_type),
         ("family", probe.family),
@@ -691,6 +881,9 @@ def _build_record(
         source = probe.field_sources.get(fld, "file")
         # A value the name decided, or a guess the shapes cannot back, is not the file's word.
         set_candidate(record, fld, source if source in ("filename", "default") else "file", value)
+    if description is not None:
+        set_candidate(record, "model_type", "config", description.model_type)
+        set_candidate(record, "family", "config", description.family)
     resolve_fields(record)
     if planned.lookup is not None:
         from modelimport.identify.hub import settle_verification
@@ -720,6 +913,13 @@ def _build_record(
     return record
 
 
+def _bundle_key(planned: PlannedModel) -> dict[str, str] | None:
+    bundle = planned.group.bundle
+    if bundle is None:
+        return None
+    return {"kind": bundle.kind, "root": bundle.root.name, "reason": bundle.reason}
+
+
 def _slug_for(planned: PlannedModel, record: dict[str, Any]) -> str:
     name = record.get("cleaned_name") or planned.name
     slug = slugify(name)
@@ -745,12 +945,15 @@ def _commit(
     item = planned.group.display_name
     slug = _slug_for(planned, record)
     with library.lock("commit"):
-        model_files = [f for f in record["files"] if f["format"] != "index-json"]
-        owners = {_holder(library, db, f) for f in model_files}
-        if len(owners) == 1 and None not in owners:
-            owner = owners.pop()
+        owners: set[str] | None = None
+        for entry in _identity_entries(planned, record["files"]):
+            held = _holders(library, db, entry)
+            owners = held if owners is None else owners & held
+            if not owners:
+                break
+        if owners:
             staging.rollback(txn)
-            return _duplicate_result(planned, owner)  # type: ignore[arg-type]
+            return _duplicate_result(planned, min(owners))
         model_id = _unique_model_id(library, db, record["model_type"], record["family"], slug)
         record["model_id"] = model_id
         from modelimport.library.layout import write_json_atomic
@@ -771,8 +974,15 @@ def _commit(
         IMPORTED,
         planned.sources,
         model_id=model_id,
-        files=[{k: f[k] for k in ("name", "size", "sha256", "blake3")} for f in record["files"]],
+        files=[
+            {k: f[k] for k in ("name", "role", "size", "sha256", "blake3")} for f in record["files"]
+        ],
         details={
+            "bundle": record["bundle"] and {
+                **record["bundle"],
+                "folder": str(planned.group.bundle.root),  # type: ignore[union-attr]
+            },
+            "left_out": record.get("left_out", []),
             "model_type": record["model_type"],
             "family": record["family"],
             "precision": record["precision"],
@@ -803,7 +1013,8 @@ def _delete_copied_sources(entries: list[dict[str, Any]]) -> None:
     for entry in entries:
         source = Path(entry["source"])
         if not entry["moved"] and not source.is_symlink():
-            source.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # a source that cannot go simply stays
+                source.unlink(missing_ok=True)
 
 
 def _describe_error(exc: BaseException, item: str) -> str:

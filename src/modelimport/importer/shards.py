@@ -14,6 +14,10 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from modelimport.bundles import Bundle
 
 INDEX_SUFFIX = ".index.json"
 MAX_INDEX_BYTES = 64 * 1024 * 1024
@@ -45,7 +49,10 @@ def is_index_file(path: Path) -> bool:
 
 @dataclass(frozen=True)
 class ModelFiles:
-    """The files of one model: a single file, or every shard of a set (in order)."""
+    """The files of one model: a single file (with its sidecars), every shard of a set (in
+    order), or a bundle: a folder that is one model, every file at its relative path.
+
+    `files` are the weights the probe reads; `all_paths` is everything staged."""
 
     files: tuple[Path, ...]
     index_file: Path | None = None
@@ -54,6 +61,10 @@ class ModelFiles:
     missing: tuple[str, ...] = ()  # shard file names (or numbers) the set lacks
     problems: tuple[str, ...] = ()  # e.g. inconsistent totals, unreadable index
     shard_numbers: tuple[int | None, ...] = field(default=())
+    companions: tuple[Path, ...] = ()  # sidecars of a single file
+    bundle: Bundle | None = None
+    # (path, shard number, shard total) of every shard inside a bundle
+    bundle_shards: tuple[tuple[Path, int | None, int | None], ...] = ()
 
     @property
     def complete(self) -> bool:
@@ -61,10 +72,15 @@ class ModelFiles:
 
     @property
     def all_paths(self) -> tuple[Path, ...]:
-        return (*self.files, self.index_file) if self.index_file else self.files
+        if self.bundle is not None:
+            return tuple(f.path for f in self.bundle.files)
+        head = (*self.files, self.index_file) if self.index_file else self.files
+        return (*head, *self.companions)
 
     @property
     def display_name(self) -> str:
+        if self.bundle is not None:
+            return self.bundle.display_name
         if self.files:
             return self.files[0].name
         return self.index_file.name if self.index_file else "?"
@@ -80,6 +96,29 @@ class ModelFiles:
         if self.index_file is not None:
             return self.index_file.name[: -len(INDEX_SUFFIX)]
         return self.display_name
+
+    def original_name(self, path: Path) -> str:
+        """The file's name as found: its path relative to the bundle root, or its name."""
+        if self.bundle is not None:
+            return path.relative_to(self.bundle.root).as_posix()
+        return path.name
+
+    def role_of(self, path: Path) -> str:
+        """weights | index | config | tokenizer | companion (metadata.json files[].role)."""
+        if self.bundle is not None:
+            return next(f.role for f in self.bundle.files if f.path == path)
+        if path == self.index_file:
+            return "index"
+        return "companion" if path in self.companions else "weights"
+
+    def shard_position(self, path: Path) -> tuple[int | None, int | None]:
+        """(shard_index, shard_total) of a shard, (None, None) for any other file."""
+        if self.bundle is not None:
+            return next(((n, t) for p, n, t in self.bundle_shards if p == path), (None, None))
+        if not self.is_sharded or path not in self.files:
+            return None, None
+        number = self.shard_numbers[self.files.index(path)] if self.shard_numbers else None
+        return number, self.shard_total
 
     def describe_incomplete(self) -> str:
         parts = list(self.problems)
@@ -194,3 +233,29 @@ def _shard_filename(example: tuple[ShardName, Path], number: int, total: int | N
         return f"{shard.base}{shard.ext}.part{number}"
     width = len(re.search(r"-(\d+)-of-", path.name)[1])  # type: ignore[index]
     return f"{shard.base}-{number:0{width}d}-of-{total:0{width}d}{shard.ext}"
+
+
+def group_bundle(bundle: Bundle) -> ModelFiles:
+    """A bundle as one model: its weights (read by the probe; a GGUF folder's model before its
+    projector) and the shard sets among them, so a bundle missing shards is reported."""
+    from modelimport.bundles.detect import MMPROJ
+
+    weights = [f.path for f in bundle.files if f.role == "weights"]
+    indexes = [f.path for f in bundle.files if f.role == "index"]
+    sets = [g for g in group_files(weights + indexes) if g.is_sharded]
+    shards = tuple(
+        (path, number, g.shard_total)
+        for g in sets
+        for path, number in zip(g.files, g.shard_numbers or (None,) * len(g.files), strict=True)
+    )
+    missing = tuple(m for g in sets for m in g.missing)
+    problems = tuple(p for g in sets for p in g.problems) + bundle.problems
+    weights.sort(key=lambda p: (bool(MMPROJ.search(p.name)), len(p.parts), str(p)))
+    return ModelFiles(
+        files=tuple(weights),
+        is_sharded=bool(sets),
+        missing=missing,
+        problems=problems,
+        bundle=bundle,
+        bundle_shards=shards,
+    )

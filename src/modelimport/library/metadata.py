@@ -1,12 +1,14 @@
 """metadata.json records: built from what the file says, what the Hub says, and the digests.
 
 Where sources disagree, the more trustworthy wins (FIELD_PRECEDENCE, highest first):
-user edit > manual record > verified Hub match > file contents > CivitAI (exact by hash) >
-unverified Hub match > filename. What the file's structure proves outranks any match
-(STRUCTURE_PRECEDENCE, for model_type and family): a LoRA verified against a text-to-image
-repo, or filed on CivitAI as a checkpoint, stays a LoRA; a match only fills what the tensors
-leave open. The record keeps, per field, where its value came from (`field_sources`):
-`file`, `filename` (the name decided it), `hub`/`hub_verified`, `civitai`, `default`.
+user edit > manual record > verified Hub match > the model's own config (config.json,
+model_index.json of a folder that is one model) > file contents > CivitAI (exact by hash) >
+unverified Hub match > filename. What the model's structure proves (its config, its tensors)
+outranks any match (STRUCTURE_PRECEDENCE, for model_type and family): a LoRA verified against
+a text-to-image repo, or filed on CivitAI as a checkpoint, stays a LoRA; a match only fills
+what the tensors leave open. The record keeps, per field, where its value came from
+(`field_sources`): `config`, `file`, `filename` (the name decided it), `hub`/`hub_verified`,
+`civitai`, `default`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ FIELD_PRECEDENCE = (
     "user",
     "manual",
     "hub_verified",
+    "config",
     "file",
     "civitai",
     "hub",
@@ -29,6 +32,7 @@ FIELD_PRECEDENCE = (
 STRUCTURE_PRECEDENCE = (
     "user",
     "manual",
+    "config",
     "file",
     "hub_verified",
     "civitai",
@@ -91,7 +95,10 @@ def new_record(**fields: Any) -> dict[str, Any]:
         "is_sharded_set": False,
         "incomplete_set": False,
         "missing_shards": [],
-        "files": [],
+        "files": [],  # name: path relative to the model directory; role: weights, config, ...
+        # A folder imported as one model: {"kind", "root" (its original name), "reason"}.
+        "bundle": None,
+        "companions": [],  # names of the files[] that describe the model (sidecars, README)
         "file_says": {},
         "hub": {},
         "field_sources": {},

@@ -15,6 +15,10 @@ Invariants:
   exception is an add-files transaction (`ADD_FILES`, used by downloads) that died before its
   commit point: it removes exactly the files its journal says it placed into the model and
   metadata.json does not list, so the model is as it was before.
+- A bundle's files are staged at their relative paths (`model/<dir>/<file>`); rolling back
+  recreates a source folder if it has gone, so a moved tree always goes back whole. Its
+  source folders are removed only once emptied and only after the commit (`source_root`
+  in the journal lets recovery finish that for a move that died after committing).
 
 Add-files transactions (mode ADD_FILES) complete an existing model in place:
     journal.json   + `target` (model id), `placements` [{staged, dest}], `created_dirs`
@@ -57,6 +61,7 @@ class StagingTxn:
     dest: str | None = None
     state: str = "staging"
     extra: dict[str, Any] = field(default_factory=dict)  # journal keys of other kinds of txn
+    source_root: str | None = None  # a bundle's folder, pruned once a move has emptied it
 
     @property
     def model_path(self) -> Path:
@@ -71,6 +76,7 @@ class StagingTxn:
                 "mode": self.mode,
                 "state": self.state,
                 "dest": self.dest,
+                "source_root": self.source_root,
                 "entries": self.entries,
                 **self.extra,
             },
@@ -144,6 +150,7 @@ def _restore_moved_sources(path: Path, entries: list[dict[str, Any]]) -> list[st
             if source.exists():
                 problems.append(f"{source} exists again; the moved copy stays at {staged}")
                 continue
+            source.parent.mkdir(parents=True, exist_ok=True)
             os.rename(staged, source)
             fsync_dir(source.parent)
     return problems
@@ -209,6 +216,8 @@ def recover(library: Library, reindex: Any, forget: Any = None) -> RecoveryRepor
                 if committed:
                     reindex(dest)
                     completed += 1
+                    if journal.get("mode") == "move":
+                        _finish_move(library, dest, journal)
                 else:
                     moved = [e for e in journal.get("entries", []) if e.get("moved")]
                     txn_problems = _restore_moved_sources(path, journal.get("entries", []))
@@ -284,6 +293,45 @@ def _finish_removal(path: Path, journal: dict[str, Any], forget: Any) -> bool:
     if isinstance(journal.get("keep_to"), str):
         move_kept_files(model, Path(journal["keep_to"]))
     return True
+
+
+def _finish_move(library: Library, model_id: str, journal: dict[str, Any]) -> None:
+    """A move that died after its commit: delete the sources it copied (across filesystems)
+    that are still exactly as they were read (size and mtime in the record's `sources`;
+    never a symlink), then remove the emptied folders of a bundle."""
+    try:
+        record = json.loads((library.root / model_id / METADATA_NAME).read_text("utf-8"))
+        as_read = {s["path"]: (s["size"], s["mtime_ns"]) for s in record.get("sources") or []}
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # keeping a source is always safe
+    entries = journal.get("entries", [])
+    for entry in entries:
+        source = Path(entry["source"])
+        if entry.get("moved") or source.is_symlink():
+            continue
+        with contextlib.suppress(OSError):
+            st = source.stat()
+            if as_read.get(str(source)) == (st.st_size, st.st_mtime_ns):
+                source.unlink()
+    if journal.get("source_root"):
+        prune_emptied_folders(entries, Path(journal["source_root"]))
+
+
+def prune_emptied_folders(entries: list[dict[str, Any]], root: Path) -> None:
+    """After a bundle was moved: remove the folders under (and including) `root` that held
+    its files and are now empty, deepest first. A folder that still holds anything (a file
+    left out, something the person added) stays, and so does everything above it."""
+    folders: set[Path] = set()
+    for entry in entries:
+        folder = Path(entry["source"]).parent
+        while folder != root and root in folder.parents:
+            folders.add(folder)
+            folder = folder.parent
+    for folder in sorted(folders, key=lambda f: len(f.parts), reverse=True):
+        with contextlib.suppress(OSError):  # not empty, or already gone: leave it
+            os.rmdir(folder)
+    with contextlib.suppress(OSError):
+        os.rmdir(root)
 
 
 def _read_journal(path: Path) -> dict[str, Any]:
