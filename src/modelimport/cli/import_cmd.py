@@ -42,6 +42,12 @@ Examples:
   modelimport import ./llama-3-70b/ --move --yes
 
   modelimport import ./llama-3-70b/ --download-missing --with-related --yes
+
+  modelimport import ./Llama-3.2-1B-Instruct/ --verbose   # a folder that is one model
+
+A folder holding config.json (transformers) or model_index.json (diffusers), or a GGUF
+with its mmproj, is imported as one model with every file at its relative path; sidecars
+(<stem>.civitai.info, <stem>.preview.png, <stem>.yaml, ...) stay with their model file.
 """
 
 
