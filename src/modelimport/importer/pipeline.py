@@ -190,12 +190,24 @@ def plan_import(
                 _check_policies(planned, options)
         except ModelImportError as exc:
             plan.settled.append(
-                ItemResult(REJECTED, [str(p) for p in group.all_paths], error=str(exc))
+                ItemResult(
+                    REJECTED,
+                    [str(p) for p in group.all_paths],
+                    error=str(exc),
+                    details=_bundle_details(group),
+                )
             )
             continue
         except OSError as exc:
             error = _describe_error(exc, group.display_name)
-            plan.settled.append(ItemResult(FAILED, [str(p) for p in group.all_paths], error=error))
+            plan.settled.append(
+                ItemResult(
+                    FAILED,
+                    [str(p) for p in group.all_paths],
+                    error=error,
+                    details=_bundle_details(group),
+                )
+            )
             continue
         if duplicate_of:
             plan.settled.append(_duplicate_result(planned, duplicate_of))
@@ -495,8 +507,24 @@ def _duplicate_result(planned: PlannedModel, owner: str) -> ItemResult:
         planned.sources,
         model_id=owner,
         error=None,
-        details={"duplicate_of": owner},
+        details={"duplicate_of": owner, **_bundle_details(planned.group)},
     )
+
+
+def _bundle_details(group: ModelFiles) -> dict[str, Any]:
+    """What a result says about the folder it came from, when that folder is one model."""
+    bundle = group.bundle
+    if bundle is None:
+        return {}
+    return {
+        "bundle": {
+            "kind": bundle.kind,
+            "root": bundle.root.name,
+            "reason": bundle.reason,
+            "folder": str(bundle.root),
+        },
+        "left_out": [{"path": path, "reason": why} for path, why in bundle.left_out],
+    }
 
 
 def execute_plan(
@@ -978,11 +1006,8 @@ def _commit(
             {k: f[k] for k in ("name", "role", "size", "sha256", "blake3")} for f in record["files"]
         ],
         details={
-            "bundle": record["bundle"] and {
-                **record["bundle"],
-                "folder": str(planned.group.bundle.root),  # type: ignore[union-attr]
-            },
-            "left_out": record.get("left_out", []),
+            "bundle": None,
+            **_bundle_details(planned.group),
             "model_type": record["model_type"],
             "family": record["family"],
             "precision": record["precision"],
