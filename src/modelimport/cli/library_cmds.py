@@ -49,6 +49,13 @@ def status(
 
 def _render_status(console: Console, data: dict[str, Any]) -> None:
     console.print(f"Library: {data['library']}")
+    if data.get("network_filesystem"):
+        console.print(
+            f"Filesystem: {data['filesystem']} (a network filesystem: the index uses the "
+            f"{data['index_journal_mode'].upper()} journal, not WAL)"
+        )
+    if data.get("read_only"):
+        console.print("Read-only here: list, status, lookup, check and verify work.")
     console.print(f"Models: {data['models']} ({human_size(data['total_bytes'])})")
     for model_type, count in data["by_type"].items():
         console.print(f"  {model_type}: {count}")

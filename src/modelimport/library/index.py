@@ -4,7 +4,8 @@ Invariants:
 - metadata.json is the source of truth; the index can always be rebuilt from it (`rescan`),
   and nothing is stored only here except the rescan bookkeeping.
 - WAL mode with a busy timeout, so two processes can import into one library at once;
-  each model's rows are written in one transaction.
+  each model's rows are written in one transaction. On a network filesystem (NFS, SMB,
+  sshfs) the rollback journal instead: WAL's shared memory does not work across machines.
 - The schema grows by small named migrations, applied once each, in order, and recorded in
   `schema_migrations`.
 - Only valid UTF-8 reaches SQLite (it refuses lone surrogates): a name from a file name that
@@ -103,18 +104,27 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
 ]
 
 
-def connect(path: Path) -> sqlite3.Connection:
+def journal_mode_for(network: bool) -> str:
+    """WAL locally; on a network filesystem the rollback journal, because WAL's shared-memory
+    index (-shm) cannot be shared between machines (library/filesystems.py)."""
+    return "delete" if network else "wal"
+
+
+def connect(path: Path, network: bool = False) -> sqlite3.Connection:
     db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
     db.row_factory = sqlite3.Row
     deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
     _while_locked(lambda: db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}"), deadline)
-    # WAL is a property of the file, set once. Asking for it again makes SQLite take a lock
-    # without its busy handler, so a second process opening the index while the first
-    # closes it (and checkpoints the WAL) failed at once with "database is locked".
+    # The journal mode is a property of the file, set once. Asking for WAL again makes
+    # SQLite take a lock without its busy handler, so a second process opening the index
+    # while the first closes it (and checkpoints the WAL) failed at once with "database is
+    # locked".
+    wanted = journal_mode_for(network)
     mode = _while_locked(lambda: db.execute("PRAGMA journal_mode").fetchone()[0], deadline)
-    if str(mode).lower() != "wal":
-        _while_locked(lambda: db.execute("PRAGMA journal_mode = WAL"), deadline)
-    db.execute("PRAGMA synchronous = NORMAL")
+    if str(mode).lower() != wanted and str(path) != ":memory:":
+        _while_locked(lambda: db.execute(f"PRAGMA journal_mode = {wanted.upper()}"), deadline)
+    # Without WAL, NORMAL could lose the last transaction on a power cut; FULL does not.
+    db.execute(f"PRAGMA synchronous = {'FULL' if network else 'NORMAL'}")
     db.execute("PRAGMA foreign_keys = ON")
     _while_locked(lambda: migrate(db), deadline)
     return db

@@ -17,6 +17,7 @@ from modelimport.errors import LibraryError, ModelNotFound
 from modelimport.events import ProgressEvent, ProgressSink, Stage, ignore_progress
 from modelimport.faults import fault_point
 from modelimport.library import index
+from modelimport.library.filesystems import filesystem_type, is_network
 from modelimport.library.layout import Library, validate_model_id, write_json_atomic
 from modelimport.library.metadata import now_iso
 from modelimport.library.staging import RecoveryReport
@@ -31,6 +32,7 @@ class OpenLibrary:
     recovery: RecoveryReport
     rebuilt: int | None = None  # models indexed because the index was missing
     read_only: bool = False  # this process may not change the library; nothing is written
+    filesystem: str | None = None  # fstype of the library's mount (/proc/mounts)
     damaged_index: Path | None = None  # where a damaged index was set aside (rescan)
 
 
@@ -52,10 +54,12 @@ def open_library(
     if read_only_ok and library.exists and not library.writable:
         return _open_read_only(library)
     library.ensure()
+    fstype = filesystem_type(library.root)
+    network = is_network(fstype)
     index_missing = not library.index_path.exists()
     damaged: Path | None = None
     try:
-        db = index.connect(library.index_path)
+        db = index.connect(library.index_path, network)
         if rebuild_damaged and not index.is_healthy(db):
             db.close()
             raise sqlite3.DatabaseError("SQLite's quick_check found damaged pages")
@@ -71,9 +75,9 @@ def open_library(
                 "rescan` to rebuild it from metadata.json (the damaged file is kept aside)."
             ) from exc
         damaged = index.set_aside(library.index_path, f"damaged-{_stamp()}")
-        db = index.connect(library.index_path)
+        db = index.connect(library.index_path, network)
     recovery = recover_library(library, db)
-    opened = OpenLibrary(library, db, recovery, damaged_index=damaged)
+    opened = OpenLibrary(library, db, recovery, damaged_index=damaged, filesystem=fstype)
     if index_missing and next(library.iter_metadata_paths(), None) is not None:
         # The index is a cache of the metadata.json files. Working without it would import
         # every model again as new (no duplicate could be found), so rebuild it first.
@@ -111,7 +115,12 @@ def _open_read_only(library: Library) -> OpenLibrary:
             "it recovers them.",
         )
     return OpenLibrary(
-        library, db, RecoveryReport(problems=problems), rebuilt=rebuilt, read_only=True
+        library,
+        db,
+        RecoveryReport(problems=problems),
+        rebuilt=rebuilt,
+        read_only=True,
+        filesystem=filesystem_type(library.root),
     )
 
 
@@ -160,6 +169,11 @@ def library_status(opened: OpenLibrary) -> dict[str, Any]:
     data = {"library": str(opened.library.root), **index.summary(opened.db)}
     data["schema_version"] = index.schema_version(opened.db)
     data["read_only"] = opened.read_only
+    data["filesystem"] = opened.filesystem
+    data["network_filesystem"] = is_network(opened.filesystem)
+    data["index_journal_mode"] = str(
+        opened.db.execute("PRAGMA journal_mode").fetchone()[0]
+    ).lower()
     data["rescan"] = rescan_state(opened.library)
     from modelimport.library.integrity import last_verified
 
