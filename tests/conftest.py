@@ -224,3 +224,14 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """List the crash matrix's kill points that ran (tests/test_crash_matrix.py)."""
+    import sys
+
+    ran = getattr(sys.modules.get("test_crash_matrix"), "RAN", None)
+    if ran:
+        terminalreporter.write_sep("-", f"crash matrix: {len(ran)} kill points recovered")
+        for line in ran:
+            terminalreporter.write_line(line)

@@ -54,7 +54,8 @@ def inspect_safetensors(path: Path, size: int, head: bytes) -> FileFacts:
         raw = fh.read(length)
     try:
         header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        # RecursionError: arrays nested 100,000 deep are no header any writer makes.
         raise InvalidModelFile(
             f"{name} is not a valid safetensors file: its header is not valid JSON."
         ) from exc

@@ -730,6 +730,7 @@ def import_model(
             fault_point("move.before_prune")
             staging.prune_emptied_folders(txn.entries, Path(txn.source_root))
     txn.close()
+    fault_point("txn.closed")
     progress(ProgressEvent(Stage.COMPLETE if result.status == IMPORTED else Stage.DUPLICATE, item))
     return result
 
@@ -785,12 +786,14 @@ def _stage_files(
         if rename:
             digests = hash_file(source, on_bytes)
             txn.record(source, name, moved=True)
+            fault_point("move.before_rename", number + 1)
             os.rename(source, staged)
             moved += 1
             fault_point("move.after_rename", moved)
             _check_unchanged(source, source_stat, staged.stat(), digests)
         else:
             txn.record(source, name, moved=False)
+            fault_point("copy.before_copy", number + 1)
             digests = copy_and_hash(source, staged, on_bytes)
             _check_unchanged(source, source_stat, source.stat(), digests)
         done_before += digests.size
@@ -798,8 +801,10 @@ def _stage_files(
         sources.append(
             {"path": str(source), "size": digests.size, "mtime_ns": source_stat.st_mtime_ns}
         )
+        fault_point("stage.file_done", number + 1)
     for folder in sorted({(txn.model_path / f["name"]).parent for f in files}, reverse=True):
         fsync_dir(folder)
+    fault_point("stage.all_done")
     return files, sources
 
 
@@ -973,6 +978,7 @@ def _commit(
     item = planned.group.display_name
     slug = _slug_for(planned, record)
     with library.lock("commit"):
+        fault_point("commit.locked")
         owners: set[str] | None = None
         for entry in _identity_entries(planned, record["files"]):
             held = _holders(library, db, entry)
@@ -987,17 +993,20 @@ def _commit(
         from modelimport.library.layout import write_json_atomic
 
         write_json_atomic(txn.model_path / "metadata.json", record)
+        fault_point("commit.metadata_written")
         dest = library.root / model_id
         dest.parent.mkdir(parents=True, exist_ok=True)
         txn.dest = model_id
         txn.state = "committing"
         txn.save()
+        fault_point("commit.before_rename")
         os.rename(txn.model_path, dest)
         fsync_dir(dest.parent)
         fault_point("commit.after_rename")
         progress(ProgressEvent(Stage.INDEXING, item))
         fault_point("commit.index")
         index.upsert_model(db, model_id, record)
+        fault_point("commit.indexed")
     return ItemResult(
         IMPORTED,
         planned.sources,
@@ -1040,6 +1049,7 @@ def _delete_copied_sources(entries: list[dict[str, Any]]) -> None:
         if not entry["moved"] and not source.is_symlink():
             with contextlib.suppress(OSError):  # a source that cannot go simply stays
                 source.unlink(missing_ok=True)
+            fault_point("move.source_deleted")
 
 
 def _describe_error(exc: BaseException, item: str) -> str:

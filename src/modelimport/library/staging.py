@@ -153,6 +153,7 @@ def _restore_moved_sources(path: Path, entries: list[dict[str, Any]]) -> list[st
             source.parent.mkdir(parents=True, exist_ok=True)
             os.rename(staged, source)
             fsync_dir(source.parent)
+            fault_point("recover.source_back")
     return problems
 
 
@@ -213,14 +214,17 @@ def recover(library: Library, reindex: Any, forget: Any = None) -> RecoveryRepor
                     and not (path / "model").exists()
                     and _committed_by(library, dest, journal.get("txn"))
                 )
+                fault_point("recover.txn")
                 if committed:
                     reindex(dest)
+                    fault_point("recover.reindexed")
                     completed += 1
                     if journal.get("mode") == "move":
                         _finish_move(library, dest, journal)
                 else:
                     moved = [e for e in journal.get("entries", []) if e.get("moved")]
                     txn_problems = _restore_moved_sources(path, journal.get("entries", []))
+                    fault_point("recover.restored")
                     if txn_problems:
                         # Keep the directory: it still holds the only copy of a moved file.
                         problems += txn_problems
