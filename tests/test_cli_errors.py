@@ -167,8 +167,9 @@ def test_permission_denied_is_one_item_failing_not_a_crash(unprivileged: Unprivi
     by_name = {Path(r["sources"][0]).name: r for r in run.json["results"]}
     assert by_name["hidden.safetensors"]["status"] == "failed"
     assert by_name["hidden.safetensors"]["error"] == f"Permission denied reading {hidden}."
-    # A named file typer used to refuse as bad usage (exit 2) is one rejected item.
-    assert by_name["unreadable.gguf"]["status"] == "rejected"
+    # A named file typer used to refuse as bad usage (exit 2) is one failed item: a file
+    # that cannot be read is `failed` with the reason, like a folder that cannot be listed.
+    assert by_name["unreadable.gguf"]["status"] == "failed"
     assert "Permission denied" in by_name["unreadable.gguf"]["error"]
     assert by_name["readable.safetensors"]["status"] == "imported"
 

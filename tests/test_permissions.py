@@ -182,3 +182,47 @@ def test_importing_the_library_into_itself_is_all_duplicates(tmp_path: Path):
     assert statuses == ["duplicate"] * 3, again.stdout
     assert library_files(lib) == files_before
     assert json.loads(again.stdout)["summary"]["rejected"] == 0
+
+
+def test_unreadable_files_are_failed_with_their_reason(other_user: OtherUser):
+    src = other_user.home / "dl"
+    make_safetensors(src / "ok.safetensors")
+    secret = make_safetensors(src / "secret.safetensors", {"s": ("F32", [2])})
+    named = make_safetensors(other_user.home / "named.safetensors", {"n": ("F32", [3])})
+    other_user.owns(src)
+    other_user.owns(named)
+    secret.chmod(0o000)
+    named.chmod(0o000)
+
+    run = other_user.run(
+        "--library", other_user.home / "lib", "import", src, named, "--yes", "--json"
+    )
+
+    _no_traceback(run)
+    assert run.code == 1
+    by_name = {Path(r["sources"][0]).name: r for r in run.json["results"]}
+    assert by_name["ok.safetensors"]["status"] == "imported"
+    assert by_name["secret.safetensors"]["status"] == "failed"
+    assert by_name["secret.safetensors"]["error"].startswith("Permission denied")
+    assert by_name["named.safetensors"]["status"] == "failed"
+    assert by_name["named.safetensors"]["error"].startswith("Permission denied")
+    lookup = other_user.run("lookup", secret)
+    _no_traceback(lookup)
+    assert lookup.code == 1 and "Permission denied" in lookup.stdout + lookup.stderr
+
+
+def test_move_out_of_a_folder_the_user_may_not_change_fails_and_keeps_the_source(
+    other_user: OtherUser,
+):
+    folder = other_user.home / "theirs"
+    source = make_safetensors(folder / "m.safetensors")  # root's folder: readable only
+    run = other_user.run(
+        "--library", other_user.home / "lib", "import", source, "--move", "--yes", "--json"
+    )
+    _no_traceback(run)
+    assert run.code == 1
+    [result] = run.json["results"]
+    assert result["status"] == "failed"
+    assert result["error"].startswith("Permission denied while importing m.safetensors")
+    assert source.exists()
+    assert library_files(other_user.home / "lib") == []

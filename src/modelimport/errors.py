@@ -23,6 +23,11 @@ class InvalidModelFile(ModelImportError):
     """A file is not a model file we can import, or its header lies about itself."""
 
 
+class UnreadableFile(InvalidModelFile):
+    """A file that cannot be read (permission, I/O error): the import reports it as failed,
+    not rejected, since nothing is known to be wrong with the file itself."""
+
+
 class UnsafePickle(InvalidModelFile):
     """A pickle imports globals that could execute code when loaded."""
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelimport.errors import InvalidModelFile
+from modelimport.errors import InvalidModelFile, UnreadableFile
 
 # Formats, by the magic bytes they start with. A safetensors file has no magic: it starts
 # with its header length, so it is what remains once the others are ruled out, except that
@@ -69,9 +69,11 @@ def inspect_file(path: Path) -> FileFacts:
             head = fh.read(8)
     except IsADirectoryError as exc:
         raise InvalidModelFile(f"{path.name} is a folder, not a model file.") from exc
+    except PermissionError as exc:
+        raise UnreadableFile(f"Permission denied reading {path}.") from exc
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise InvalidModelFile(f"{path.name} could not be read ({reason}).") from exc
+        raise UnreadableFile(f"{path.name} could not be read ({reason}).") from exc
     if size == 0:
         raise InvalidModelFile(f"{path.name} is empty.")
     if head[:4] == GGUF_MAGIC:

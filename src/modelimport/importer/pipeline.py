@@ -35,7 +35,12 @@ from pathlib import Path
 from typing import Any
 
 from modelimport.bundles.describe import BundleDescription, describe_bundle
-from modelimport.errors import InvalidModelFile, ModelImportError, SourceChanged
+from modelimport.errors import (
+    InvalidModelFile,
+    ModelImportError,
+    SourceChanged,
+    UnreadableFile,
+)
 from modelimport.events import ProgressEvent, ProgressSink, Stage, ignore_progress
 from modelimport.faults import fault_point
 from modelimport.formats import GGUF_MAGIC, PICKLE_PROTOCOLS, ZIP_MAGIC, FileFacts, inspect_file
@@ -189,9 +194,11 @@ def plan_import(
             if not duplicate_of:
                 _check_policies(planned, options)
         except ModelImportError as exc:
+            # A file we could not read is a failure (nothing is known to be wrong with it).
+            status = FAILED if isinstance(exc, UnreadableFile) else REJECTED
             plan.settled.append(
                 ItemResult(
-                    REJECTED,
+                    status,
                     [str(p) for p in group.all_paths],
                     error=str(exc),
                     details=_bundle_details(group),
