@@ -215,3 +215,54 @@ def test_a_killed_cross_filesystem_move_never_deletes_an_uncommitted_source(tmp_
         assert _sha(paths[0]) == digest
     finally:
         shutil.rmtree(paths[0].parent, ignore_errors=True)
+
+
+# -- shard downloads (downloads/): a set imported with shards missing, completed from the Hub
+
+DOWNLOAD_POINTS = [
+    *(Point("download", mode, f) for mode in ("copy", "move") for f in (
+        "read.bytes>=1", "download.after_place", "download.after_commit",
+    )),
+    Point("download", "copy", "download.after_place", "recover.txn"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("point", DOWNLOAD_POINTS, ids=[p.id for p in DOWNLOAD_POINTS])
+def test_kill_during_a_shard_download_loses_nothing(
+    tmp_path: Path, fake_hub, fake_hub_env: dict[str, str], point: Point
+):
+    from test_downloads import _set_on_hub
+
+    folder, hub_files = _set_on_hub(tmp_path, fake_hub)
+    sources = {p: _sha(p) for p in sorted(folder.iterdir())}
+    lib, marker = tmp_path / "lib", tmp_path / "marker"
+    flags = ["--move"] if point.mode == "move" else []
+    first = run_cli("--library", lib, "import", folder, "--yes", "--json",
+                    "--allow-incomplete", *flags, env=fake_hub_env)  # fmt: skip
+    assert first.code == 0, first.stderr
+    model_id = first.json["results"][0]["model_id"]
+
+    proc_env = fake_hub_env | {"MODELIMPORT_FAULTS": f"{point.fault}:hang",
+                               "MODELIMPORT_FAULT_MARKER": str(marker)}  # fmt: skip
+    proc = start_cli("--library", lib, "shards", "--download-missing", model_id, env=proc_env)
+    deadline = time.monotonic() + 90
+    while not marker.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"{point.fault} never reached"
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    proc.communicate()
+    if point.recovery_fault:
+        _kill_at(point.recovery_fault, marker, "--library", lib, "status")
+
+    assert _assert_promise(lib, sources) == 1  # recovered by `check`, sources all accounted
+    assert list((lib / ".modelimport" / "staging").iterdir()) == []
+    done = run_cli("--library", lib, "shards", "--download-missing", model_id, env=fake_hub_env)
+    assert done.code == 0, done.stdout + done.stderr
+    assert _assert_promise(lib, sources) == 1
+    in_library = {_sha(p) for p in library_files(lib)}
+    wanted = {hashlib.sha256(data).hexdigest() for name, data in hub_files.items()
+              if name.endswith(".safetensors")}  # fmt: skip
+    assert wanted <= in_library  # the set is whole, every shard byte-identical to the Hub's
+    RAN.append(f"{point.id}: recovered, check clean, set completed afterwards")

@@ -193,6 +193,7 @@ def recover(library: Library, reindex: Any, forget: Any = None) -> RecoveryRepor
                 continue  # a live process owns it
             try:
                 journal = _read_journal(path)
+                fault_point("recover.txn")
                 if journal.get("mode") == ADD_FILES:
                     if _recover_added_files(library, path, journal):
                         reindex(journal["target"])
@@ -214,7 +215,6 @@ def recover(library: Library, reindex: Any, forget: Any = None) -> RecoveryRepor
                     and not (path / "model").exists()
                     and _committed_by(library, dest, journal.get("txn"))
                 )
-                fault_point("recover.txn")
                 if committed:
                     reindex(dest)
                     fault_point("recover.reindexed")
