@@ -439,3 +439,24 @@ def test_gguf_video_and_image_architectures(tmp_path, arch, family):
 def test_other_diffusion_transformers(tmp_path, keys, family):
     path = st(tmp_path, f"{family}.safetensors", {k: [8, 8] for k in keys})
     assert kind(probe(path)) == ("diffusion_model", family)
+
+
+def test_a_t2i_adapter_keeps_its_subtype_after_a_verified_match_to_a_controlnet_repo(
+    tmp_path, fake_hub, fake_hub_env
+):
+    diffusers = {
+        "adapter.conv_in.weight": [320, 768, 3, 3],
+        "adapter.body.0.resnets.0.block1.weight": [320, 320, 3, 3],
+    }
+    path = st(tmp_path / "dl", "t2i-adapter-canny-sdxl-1.0.safetensors", diffusers, "F16")
+    fake_hub.add_repo("TencentARC/t2i-adapter-canny-sdxl-1.0", {path.name: path.read_bytes()},
+                      tags=["controlnet", "t2i-adapter", "stable-diffusion-xl"])
+    lib = tmp_path / "lib"
+    run = run_cli("--library", lib, "import", path, "--yes", "--json", env=fake_hub_env)
+    assert run.code == 0, run.stderr
+    [result] = run.json["results"]
+    assert result["trust_level"] == "verified"
+    meta = json.loads((lib / result["model_id"] / "metadata.json").read_text())
+    assert (meta["model_type"], meta["family"], meta["subtype"]) == (
+        "controlnet", "sdxl", "t2i_adapter")
+    assert meta["field_sources"]["subtype"] == "file"

@@ -286,6 +286,7 @@ def _render(console: Console, reports: list[dict[str, Any]]) -> None:
             for label, value in (
                 ("format", f["format"]),
                 ("type", f["model_type"]),
+                ("subtype", f.get("subtype")),
                 ("family", f["family"]),
                 ("precision", f["precision"]),
                 ("parameters", f["parameters"]),

@@ -925,6 +925,8 @@ def _build_record(
         set_candidate(record, "model_type", "config", description.model_type)
         set_candidate(record, "family", "config", description.family)
     resolve_fields(record)
+    if probe.subtype:
+        record["field_sources"]["subtype"] = probe.field_sources.get("subtype", "file")
     if planned.lookup is not None:
         from modelimport.identify.hub import settle_verification
         from modelimport.library.metadata import apply_lookup

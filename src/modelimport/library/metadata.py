@@ -168,7 +168,6 @@ def apply_lookup(record: dict[str, Any], result: Any) -> None:
     record["hub"] = meta
     for key in (
         "official_name",
-        "subtype",
         "tags",
         "base_model",
         "license",
@@ -181,6 +180,10 @@ def apply_lookup(record: dict[str, Any], result: Any) -> None:
         if key in meta:
             record[key] = meta[key]
     record["identity_source"] = "hub" if result.repo_id else None
+    # A subtype the tensors proved (t2i_adapter, i2v, llm_encoder, ...) outranks a repo tag.
+    if meta.get("subtype") and record.get("field_sources", {}).get("subtype") != "file":
+        record["subtype"] = meta["subtype"]
+        record.setdefault("field_sources", {})["subtype"] = "hub"
     if result.repo_id is None:
         return
     source = "hub_verified" if str(result.trust) == "verified" else "hub"

@@ -84,6 +84,8 @@ def probe_model(files: list[FileFacts], display_name: str | None = None) -> Mode
     model_type, subtype = kind.model_type, kind.subtype
     if model_type != "unknown":
         sources["model_type"] = "file"
+    if subtype:
+        sources["subtype"] = "file"
     gguf_name = _gguf_name(first.details) if first.format == "gguf" else ""
     family, sources["family"] = _choose_family(model_type, kind.families, metadata,
                                                gguf_name, filename)
@@ -91,7 +93,8 @@ def probe_model(files: list[FileFacts], display_name: str | None = None) -> Mode
         for from_type, pattern, to_type in NAME_MODEL_TYPE:
             if model_type == from_type and re.search(pattern, filename, re.IGNORECASE):
                 model_type, sources["model_type"] = to_type, "filename"
-                subtype = subtype or "llm_encoder"
+                if not subtype:
+                    subtype, sources["subtype"] = "llm_encoder", "filename"
 
     precision, precision_source = _precision(files, tensors, filename)
     sources["precision"] = precision_source
