@@ -110,3 +110,38 @@ def test_plain_state_dict_needs_no_classes(tmp_path: Path):
     meta = json.loads((lib / run.json["results"][0]["model_id"] / "metadata.json").read_text())
     assert meta["pickle_needs_classes"] == []
     assert meta["file_says"]["pickle_scan"]["verdict"] == "safe"
+
+
+def test_the_lightning_factory_writes_a_pickle_python_can_read(tmp_path: Path):
+    # The factory's bytes must be what Lightning writes, not just what our scanner accepts:
+    # Python's own unpickler reads them, with every global replaced by an inert stub.
+    import io
+    import pickle
+
+    class Stub:
+        def __init__(self, *args: object) -> None:
+            self.args = args
+
+        def __setstate__(self, state: object) -> None:
+            self.state = state
+
+    class StubUnpickler(pickle.Unpickler):
+        seen: list[str] = []
+
+        def find_class(self, module: str, name: str) -> type:
+            self.seen.append(f"{module}.{name}")
+            if (module, name) == ("collections", "OrderedDict"):
+                return dict  # the state dict itself: filled by SETITEMS
+            return type(name, (Stub,), {})
+
+        def persistent_load(self, pid: object) -> object:
+            return pid
+
+    reader = StubUnpickler(io.BytesIO(lightning_checkpoint_pickle(SD15_TENSORS)))
+    checkpoint = reader.load()
+    assert set(checkpoint) == {"epoch", "global_step", "pytorch-lightning_version",
+                               "state_dict", "callbacks"}
+    [callback_class] = checkpoint["callbacks"]
+    assert callback_class.__name__ == "ModelCheckpoint"
+    assert set(checkpoint["state_dict"]) == set(SD15_TENSORS)
+    assert MODEL_CHECKPOINT in reader.seen
