@@ -305,3 +305,25 @@ def test_an_sd_vae_named_without_a_family_takes_it_from_a_match_not_the_file(
     [result] = run.json["results"]
     meta = json.loads((lib / result["model_id"] / "metadata.json").read_text())
     assert meta["model_type"] == "vae" and meta["field_sources"]["family"] != "file"
+
+
+def test_import_records_the_base_model_the_file_names(
+    tmp_path: Path, fake_hub: FakeHub, fake_hub_env: dict[str, str]
+):
+    name = "Mistral-Nemo-Instruct-2407-Q4_K_M.gguf"
+    path = make_gguf(tmp_path / "dl" / name, kv={
+        "general.base_model.count": 1,
+        "general.base_model.0.repo_url": "https://huggingface.co/mistralai/Mistral-Nemo-Instruct-2407",
+    })
+    fake_hub.add_repo("mistralai/Mistral-Nemo-Instruct-2407", {"consolidated.safetensors": b"x"},
+                      downloads=10**6)
+    fake_hub.add_repo("bartowski/Mistral-Nemo-Instruct-2407-GGUF", {name: path.read_bytes()})
+    lib = tmp_path / "lib"
+    run = run_cli("--library", lib, "import", path, "--yes", "--json", env=fake_hub_env)
+    assert run.code == 0, run.stderr
+    [result] = run.json["results"]
+    assert (result["trust_level"], result["repo_id"]) == (
+        "verified", "bartowski/Mistral-Nemo-Instruct-2407-GGUF",
+    )
+    meta = json.loads((lib / result["model_id"] / "metadata.json").read_text())
+    assert meta["base_model"] == "mistralai/Mistral-Nemo-Instruct-2407"

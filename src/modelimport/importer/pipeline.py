@@ -949,6 +949,12 @@ def _build_record(
             # Asked after the commit, with the SHA256s the copy computed (`execute_plan`).
             record["pending_sources"] = list(planned.awaiting_sources)
             record["pending_online_lookup"] = True
+    if not record.get("base_model"):
+        # What the file says it was made from (GGUF general.base_model.*), matched or not.
+        from modelimport.identify.hub.candidates import metadata_hints
+
+        _, base_models = metadata_hints(probe.file_says.get("embedded_metadata"))
+        record["base_model"] = base_models[0] if base_models else None
     for fld, value in planned.user_edits.items():
         set_candidate(record, fld, "user", value)
     resolve_fields(record)

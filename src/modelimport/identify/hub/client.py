@@ -340,8 +340,9 @@ class HubSession:
         evaluate: Callable[[str, int | None], None],
     ) -> None:
         """After a name-and-size match with the bytes not yet hashed, list the namesakes of
-        that repo (same repo name, another owner: re-uploads and forks), which may hold a
-        file of the same name with other bytes; `settle_verification` then picks the one
+        that repo (the same repo name under another owner: re-uploads, and quantisers who
+        publish `<model>-GGUF` with the same file names), which may hold a file of the same
+        name with other bytes; `settle_verification` then picks the one
         holding these bytes. Only repos a search already found, within the budget."""
         high = [r for r, (m, _, _) in evaluated.items() if m.trust is TrustLevel.HIGH]
         if not high or any(f.sha256 for f in request.files):
