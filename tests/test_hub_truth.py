@@ -148,3 +148,37 @@ def test_a_whole_set_equal_to_the_hub_is_verified(
     _hub_shards(fake_hub, files, "org/Big-Model-70B")
     meta = _import(tmp_path / "lib", files[0].parent, fake_hub_env)
     assert trust_fields(meta) == ("verified", "hash", 1.0, False)
+
+
+def test_same_name_files_with_other_bytes_never_make_a_wrong_repo_verified_or_high(
+    tmp_path: Path, fake_hub: FakeHub, fake_hub_env: dict[str, str]
+):
+    """Two repos hold a file of this name and size, neither with these bytes: the lookup
+    cannot say which (not high confidence), and the import finds neither holds them."""
+    path = make_safetensors(tmp_path / "dl" / "Qwen2-7B-Instruct.safetensors", padding=BIG)
+    size = path.stat().st_size
+    fake_hub.add_repo("Qwen/Qwen2-7B-Instruct", {path.name: (size, "1" * 64)}, downloads=50)
+    fake_hub.add_repo("mirror/Qwen2-7B-Instruct", {path.name: (size, "2" * 64)}, downloads=5)
+    looked = _lookup(path, fake_hub_env)
+    assert looked["trust"] == "low_confidence" and looked["match_method"] == "filename_exact"
+    assert _claim(_lookup(path, fake_hub_env, "--verify"))[0] == "modified"
+    meta = _import(tmp_path / "lib", path, fake_hub_env)
+    assert trust_fields(meta) == ("modified", "hash_mismatch", 0.7, True)
+
+
+def test_a_catalog_candidate_is_trusted_only_as_far_as_its_listing_and_hash_go(
+    tmp_path: Path, fake_hub: FakeHub, fake_hub_env: dict[str, str]
+):
+    """`sd_xl_base_1.0.safetensors` is in the catalog; the catalog's repo holds another file
+    of that name and size here, and no other repo holds these bytes: modified, not verified."""
+    path = make_safetensors(tmp_path / "dl" / "sd_xl_base_1.0.safetensors", padding=BIG)
+    fake_hub.add_repo(
+        "stabilityai/stable-diffusion-xl-base-1.0",
+        {path.name: (path.stat().st_size, "3" * 64)},
+        downloads=10**6,
+    )
+    looked = _lookup(path, fake_hub_env)
+    assert looked["repo_id"] == "stabilityai/stable-diffusion-xl-base-1.0"
+    assert _claim(_lookup(path, fake_hub_env, "--verify"))[0] == "modified"
+    meta = _import(tmp_path / "lib", path, fake_hub_env)
+    assert trust_fields(meta) == ("modified", "hash_mismatch", 0.7, True)

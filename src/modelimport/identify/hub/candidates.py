@@ -364,8 +364,16 @@ def metadata_hints(metadata: dict[str, Any] | None) -> tuple[tuple[str, ...], tu
                 bases.append(repo)
         if not (found or name):
             break
-    for key in ("modelspec.base_model", "ss_base_model", "base_model"):
-        repo = normalize_repo_id(text(key)) if "/" in text(key) else None
+    for key in ("modelspec.base_model", "ss_base_model", "base_model", "ss_sd_model_name"):
+        value = text(key)
+        repo = normalize_repo_id(value) if "/" in value else None
+        if repo is None and key == "ss_sd_model_name" and value:
+            # kohya records the checkpoint a LoRA was trained on by its file name, often a
+            # well-known one (`sd_xl_base_1.0.safetensors`): the catalog knows its repo.
+            from modelimport.identify.catalog import load_catalog
+
+            known = load_catalog().get(value.replace("\\", "/").split("/")[-1].lower(), ())
+            repo = known[0].repo_id if known else None
         if repo and repo not in bases:
             bases.append(repo)
     unique: list[str] = []
