@@ -15,14 +15,17 @@ The real CLI then looks up all files in one run (one batch), as a person would:
     modelimport lookup FILE... --json --verify   # --verify: every file hashed (slow: reads
                                                  # every byte of every file)
 
-Reported: top-1 repo (overall, for files the catalog names, for files only a search finds),
-false Verified / High confidence claims (a repo that does not hold these bytes), Hub calls per
-model, wall time with the fake Hub answering after `--latency` seconds, and the machine.
+It runs twice: as shipped (catalog and search), and with an empty catalog (MODELIMPORT_CATALOG)
+so the search alone is measured too; the pairs and the catalog come from the same public
+lists, so the first run alone would flatter the search. Reported for each: top-1 repo (all
+files, files in the catalog, the others), false Verified / High confidence claims (a repo that
+does not hold these bytes), trust levels, Hub calls per model, wall time with the fake Hub
+answering after `--latency` seconds, and the machine.
 
 The SHA256 of each generated file (its header, then zeros) is computed once and cached in
 ~/.cache/modelimport-bench/identify-sha256.json: the first run reads every byte once.
 
-    .venv/bin/python bench/identify.py [--pairs 120] [--verify] [--latency 0.05] [--keep]
+    .venv/bin/python bench/identify.py [--pairs 120] [--verify] [--latency 0.05] [--dir D]
 """
 
 from __future__ import annotations
@@ -236,24 +239,69 @@ def select_pairs(count: int, max_bytes: int, max_file_bytes: int) -> list[dict]:
 # -- run --------------------------------------------------------------------------------------
 
 
+def run_lookup(
+    hub: FakeHub, paths: list[Path], work: Path, label: str, verify: bool, catalog: bool
+) -> tuple[list[dict], int, float]:
+    """One `modelimport lookup` of every file, with an empty Hub cache; (results, calls, s)."""
+    hub.reset_counts()
+    env = dict(os.environ)
+    env.update(
+        HF_ENDPOINT=hub.url, HF_HUB_OFFLINE="0", HF_HOME=str(work / "hf-home"),
+        MODELIMPORT_CACHE_DIR=str(work / f"hub-cache-{label}"), NO_COLOR="1",
+    )
+    env.pop("HF_TOKEN", None)
+    if not catalog:
+        empty = work / "empty-catalog.json"
+        empty.write_text('{"sources": {}, "files": []}')
+        env["MODELIMPORT_CATALOG"] = str(empty)
+    cmd = [sys.executable, "-m", "modelimport", "lookup", *map(str, paths), "--json"]
+    if verify:
+        cmd.append("--verify")
+    begin = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - begin
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"lookup failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return json.loads(proc.stdout)["results"], hub.total, seconds
+
+
+def score(
+    pairs: list[dict], results: list[dict], holders: dict[str, set[str]], named: set[str]
+) -> dict:
+    """Top-1, false claims (verified/high for a repo not holding these bytes), trust levels."""
+    figures: dict = {"right": 0, "false_claims": 0, "trust": {}, "misses": [],
+                     "catalog": [0, 0], "search": [0, 0]}
+    for pair, report in zip(pairs, results, strict=True):
+        ok = report.get("repo_id") == pair["repo"]
+        figures["right"] += ok
+        kind = "catalog" if pair["name"].lower() in named else "search"
+        figures[kind][0] += ok
+        figures[kind][1] += 1
+        trust = report.get("trust") or "error"
+        figures["trust"][trust] = figures["trust"].get(trust, 0) + 1
+        claimed = report.get("repo_id")
+        if trust in ("verified", "high_confidence") and claimed not in holders[pair["name"]]:
+            figures["false_claims"] += 1
+        if not ok:
+            figures["misses"].append((pair["name"], pair["repo"], claimed, trust))
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=120)
-    parser.add_argument("--max-gb", type=float, default=160.0, help="bound on total file size")
+    parser.add_argument("--max-gb", type=float, default=200.0, help="bound on total file size")
     parser.add_argument("--max-file-gb", type=float, default=5.0, help="bound on one file")
     parser.add_argument("--latency", type=float, default=0.05, help="fake Hub seconds per call")
     parser.add_argument("--verify", action="store_true", help="also hash every file (slow)")
     parser.add_argument("--dir", help="where to write the sparse files (default: a temp dir)")
-    parser.add_argument("--keep", action="store_true", help="keep the files afterwards")
     args = parser.parse_args()
 
     pairs = select_pairs(args.pairs, int(args.max_gb * 1e9), int(args.max_file_gb * 1e9))
     work = Path(args.dir or tempfile.mkdtemp(prefix="modelimport-identify-"))
-    files_dir = work / "Downloads"
+    files_dir = work / "Downloads"  # a generic folder: never searched
     files_dir.mkdir(parents=True, exist_ok=True)
-    cache: dict[str, str] = {}
-    if SHA_CACHE.exists():
-        cache = json.loads(SHA_CACHE.read_text())
+    cache: dict[str, str] = json.loads(SHA_CACHE.read_text()) if SHA_CACHE.exists() else {}
     shas: dict[str, str] = {}
     started = time.perf_counter()
     paths = []
@@ -263,81 +311,55 @@ def main() -> None:
         write_sparse(path, header, pair["size"])
         shas[pair["name"]] = sha256_of(header, pair["size"], cache)
         paths.append(path)
-    SHA_CACHE.parent.mkdir(parents=True, exist_ok=True)
-    SHA_CACHE.write_text(json.dumps(cache))
+        SHA_CACHE.parent.mkdir(parents=True, exist_ok=True)
+        SHA_CACHE.write_text(json.dumps(cache))
     prepared = time.perf_counter() - started
 
-    catalog = load_catalog()
+    named = set(load_catalog())
+    runs = []
     with FakeHub() as hub:
         kinds = build_world(hub, pairs, shas)
         hub.latency = args.latency
-        env = dict(os.environ)
-        env.update(
-            HF_ENDPOINT=hub.url, HF_HUB_OFFLINE="0", HF_HOME=str(work / "hf-home"),
-            MODELIMPORT_CACHE_DIR=str(work / "hub-cache"), NO_COLOR="1",
-        )
-        env.pop("HF_TOKEN", None)
-        cmd = [sys.executable, "-m", "modelimport", "lookup", *map(str, paths), "--json"]
-        if args.verify:
-            cmd.append("--verify")
-        begin = time.perf_counter()
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-        seconds = time.perf_counter() - begin
-        calls = hub.total
+        holders: dict[str, set[str]] = {pair["name"]: set() for pair in pairs}
+        for repo_id, repo in hub.repos.items():
+            for f in repo.files.values():
+                base = f.path.rsplit("/", 1)[-1]
+                if base in shas and f.sha256 == shas[base]:
+                    holders[base].add(repo_id)
+        for label, catalog in (("catalog and search", True), ("search only", False)):
+            results, calls, seconds = run_lookup(
+                hub, paths, work, label.replace(" ", "-"), args.verify, catalog
+            )
+            runs.append((label, score(pairs, results, holders, named), calls, seconds))
         repos = len(hub.repos)
-    if proc.returncode not in (0, 1):
-        raise SystemExit(f"lookup failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    results = json.loads(proc.stdout)["results"]
-
-    right = wrong_claims = 0
-    by_kind = {"catalog": [0, 0], "search": [0, 0]}
-    misses = []
-    holders = {}  # repo -> {path: sha} of every repo holding one of our files' bytes
-    for pair in pairs:
-        holders.setdefault(pair["name"], set())
-    for repo_id, repo in hub.repos.items():
-        for f in repo.files.values():
-            base = f.path.rsplit("/", 1)[-1]
-            if base in shas and f.sha256 == shas[base]:
-                holders[base].add(repo_id)
-    trust_counts: dict[str, int] = {}
-    for pair, report in zip(pairs, results, strict=True):
-        kind = "catalog" if pair["name"].lower() in catalog else "search"
-        ok = report.get("repo_id") == pair["repo"]
-        right += ok
-        by_kind[kind][0] += ok
-        by_kind[kind][1] += 1
-        trust = report.get("trust") or "error"
-        trust_counts[trust] = trust_counts.get(trust, 0) + 1
-        if trust in ("verified", "high_confidence") and report.get("repo_id") not in holders[
-            pair["name"]
-        ]:
-            wrong_claims += 1
-        if not ok:
-            misses.append((pair["name"], pair["repo"], report.get("repo_id"), trust))
 
     n = len(pairs)
     total_gb = sum(p["size"] for p in pairs) / 1e9
+    distractors = sum(1 for k in kinds.values() if k == "distractor")
     print(f"machine: {machine()}")
-    print(f"pairs: {n} ({total_gb:.1f} GB sparse), fake Hub: {repos} repos "
-          f"({sum(1 for k in kinds.values() if k == 'distractor')} distractors), "
-          f"latency {args.latency * 1000:.0f} ms/call, "
-          f"mode: {'--verify' if args.verify else 'names and sizes'}")
-    print(f"top-1 repo: {right}/{n} = {100 * right / n:.1f} %")
-    for kind, (ok, total) in by_kind.items():
-        if total:
-            label = "named by the catalog" if kind == "catalog" else "found by search only"
-            print(f"  {label}: {ok}/{total} = {100 * ok / total:.1f} %")
-    print(f"false verified/high-confidence claims: {wrong_claims}")
-    print("trust levels: " + ", ".join(f"{k} {v}" for k, v in sorted(trust_counts.items())))
-    print(f"Hub calls: {calls} = {calls / n:.2f} per model")
-    print(f"lookup wall time: {seconds:.1f} s ({seconds / n * 1000:.0f} ms per model); "
+    print(f"pairs: {n} real (file -> repo, path) pairs, {total_gb:.1f} GB sparse; "
+          f"{sum(1 for p in pairs if p['name'].lower() in named)} of the files are in the catalog")
+    print(f"fake Hub: {repos} repos ({distractors} distractors, "
+          + ", ".join(f"{sum(1 for k in kinds.values() if k == kind)} {kind}"
+                      for kind in ("re-upload", "same-name-other-bytes", "quantised-fork"))
+          + f"), {args.latency * 1000:.0f} ms per call")
+    print(f"mode: {'--verify (every file hashed)' if args.verify else 'names and sizes'}; "
           f"files prepared in {prepared:.1f} s")
-    if misses:
-        print("misses (file, right repo, named repo, trust):")
-        for miss in misses:
-            print("  " + " | ".join(str(x) for x in miss))
-    if not args.keep and not args.dir:
+    for label, figures, calls, seconds in runs:
+        right = figures["right"]
+        print(f"\n[{label}]")
+        print(f"top-1 repo: {right}/{n} = {100 * right / n:.1f} %")
+        for kind, text in (("catalog", "files in the catalog"), ("search", "other files")):
+            ok, total = figures[kind]
+            if total:
+                print(f"  {text}: {ok}/{total} = {100 * ok / total:.1f} %")
+        print(f"false verified/high-confidence claims: {figures['false_claims']}")
+        print("trust levels: " + ", ".join(f"{k} {v}" for k, v in sorted(figures["trust"].items())))
+        print(f"Hub calls: {calls} = {calls / n:.2f} per model")
+        print(f"lookup wall time: {seconds:.1f} s ({seconds / n * 1000:.0f} ms per model)")
+        for miss in figures["misses"]:
+            print("  miss: " + " | ".join(str(x) for x in miss))
+    if not args.dir:
         for path in paths:
             path.unlink(missing_ok=True)
 

@@ -8,7 +8,7 @@ public model lists:
 - LM Studio's model catalog (catalog.json: GGUF files with exact sizes).
 
 The catalog keeps only files that a search of their whole name does not find (neither
-spelling `modelimport.identify.hub.candidates.name_queries` starts with is a substring of the
+spelling `modelimport.identify.hub.candidates.whole_name_queries` gives is a substring of the
 repo id): for the others the Hub's search is the better, always current source.
 
     python scripts/refresh_catalog.py                 # fetch the lists from GitHub (network)
@@ -31,7 +31,7 @@ from urllib.parse import unquote
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from modelimport.identify.hub.candidates import name_queries  # noqa: E402
+from modelimport.identify.hub.candidates import whole_name_queries  # noqa: E402
 from modelimport.names import MODEL_EXTENSIONS, is_generic_name  # noqa: E402
 
 SOURCES = {
@@ -139,7 +139,7 @@ def lmstudio_entries(text: str) -> list[dict]:
 def findable_by_name(name: str, repo: str) -> bool:
     """Does a search of the whole name (either spelling) find the repo? Shorter queries
     may too, but each costs a call of the budget: the catalog saves them."""
-    return any(query.lower() in repo.lower() for query in name_queries(name)[:2])
+    return any(query.lower() in repo.lower() for query in whole_name_queries(name))
 
 
 def main() -> None:

@@ -327,3 +327,29 @@ def test_import_records_the_base_model_the_file_names(
     )
     meta = json.loads((lib / result["model_id"] / "metadata.json").read_text())
     assert meta["base_model"] == "mistralai/Mistral-Nemo-Instruct-2407"
+
+
+def test_a_local_catalog_file_replaces_the_shipped_one_and_a_broken_one_is_empty(
+    tmp_path: Path, fake_hub: FakeHub, fake_hub_env: dict[str, str]
+):
+    path = make_safetensors(tmp_path / "dl" / "house_style_v3.safetensors")
+    fake_hub.add_repo("studio/brand-assets", {"weights/house_style_v3.safetensors":
+                                              path.read_bytes()})
+    mine = tmp_path / "catalog.json"
+    mine.write_text(json.dumps({
+        "sources": {"ours": {"url": "https://example.org/our-list"}},
+        "files": [{"name": path.name, "repo": "studio/brand-assets",
+                   "path": "weights/house_style_v3.safetensors", "source": "ours"}],
+    }))
+    env = {**fake_hub_env, "MODELIMPORT_CATALOG": str(mine)}
+    run = run_cli("lookup", path, "--json", env=env)
+    assert run.code == 0, run.stderr
+    [report] = run.json["results"]
+    assert (report["repo_id"], report["trust"]) == ("studio/brand-assets", "high_confidence")
+    assert fake_hub.counts["search"] == 0
+
+    for broken in ('{"files": {"x": 1}, "sources": []}', "[1, 2]", "not json", '{"files": [7]}'):
+        mine.write_text(broken)
+        run = run_cli("lookup", path, "--json", env=env)
+        assert run.code == 0, run.stderr
+        assert run.json["results"][0]["repo_id"] is None

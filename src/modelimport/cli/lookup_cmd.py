@@ -91,6 +91,7 @@ def lookup_command(
     Each file gets its own result; a file that cannot be read gets an error instead.
     """
     from modelimport.identify.hub import HubSession
+    from modelimport.identify.hub.client import DEFAULT_SEARCH_LIMIT
     from modelimport.importer.collect import unreadable_reason
 
     opts = resolve_options(
@@ -99,8 +100,13 @@ def lookup_command(
     out = Output(opts.json, opts.verbose)
     # All paths are checked before any is looked up, so a folder is bad usage up front.
     problems = [_file_problem(p) for p in paths]
+    # --top is how many candidates are shown; a search fetches enough to find the right repo
+    # among popular namesakes whatever is shown.
     session = HubSession(
-        offline=opts.offline, timeout=timeout, refresh=refresh, search_limit=max(top, 5)
+        offline=opts.offline,
+        timeout=timeout,
+        refresh=refresh,
+        search_limit=max(top, DEFAULT_SEARCH_LIMIT),
     )
     reports = []
     for path, problem in zip(paths, problems, strict=True):

@@ -14,12 +14,15 @@ cannot be read is an empty catalog, never an error.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 CATALOG_FILE = "well_known.json"
+CATALOG_ENV = "MODELIMPORT_CATALOG"
 MAX_CATALOG_REPOS = 3  # per file: each one costs a listing
 
 
@@ -34,14 +37,23 @@ class CatalogEntry:
 
 @cache
 def load_catalog() -> dict[str, tuple[CatalogEntry, ...]]:
-    """Entries by lower-case file name."""
+    """Entries by lower-case file name, from MODELIMPORT_CATALOG (a file in the same format:
+    a newer or a local catalog) when set, else the one shipped with the package."""
+    override = os.environ.get(CATALOG_ENV)
     try:
-        raw = json.loads(resources.files(__package__).joinpath(CATALOG_FILE).read_text("utf-8"))
+        if override:
+            text = Path(override).read_text(encoding="utf-8")
+        else:
+            text = resources.files(__package__).joinpath(CATALOG_FILE).read_text("utf-8")
+        raw = json.loads(text)
     except (OSError, ValueError):
         return {}
-    sources = raw.get("sources") or {}
+    if not isinstance(raw, dict):
+        return {}
+    sources = raw.get("sources") if isinstance(raw.get("sources"), dict) else {}
+    files = raw.get("files") if isinstance(raw.get("files"), list) else []
     by_name: dict[str, list[CatalogEntry]] = {}
-    for item in raw.get("files") or []:
+    for item in files:
         entry = _entry(item, sources)
         if entry is not None:
             by_name.setdefault(entry.name.lower(), []).append(entry)
@@ -56,7 +68,8 @@ def _entry(item: Any, sources: dict[str, Any]) -> CatalogEntry | None:
         return None
     size = item.get("size")
     source = item.get("source")
-    described = sources.get(source, {}).get("url") if isinstance(source, str) else None
+    about = sources.get(source) if isinstance(source, str) else None
+    described = about.get("url") if isinstance(about, dict) else None
     return CatalogEntry(
         name,
         repo,

@@ -169,6 +169,12 @@ def _windows(parts: list[tuple[str, str]]) -> Iterator[list[tuple[str, str]]]:
             yield parts[start : start + length]
 
 
+def whole_name_queries(name: str) -> list[str]:
+    """The whole name as queries: in its own spelling, and in the Hub's (`-` between words)."""
+    whole = name_parts(name)
+    return list(dict.fromkeys(q for q in (_spell(whole, True), _spell(whole, False)) if q))
+
+
 def name_queries(name: str) -> list[str]:
     """Queries from one name: whole (own spelling, then `-`), shorter runs, then single words."""
     parts = name_parts(name)

@@ -89,7 +89,7 @@ MAX_EMBEDDED_REPOS = 2
 # popular namesakes, ranked locally (`rank_hits`) so listings go to the likeliest first.
 DEFAULT_SEARCH_LIMIT = 50
 LISTINGS_PER_QUERY = 2
-MAX_NAMESAKES = 1  # extra listings after a name-and-size match, for same-name-other-bytes
+MAX_NAMESAKES = 2  # extra listings after a name-and-size match, for same-name-other-bytes
 # Levels at which a repo holds a file of the same name: another place these bytes may be.
 SAME_NAME_TRUST = (TrustLevel.HIGH, TrustLevel.MODIFIED, TrustLevel.LOW)
 MAX_5XX_RETRIES = 1
@@ -317,8 +317,18 @@ class HubSession:
                 for hit in found:
                     hits.setdefault(hit.repo_id, hit)
                 fresh = [h for h in rank_hits(request, found) if h.repo_id not in evaluated]
-                for hit in fresh[:LISTINGS_PER_QUERY]:
+                paid = 0  # listings that cost a call: one already made in this run is free
+                for hit in fresh:
+                    # A repo holding the name with other bytes hints that a namesake holds
+                    # these: it earns the query one more listing.
+                    modified = sum(
+                        1 for m, _, _ in evaluated.values() if m.trust is TrustLevel.MODIFIED
+                    )
+                    if paid >= LISTINGS_PER_QUERY + min(modified, 1):
+                        break
+                    before = self._budget
                     evaluate(hit.repo_id, hit.downloads)
+                    paid += before > self._budget
                     if decided():
                         break
                 if decided():
@@ -326,11 +336,16 @@ class HubSession:
             self._list_namesakes(request, evaluated, hits, evaluate)
         except _BudgetSpent:
             pass
+        # A namesake of a name-and-size match that the budget left unlisted may hold this name
+        # with other bytes: the name and size then no longer say which repo this is.
+        unchecked = not any(f.sha256 for f in request.files) and bool(
+            _namesakes(evaluated, hits)
+        )
         for hit in hits.values():  # searched but not listed: judged by name only
             if hit.repo_id not in evaluated and hit.repo_id not in request.base_models:
                 judged = name_only_match(search_name, hit.repo_id)
                 evaluated[hit.repo_id] = (judged, None, hit.downloads)
-        return self._verdict(request, evaluated)
+        return self._verdict(request, evaluated, unchecked_namesakes=unchecked)
 
     def _list_namesakes(
         self,
@@ -344,25 +359,29 @@ class HubSession:
         publish `<model>-GGUF` with the same file names), which may hold a file of the same
         name with other bytes; `settle_verification` then picks the one
         holding these bytes. Only repos a search already found, within the budget."""
-        high = [r for r, (m, _, _) in evaluated.items() if m.trust is TrustLevel.HIGH]
-        if not high or any(f.sha256 for f in request.files):
+        if any(f.sha256 for f in request.files):
             return
-        names = {r.split("/")[-1].lower() for r in high}
-        namesakes = [
-            h for h in hits.values()
-            if h.repo_id not in evaluated and h.repo_id.split("/")[-1].lower() in names
-        ]
-        for hit in sorted(namesakes, key=lambda h: -h.downloads)[:MAX_NAMESAKES]:
+        for hit in _namesakes(evaluated, hits)[:MAX_NAMESAKES]:
             evaluate(hit.repo_id, hit.downloads)
 
     def _verdict(
         self,
         request: LookupRequest,
         evaluated: dict[str, tuple[RepoMatch, RepoListing | None, int]],
+        *,
+        unchecked_namesakes: bool = False,
     ) -> LookupResult:
+        # Between equals, a repo the catalog names for this file (a well-known publisher)
+        # before re-uploads and namesakes, then downloads.
+        known = {e.repo_id for e in catalog_candidates(request)}
         ranked = sorted(
             evaluated.values(),
-            key=lambda item: (SELECTION_RANK[item[0].trust], item[0].confidence, item[2]),
+            key=lambda item: (
+                SELECTION_RANK[item[0].trust],
+                item[0].confidence,
+                item[0].repo_id in known,
+                item[2],
+            ),
             reverse=True,
         )
         candidates = tuple(to_candidate(m, downloads) for m, _, downloads in ranked)
@@ -375,7 +394,9 @@ class HubSession:
             if other is not None and m.expected_sha256 and m.trust in SAME_NAME_TRUST
         ]
         result = self._result(request, match, listing, candidates, tuple(others))
-        if result.trust is TrustLevel.HIGH and _other_bytes_same_size(result, others):
+        if result.trust is TrustLevel.HIGH and (
+            unchecked_namesakes or _other_bytes_same_size(result, others)
+        ):
             # Another candidate holds a file of this name and size with other bytes: the name
             # and size no longer say which one this is. Only the hash can (the import's copy
             # stream, or `lookup --verify`); until then this is a guess to confirm.
@@ -606,6 +627,25 @@ class HubSession:
     def _trip(self, reason: str) -> None:
         self.failure = reason
         raise HubUnavailable(reason)
+
+
+def _namesakes(
+    evaluated: dict[str, tuple[RepoMatch, RepoListing | None, int]],
+    hits: dict[str, SearchHit],
+) -> list[SearchHit]:
+    """Search hits not listed yet that have the repo name of a name-and-size match under
+    another owner (re-uploads; quantisers publishing `<model>-GGUF` with the same file
+    names), most downloaded first."""
+    names = {
+        repo.split("/")[-1].lower()
+        for repo, (match, _, _) in evaluated.items()
+        if match.trust is TrustLevel.HIGH
+    }
+    found = [
+        hit for hit in hits.values()
+        if hit.repo_id not in evaluated and hit.repo_id.split("/")[-1].lower() in names
+    ]
+    return sorted(found, key=lambda hit: -hit.downloads)
 
 
 def _other_bytes_same_size(result: LookupResult, others: list[LookupResult]) -> bool:
