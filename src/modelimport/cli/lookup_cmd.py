@@ -41,6 +41,8 @@ Examples:
 
   modelimport lookup ./sd_xl_base_1.0.safetensors --verify
 
+  MODELIMPORT_CATALOG=./my-catalog.json modelimport lookup ./house_style_v3.safetensors
+
   modelimport lookup ~/models/*/model.safetensors --json --top 3
 
   modelimport lookup sd-v1-4.ckpt     # shows the pickle verdict and the classes it needs
@@ -85,6 +87,9 @@ def lookup_command(
 ) -> None:
     """Identify model files on the Hugging Face Hub, with a trust level for each match.
 
+    Candidates: the catalog of well-known files (MODELIMPORT_CATALOG=FILE uses another),
+    repos named inside the file, then searches of the name (whole, shorter runs, single
+    words) until a repo holds a file of the same name and size.
     Without --verify a file is never read whole: its format, header and a fast hash (first
     and last 8 MiB) are read and its size is compared with the Hub's now; the Hub's SHA256
     is compared when the file is imported (or now, with --verify).
