@@ -69,13 +69,13 @@ def test_a_file_changed_after_import_is_not_verified_by_its_fast_hash(
     assert _claim(changed) == ("high_confidence", "filename_exact", "pending verification")
     assert changed["file"]["sha256"] is None
     read = _lookup(path, fake_hub_env, "--verify")
-    assert _claim(read) == ("modified", "hash_mismatch", "modified version")
+    assert _claim(read) == ("modified", "hash_mismatch", "modified")
 
     # The untouched library copy is still the Hub's file, whatever was read since.
     assert _claim(_lookup(copy, fake_hub_env)) == ("verified", "hash", "verified")
 
     # Unchanged since --verify read it: known unread; --refresh forgets what was remembered.
-    assert _claim(_lookup(path, fake_hub_env)) == ("modified", "hash_mismatch", "modified version")
+    assert _claim(_lookup(path, fake_hub_env)) == ("modified", "hash_mismatch", "modified")
     refreshed = _lookup(path, fake_hub_env, "--refresh")
     assert _claim(refreshed) == ("high_confidence", "filename_exact", "pending verification")
 

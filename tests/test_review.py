@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import select
 import sys
 import time
@@ -59,7 +60,7 @@ def test_review_shows_what_the_file_says_and_can_decline(tmp_path: Path):
         ["--library", str(lib), "import", str(model), "--offline"], {"model(s)?": "n\n"}
     )
     assert code == 0, text
-    for shown in ("Import plan", "gguf", "llm", "llama", "Q4_K_M", "lookup pending"):
+    for shown in ("Import plan", "gguf", "llm", "llama", "Q4_K_M", "Lookup pending"):
         assert shown in text
     assert "Nothing imported." in text
     assert library_files(lib) == []
@@ -116,3 +117,102 @@ def test_a_declined_guess_is_still_verified_when_the_bytes_prove_it(
         meta = json.loads(meta_path.read_text())
         assert meta["trust_level"] == expected, meta["trust_level"]
         assert meta["needs_confirmation"] is False
+
+
+def _spawn_on_terminal(args: list[str], env: dict[str, str] | None = None):
+    """The CLI on a real pseudo-terminal, driven by pexpect as a person would type."""
+    import pexpect
+
+    return pexpect.spawn(
+        sys.executable,
+        ["-m", "modelimport", *args],
+        env=cli_env({"COLUMNS": "200", **(env or {})}),
+        dimensions=(50, 200),
+        encoding="utf-8",
+        timeout=60,
+    )
+
+
+def _lora(path: Path, fill: bytes) -> Path:
+    return make_safetensors(
+        path,
+        tensors={
+            "lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": ("F16", [4, 8]),
+            "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight": ("F16", [8, 4]),
+        },
+        fill=fill,
+    )
+
+
+def test_the_review_edits_one_item_skips_another_and_imports_what_was_chosen(tmp_path: Path):
+    import pexpect
+
+    folder = tmp_path / "dl"
+    long_name = "a-very-long-lora-name-that-would-not-fit-in-a-column-anywhere-v1.0-final"
+    first = _lora(folder / f"{long_name}.safetensors", b"\x01")
+    second = _lora(folder / "second.safetensors", b"\x02")
+    third = _lora(folder / "third.safetensors", b"\x03")
+    lib = tmp_path / "lib"
+    child = _spawn_on_terminal(["--library", str(lib), "import", str(folder), "--offline"])
+    child.expect(r"model\(s\)\?")
+    table = child.before
+    assert "Lookup pending" in table  # the trust badge of a model not looked up yet
+    assert "v1.0-final.safetensors" in table  # a long name keeps its end
+    rows = [line.split() for line in table.splitlines() if re.match(r"\s*\d+\s", line)]
+    assert [(r[0], r[1][:6]) for r in rows] == [("1", "a-very"), ("2", "second"), ("3", "third.")]
+    child.sendline("e 1")
+    for prompt, answer in (
+        ("Name", ""),
+        ("Type", ""),
+        ("Family", "flux"),
+        ("Subtype", ""),
+        ("Tags", "mine, test"),
+        ("Notes", "from my old disk"),
+    ):
+        child.expect(prompt)
+        child.sendline(answer)
+    child.expect(r"model\(s\)\?")
+    assert "/flux/" in child.before  # the destination follows the edit
+    child.sendline("s 2")
+    child.expect(r"Skipped second\.safetensors")
+    child.expect(r"Import 2 model\(s\)\?")
+    child.sendline("")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, child.before
+
+    metas = {
+        json.loads(p.read_text())["sources"][0]["path"]: json.loads(p.read_text())
+        for p in library_files(lib)
+        if p.name == "metadata.json"
+    }
+    assert set(metas) == {str(first), str(third)}  # exactly what was chosen
+    edited, untouched = metas[str(first)], metas[str(third)]
+    assert edited["family"] == "flux" and edited["field_sources"]["family"] == "user"
+    assert edited["match_source"] == "manual"
+    assert edited["tags"] == ["mine", "test"] and edited["notes"] == "from my old disk"
+    assert edited["model_id"].split("/")[1] == "flux"
+    assert untouched["match_source"] == "auto" and untouched["family"] != "flux"
+    assert second.exists() and third.exists()  # a copy leaves the sources alone
+
+
+def test_the_review_can_switch_to_move_and_show_details(tmp_path: Path):
+    import pexpect
+
+    source = _lora(tmp_path / "dl" / "mine.safetensors", b"\x05")
+    lib = tmp_path / "lib"
+    child = _spawn_on_terminal(["--library", str(lib), "import", str(source), "--offline"])
+    child.expect(r"model\(s\)\?")
+    assert "copy into the library" in child.before
+    child.sendline("d")
+    child.expect(r"model\(s\)\?")
+    assert "fast hash mine.safetensors" in child.before
+    child.sendline("m")
+    child.expect(r"model\(s\)\?")
+    assert "move into the library" in child.before
+    child.sendline("y")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    assert not source.exists()  # moved, as switched in the review
+    assert len([p for p in library_files(lib) if p.suffix == ".safetensors"]) == 1

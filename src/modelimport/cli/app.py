@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -13,6 +13,7 @@ from modelimport.cli.options import (
     JsonOpt,
     LibraryOpt,
     OfflineOpt,
+    QuietOpt,
     VerboseOpt,
     YesOpt,
 )
@@ -27,7 +28,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -48,6 +49,7 @@ def root(
     offline: OfflineOpt = False,
     yes: YesOpt = False,
     verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
     version: Annotated[
         bool,
         typer.Option(
@@ -59,7 +61,7 @@ def root(
         ),
     ] = False,
 ) -> None:
-    ctx.obj = GlobalOptions(library, json_, offline, yes, verbose)
+    ctx.obj = GlobalOptions(library, json_, offline, yes, verbose, quiet)
 
 
 def _register() -> None:
@@ -76,6 +78,7 @@ def main() -> None:
     """Console entry point: runs the app and turns every known error into one sentence."""
     _register()
     command = typer.main.get_command(app)
+    plain_argument_help(command)
     try:
         # Non-standalone: click returns an Exit's code instead of exiting, and lets our
         # own exceptions through to the formatter below.
@@ -103,6 +106,17 @@ def main() -> None:
     if code == 130:
         _interrupted()  # typer turns Ctrl-C inside a command into Exit(130)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def plain_argument_help(command: Any) -> None:
+    """Arguments show their name only (`PATH...`), not Typer's Python type (`<list[Path]>`),
+    which tells a person nothing they can type."""
+    for sub in [command, *getattr(command, "commands", {}).values()]:
+        for param in sub.params:
+            if param.param_type_name == "argument" and param.metavar:
+                name = param.metavar + ("..." if param.nargs != 1 else "")
+                param.display_type_rich = lambda ctx: None
+                param.get_usage_pieces = lambda ctx, name=name: [name]
 
 
 def _interrupted() -> None:

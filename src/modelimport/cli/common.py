@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import typer
+from rich.text import Text
+
 from modelimport.cli.options import GlobalOptions
 from modelimport.cli.output import Output
 from modelimport.config import resolve_library_root
@@ -57,3 +60,73 @@ def human_count(count: int) -> str:
         if count >= scale:
             return f"{count / scale:.3g}{suffix}"
     return str(count)
+
+
+def shorten_middle(text: str, width: int) -> str:
+    """`text` in at most `width` characters, cut in the middle: the end of a model's name
+    (its quantisation, its extension) says the most and is never cut."""
+    if len(text) <= width:
+        return text
+    if width < 5:
+        return text[-width:]
+    tail = (width - 1) * 3 // 5
+    return text[: width - 1 - tail] + "…" + text[-tail:]
+
+
+def aligned_columns(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """Left-aligned columns two spaces apart, last column unpadded, like `ls -l`."""
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
+    lines = []
+    for row in (header, *rows):
+        cells = [cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=False)]
+        lines.append("  ".join([*cells, row[-1]]))
+    return "\n".join(lines)
+
+
+# One vocabulary for trust, in every view: JSON value -> (label, style). A model with no
+# answer from the Hub yet has trust_level null and claims nothing.
+TRUST_LABELS: dict[str | None, tuple[str, str]] = {
+    "verified": ("Verified", "green"),
+    "high_confidence": ("High confidence", "blue"),
+    "low_confidence": ("Low confidence", "yellow"),
+    "modified": ("Modified", "yellow"),
+    "no_match": ("No match", "dim"),
+    None: ("Lookup pending", "dim"),
+}
+FLAGGED_PICKLE = ("Flagged pickle", "red")
+
+
+def trust_label(trust: str | None) -> str:
+    return TRUST_LABELS.get(trust, (str(trust), ""))[0]
+
+
+def trust_badge(trust: str | None, unsafe_pickle: bool = False) -> Text:
+    """The badge a person sees: its words, in its colour (plain where colour is off)."""
+    label, style = FLAGGED_PICKLE if unsafe_pickle else TRUST_LABELS.get(trust, (str(trust), ""))
+    return Text(label, style=style)
+
+
+def complete_model_id(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Shell completion of model ids, read from the index (read-only, quick, silent: a
+    completion that fails offers nothing rather than printing into the shell)."""
+    import sqlite3
+
+    try:
+        given = ctx.params.get("global_library") or ctx.find_root().params.get("library")
+        root = resolve_library_root(given)
+        path = root / ".modelimport" / "index.sqlite"
+        if not path.is_file():
+            return []
+        db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=1)
+        try:
+            prefix = incomplete.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            rows = db.execute(
+                "SELECT model_id FROM models WHERE model_id LIKE ? ESCAPE '\\' "
+                "ORDER BY model_id LIMIT 500",
+                (prefix + "%",),
+            ).fetchall()
+        finally:
+            db.close()
+    except Exception:  # noqa: BLE001 - completion must never break the shell
+        return []
+    return [r[0] for r in rows]

@@ -2,28 +2,33 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from modelimport.cli.app import app
-from modelimport.cli.common import human_count, human_size, open_for
+from modelimport.cli.common import (
+    aligned_columns,
+    human_size,
+    open_for,
+    shorten_middle,
+    trust_label,
+)
 from modelimport.cli.options import (
+    GlobalOptions,
     HubTimeoutOpt,
-    JsonOpt,
-    LibraryOpt,
     LookupBudgetOpt,
     NoCivitaiOpt,
-    OfflineOpt,
     RefreshOpt,
-    VerboseOpt,
-    YesOpt,
     flag,
+    global_options,
     paths_argument,
-    resolve_options,
 )
 from modelimport.cli.output import Output
 from modelimport.cli.progress import planning_sink, progress_sink
@@ -52,8 +57,9 @@ with its mmproj, is imported as one model with every file at its relative path; 
 
 
 @app.command("import", epilog=IMPORT_EXAMPLES)
+@global_options("library", "json", "offline", "yes", "verbose", "quiet")
 def import_command(
-    ctx: typer.Context,
+    opts: GlobalOptions,
     paths: Annotated[list[Path], paths_argument("Model files and folders (folders are walked).")],
     move: Annotated[
         bool,
@@ -101,15 +107,14 @@ def import_command(
             "config, tokenizer, index json, model card.",
         ),
     ] = False,
+    details: Annotated[
+        bool,
+        flag("--details", help="In the review, show hashes, repo, matched file and why."),
+    ] = False,
     refresh: RefreshOpt = False,
     timeout: HubTimeoutOpt = 5.0,
     no_civitai: NoCivitaiOpt = False,
     lookup_budget: LookupBudgetOpt = 300.0,
-    library: LibraryOpt = None,
-    json_: JsonOpt = False,
-    offline: OfflineOpt = False,
-    yes: YesOpt = False,
-    verbose: VerboseOpt = False,
 ) -> None:
     """Import model files into the library: hash, identify, describe, index.
 
@@ -125,9 +130,6 @@ def import_command(
         plan_import,
     )
 
-    opts = resolve_options(
-        ctx, library=library, json=json_, offline=offline, yes=yes, verbose=verbose
-    )
     out = Output(opts.json, opts.verbose)
     if not opts.yes and not out.interactive:
         raise UsageError(
@@ -153,35 +155,38 @@ def import_command(
     )
     opened = open_for(opts, out)
     hub_session, content_sources = _sources(offline_mode, timeout, refresh, no_civitai)
-    with planning_sink(opts.json, out.err) as sink:
+    with planning_sink(opts.json, out.err, opts.quiet, opts.verbose) as sink:
         # Without a review nobody waits for the lookups: they overlap the copies.
         plan = plan_import(
             paths, opened.library, opened.db, options, sink, hub_session,
             wait_for_lookups=not opts.yes,
         )
     if not opts.yes and plan.models:
-        _render_plan(out.err, plan)
-        _confirm_low_confidence(plan)
-        if not typer.confirm(f"Import {len(plan.models)} model(s)?", default=True, err=True):
+        from modelimport.cli.review import review_plan
+
+        outcome = review_plan(out.err, plan, opened.library, opened.db, move, details)
+        if not outcome.proceed:
             out.info("Nothing imported.")
             # Declining is not a failure, but files that were rejected still were.
             raise typer.Exit(1 if any(r.status in (FAILED, REJECTED) for r in plan.settled) else 0)
-    with progress_sink(opts.json, out.err) as sink:
+        options = replace(options, move=outcome.move)
+    started = time.monotonic()
+    with progress_sink(opts.json, out.err, opts.quiet, opts.verbose) as sink:
         results = execute_plan(
             plan, opened.library, opened.db, options, sink, hub_session, content_sources
         )
-    report = _report(results)
+    report = import_report(results, str(opened.library.root), time.monotonic() - started)
     report["links"] = plan.links.to_json() if plan.links is not None else None
     refused = False
     if delete_originals:
         from modelimport.importer.originals import delete_originals as run_delete
 
-        with progress_sink(opts.json, out.err) as sink:
+        with progress_sink(opts.json, out.err, opts.quiet, opts.verbose) as sink:
             report["originals"] = run_delete(opened.library, results, sink)
         refused = report["originals"]["refused"] > 0
 
     def render(console: Console) -> None:
-        _render_results(console, report, opts.verbose)
+        render_import_results(console, report, opts.verbose, opts.quiet)
         if "originals" in report:
             _render_originals(console, report["originals"])
 
@@ -209,10 +214,15 @@ def _sources(offline: bool, timeout: float, refresh: bool, no_civitai: bool) -> 
     return hub, by_content(sources)
 
 
-def _report(results: list[Any]) -> dict[str, Any]:
+def import_report(results: list[Any], library: str, seconds: float) -> dict[str, Any]:
+    """The JSON of an import: every item, and a summary whose counts add up to the items."""
     counts: dict[str, int] = {}
+    destinations: dict[str, int] = {}
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1
+        if r.status == "imported" and r.model_id:
+            folder = r.model_id.rsplit("/", 1)[0]
+            destinations[folder] = destinations.get(folder, 0) + 1
     imported_bytes = sum(f["size"] for r in results if r.status == "imported" for f in r.files)
     return {
         "results": [r.to_json() for r in results],
@@ -229,109 +239,104 @@ def _report(results: list[Any]) -> dict[str, Any]:
                 for r in results
                 if r.status == "imported" and r.details.get("pending_online_lookup")
             ),
+            "seconds": round(seconds, 3),
+            "bytes_per_second": int(imported_bytes / seconds) if seconds > 0 else 0,
+            "library": library,
+            "destinations": dict(sorted(destinations.items())),
         },
     }
 
 
-def _confirm_low_confidence(plan: Any) -> None:
-    """A fuzzy name match is a guess: a person accepts or drops each one. A dropped guess is
-    still settled by the copy's SHA256: equal to the Hub's, it is verified after all."""
-    for model in plan.models:
-        lookup = model.lookup
-        if lookup is None or str(lookup.trust) != "low_confidence":
-            continue
-        question = (
-            f"{model.group.display_name}: low-confidence match {lookup.repo_id} "
-            f"({lookup.confidence:.0%}). Accept it?"
-        )
-        if typer.confirm(question, default=False, err=True):
-            model.match_confirmed = True
-        else:
-            model.match_declined = True
+# Above this many items the results are one line each even on a terminal: a table of
+# thousands of rows is slow to lay out and no one reads it; `list` shows the library.
+RESULT_TABLE_MAX_ROWS = 50
 
 
-def _render_plan(console: Console, plan: Any) -> None:
-    table = Table(title="Import plan")
-    for col in ("file(s)", "format", "type", "family", "precision", "params", "size", "match"):
-        table.add_column(col)
-    for m in plan.models:
-        lookup = m.lookup
-        match = "offline (lookup pending)"
-        if lookup is not None:
-            match = f"{lookup.trust} {lookup.repo_id or ''}".strip()
-            if lookup.hub_error:
-                match = f"Hub unavailable ({lookup.hub_error})"
-        label = m.group.display_name
-        if m.group.bundle is not None:
-            label += f" ({m.group.bundle.kind}, {len(m.group.all_paths)} files)"
-        elif len(m.group.all_paths) > 1:
-            label += f" (+{len(m.group.all_paths) - 1} files)"
-        if m.probe.unsafe_pickle:
-            label += " [UNSAFE PICKLE]"
-        elif m.probe.pickle_needs:
-            label += " [pickle needs classes]"
-        params = m.probe.parameter_count
-        table.add_row(
-            label,
-            m.facts[0].format,
-            m.model_type,
-            m.family,
-            m.probe.precision,
-            human_count(params) if params else "?",
-            human_size(m.total_size),
-            match,
-        )
-    console.print(table)
-    for m in plan.models:
-        if m.group.bundle is not None:
-            _print_bundle(console, str(m.group.bundle.root), m.group.bundle.reason,
-                          m.group.bundle.left_out)
-    for r in plan.settled:
-        if r.status != "skipped":
-            console.print(
-                f"{r.status}: {', '.join(r.sources)}: {r.error or r.model_id}", markup=False
-            )
+def _detail(r: dict[str, Any]) -> str:
+    if r["error"]:
+        return str(r["error"])  # also an imported model whose index row is still missing
+    if r["status"] == "imported" and r.get("pending_online_lookup"):
+        return "Lookup pending (retry-pending)"
+    if r["status"] == "imported":
+        label = trust_label(r.get("trust_level"))
+        return f"{label} {r.get('repo_id') or r.get('identity_source') or ''}".strip()
+    if r["status"] == "duplicate":
+        return "already in the library"
+    return ""
 
 
-def _render_results(console: Console, report: dict[str, Any], verbose: bool = False) -> None:
-    if all(r["status"] == "skipped" for r in report["results"]):
-        others = len(report["results"])
+def render_import_results(
+    console: Console, report: dict[str, Any], verbose: bool = False, quiet: bool = False
+) -> None:
+    """Per item (a table on a terminal, one line each in a pipe; none with --quiet), then
+    the summary: counts, bytes, time, throughput, failures with their reasons, and where
+    the models went."""
+    results = report["results"]
+    s = report["summary"]
+    if all(r["status"] == "skipped" for r in results):
+        others = len(results)
         console.print(
             "No model files found (nothing imported"
             + (f"; {others} other file(s) skipped)." if others else ").")
         )
         return
-    table = Table(title="Import results")
-    for col in ("status", "model", "source(s)", "detail"):
-        table.add_column(col, overflow="fold")
-    skipped = 0
-    for r in report["results"]:
-        if r["status"] == "skipped":
-            skipped += 1
-            continue
-        if r["error"]:
-            detail = r["error"]  # also an imported model whose index row is still missing
-        elif r["status"] == "imported" and r.get("pending_online_lookup"):
-            detail = "Hub lookup pending (retry-pending)"
-        elif r["status"] == "imported":
-            match = r.get("repo_id") or r.get("identity_source") or ""
-            detail = f"{r.get('trust_level', '')} {match}".strip()
-        elif r["status"] == "duplicate":
-            detail = "already in the library"
-        if r.get("bundle"):
-            sources = _bundle_root(r) + f"/ ({len(r['sources'])} files)"
-        else:
-            sources = r["sources"][0] + (
-                f" (+{len(r['sources']) - 1})" if len(r["sources"]) > 1 else ""
+    shown = [r for r in results if r["status"] != "skipped"]
+    rows = [
+        (
+            r["status"],
+            r["model_id"] or "-",
+            _bundle_root(r) + f"/ ({len(r['sources'])} files)"
+            if r.get("bundle")
+            else r["sources"][0]
+            + (f" (+{len(r['sources']) - 1})" if len(r["sources"]) > 1 else ""),
+            _detail(r) or "-",
+        )
+        for r in shown
+    ]
+    if quiet:
+        pass
+    elif console.is_terminal and len(rows) <= RESULT_TABLE_MAX_ROWS:
+        # On a terminal: the model id and the source's file name, each shortened in the
+        # middle to fit; the full paths are in --json and in the pipe output.
+        width = max(20, (console.width - 20) * 2 // 5)
+        table = Table(title="Import results", box=box.SIMPLE_HEAD, pad_edge=False)
+        table.add_column("status", no_wrap=True)
+        table.add_column("model", no_wrap=True)
+        table.add_column("from", no_wrap=True)
+        table.add_column("detail", overflow="fold")
+        for status, model, source, detail in rows:
+            table.add_row(
+                status,
+                shorten_middle(model, width),
+                shorten_middle(Path(source.split(" (+")[0]).name + (
+                    " (+" + source.split(" (+")[1] if " (+" in source else ""), width * 2 // 3),
+                detail,
             )
-        table.add_row(r["status"], r["model_id"] or "-", sources, detail)
-    console.print(table)
-    s = report["summary"]
+        console.print(table)
+    elif not console.is_terminal:
+        console.print(
+            aligned_columns(("status", "model", "source(s)", "detail"), rows),
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    skipped = s["skipped"]
+    seconds = s["seconds"]
     console.print(
-        f"{s['imported']} imported ({human_size(s['imported_bytes'])}), {s['duplicate']} "
+        f"{s['imported']} imported ({human_size(s['imported_bytes'])} in "
+        f"{seconds:.1f} s, {human_size(s['bytes_per_second'])}/s), {s['duplicate']} "
         f"duplicate, {s['rejected']} rejected, {s['failed']} failed, {skipped} skipped"
-        + ("." if verbose or not skipped else " (--verbose names them).")
+        + ("." if verbose or not skipped else " (--verbose names them)."),
+        markup=False,
+        highlight=False,
     )
+    problems = [r for r in shown if r["status"] in ("failed", "rejected") or r["error"]]
+    if problems and (quiet or console.is_terminal and len(rows) > RESULT_TABLE_MAX_ROWS):
+        for r in problems:
+            console.print(f"✗ {r['sources'][0]}: {r['error']}", markup=False, highlight=False)
+    if s["destinations"]:
+        where = ", ".join(f"{folder} ({n})" for folder, n in s["destinations"].items())
+        console.print(f"Into {s['library']}: {where}", markup=False, highlight=False)
     completions = [r["downloads"] for r in report["results"] if r.get("downloads")]
     if completions:
         from modelimport.cli.library_cmds import render_completions
@@ -344,7 +349,7 @@ def _render_results(console: Console, report: dict[str, Any], verbose: bool = Fa
             "`modelimport retry-pending`."
         )
     if verbose:
-        for r in report["results"]:
+        for r in results:
             if r["status"] == "skipped":
                 console.print(f"skipped: {r['sources'][0]}: {r['error']}", markup=False)
             elif r.get("bundle"):

@@ -10,38 +10,32 @@ from rich.console import Console
 from rich.table import Table
 
 from modelimport.cli.app import app
-from modelimport.cli.common import human_size, open_for
+from modelimport.cli.common import (
+    aligned_columns,
+    complete_model_id,
+    human_size,
+    open_for,
+    trust_label,
+)
 from modelimport.cli.options import (
     GlobalOptions,
     HubTimeoutOpt,
-    JsonOpt,
-    LibraryOpt,
-    OfflineOpt,
-    VerboseOpt,
-    YesOpt,
     flag,
+    global_options,
     paths_argument,
-    resolve_options,
 )
 from modelimport.cli.output import Output
 from modelimport.cli.progress import progress_sink
 
 
 @app.command(epilog="Examples:\n\n  modelimport status\n\n  modelimport status --json")
+@global_options("library", "json")
 def status(
-    ctx: typer.Context,
-    library: LibraryOpt = None,
-    json_: JsonOpt = False,
-    offline: OfflineOpt = False,
-    yes: YesOpt = False,
-    verbose: VerboseOpt = False,
+    opts: GlobalOptions,
 ) -> None:
     """Show the library: where it is, how many models, their size, pending lookups."""
     from modelimport.library.maintenance import library_status
 
-    opts = resolve_options(
-        ctx, library=library, json=json_, offline=offline, yes=yes, verbose=verbose
-    )
     out = Output(opts.json, opts.verbose)
     data = library_status(open_for(opts, out, create=False, read_only_ok=True))
     out.result(data, lambda console: _render_status(console, data))
@@ -89,20 +83,13 @@ def _render_status(console: Console, data: dict[str, Any]) -> None:
 
 
 @app.command(epilog="Examples:\n\n  modelimport rescan")
+@global_options("library", "json", "quiet")
 def rescan(
-    ctx: typer.Context,
-    library: LibraryOpt = None,
-    json_: JsonOpt = False,
-    offline: OfflineOpt = False,
-    yes: YesOpt = False,
-    verbose: VerboseOpt = False,
+    opts: GlobalOptions,
 ) -> None:
     """Rebuild the index from every metadata.json in the library (records are not changed)."""
     from modelimport.library.maintenance import rescan as run_rescan
 
-    opts = resolve_options(
-        ctx, library=library, json=json_, offline=offline, yes=yes, verbose=verbose
-    )
     out = Output(opts.json, opts.verbose)
     opened = open_for(opts, out, create=False, read_only_ok=True, rebuild_damaged=True)
     with progress_sink(opts.json, out.err) as sink:
@@ -130,36 +117,117 @@ def rescan(
     raise typer.Exit(1 if data["unreadable"] or data["damaged"] else 0)
 
 
-@app.command(
-    "mark-manual",
-    epilog="Examples:\n\n  modelimport mark-manual llm/llama/llama-3-8b-instruct-q4_k_m",
-)
+MARK_EXAMPLES = """Examples:
+
+  modelimport mark-manual llm/llama/meta-llama-3-8b-instruct-q4_k_m
+
+  modelimport mark-manual llm/llama/meta-llama-3-8b-instruct-q4_k_m --undo
+"""
+
+
+@app.command("mark-manual", epilog=MARK_EXAMPLES)
+@global_options("library", "json")
 def mark_manual(
-    ctx: typer.Context,
+    opts: GlobalOptions,
     model_ids: Annotated[
-        list[str], typer.Argument(metavar="MODEL_ID", help="Model ids (type/family/slug).")
+        list[str],
+        typer.Argument(
+            metavar="MODEL_ID",
+            help="Model ids (type/family/slug, as `list` shows them).",
+            autocompletion=complete_model_id,
+        ),
     ],
-    library: LibraryOpt = None,
-    json_: JsonOpt = False,
-    offline: OfflineOpt = False,
-    yes: YesOpt = False,
-    verbose: VerboseOpt = False,
+    undo: Annotated[
+        bool, flag("--undo", help="Make the models automatic again (retry-pending may update).")
+    ] = False,
 ) -> None:
     """Protect models from automatic updates (retry-pending, rescan keep them as they are)."""
-    from modelimport.library.maintenance import mark_manual as run_mark
+    from modelimport.library.edits import set_manual
 
-    opts = resolve_options(
-        ctx, library=library, json=json_, offline=offline, yes=yes, verbose=verbose
-    )
     out = Output(opts.json, opts.verbose)
-    results = run_mark(open_for(opts, out, create=False), model_ids)
+    results = set_manual(open_for(opts, out, create=False), model_ids, manual=not undo)
 
     def render(console: Console) -> None:
+        done = "marked automatic" if undo else "marked manual"
         for r in results:
-            console.print(f"{r['model_id']}: {r['error'] or 'marked manual'}", markup=False)
+            console.print(f"{r['model_id']}: {r['error'] or done}", markup=False)
 
     out.result({"results": results}, render)
     raise typer.Exit(1 if any(r["status"] == "failed" for r in results) else 0)
+
+
+EDIT_EXAMPLES = """Examples:
+
+  modelimport edit llm/llama/meta-llama-3-8b-instruct-q4_k_m --tag chat
+
+  modelimport edit llm/llama/meta-llama-3-8b-instruct-q4_k_m --notes "old"
+
+  modelimport edit llm/llama/meta-llama-3-8b-instruct-q4_k_m --name Chat
+"""
+
+
+@app.command("edit", epilog=EDIT_EXAMPLES)
+@global_options("library", "json")
+def edit_command(
+    opts: GlobalOptions,
+    model_id: Annotated[
+        str,
+        typer.Argument(
+            metavar="MODEL_ID",
+            help="The model to edit (type/family/slug, as `list` shows it).",
+            autocompletion=complete_model_id,
+        ),
+    ],
+    name: Annotated[
+        str | None, typer.Option("--name", metavar="TEXT", help="Its name (renames the id).")
+    ] = None,
+    model_type: Annotated[
+        str | None,
+        typer.Option("--type", metavar="TYPE", help="Model type: lora, checkpoint, llm, ..."),
+    ] = None,
+    family: Annotated[
+        str | None, typer.Option("--family", metavar="FAMILY", help="Family: sdxl, flux, ...")
+    ] = None,
+    tags: Annotated[
+        list[str] | None,
+        typer.Option("--tag", metavar="TAG", help="A tag; repeat for several (replaces them)."),
+    ] = None,
+    notes: Annotated[str | None, typer.Option("--notes", metavar="TEXT", help="Notes.")] = None,
+) -> None:
+    """Change a model's name, type, family, tags or notes; the record becomes manual.
+
+    When the name, type or family changes, so does the model id: the model folder moves to
+    the new id in one rename, and the index and app links follow.
+    """
+    from modelimport.errors import UsageError
+    from modelimport.library.edits import edit_model
+
+    changes: dict[str, str | list[str]] = {
+        field: value
+        for field, value in (
+            ("name", name),
+            ("type", model_type),
+            ("family", family),
+            ("tags", tags),
+            ("notes", notes),
+        )
+        if value is not None
+    }
+    if not changes:
+        raise UsageError("Nothing to change; pass --name, --type, --family, --tag or --notes.")
+    out = Output(opts.json, opts.verbose)
+    result = edit_model(open_for(opts, out, create=False), model_id, changes)
+
+    def render(console: Console) -> None:
+        moved = result["model_id"] != result["previous_model_id"]
+        console.print(
+            f"{result['previous_model_id']}: {', '.join(result['changed'])} changed; "
+            f"marked manual"
+            + (f"; now {result['model_id']} ({result['path']})" if moved else "."),
+            markup=False,
+        )
+
+    out.result(result, render)
 
 
 SHARDS_EXAMPLES = """
@@ -176,8 +244,9 @@ Examples:
 
 
 @app.command(epilog=SHARDS_EXAMPLES)
+@global_options("library", "json", "offline")
 def shards(
-    ctx: typer.Context,
+    opts: GlobalOptions,
     paths: Annotated[
         list[Path],
         paths_argument(
@@ -202,11 +271,6 @@ def shards(
         ),
     ] = False,
     timeout: HubTimeoutOpt = 10.0,
-    library: LibraryOpt = None,
-    json_: JsonOpt = False,
-    offline: OfflineOpt = False,
-    yes: YesOpt = False,
-    verbose: VerboseOpt = False,
 ) -> None:
     """Group sharded sets and report whether each is complete (reads names, not data).
 
@@ -214,9 +278,6 @@ def shards(
     every file is downloaded into the library's staging, checked against the SHA256 the
     Hub lists, and added to the model in one step; one bad file leaves the model unchanged.
     """
-    opts = resolve_options(
-        ctx, library=library, json=json_, offline=offline, yes=yes, verbose=verbose
-    )
     out = Output(opts.json, opts.verbose)
     if download_missing or with_related:
         _download_missing(
@@ -249,21 +310,31 @@ def shards(
     data = {"sets": groups, "failures": failures}
 
     def render(console: Console) -> None:
-        table = Table(title="Sharded sets")
-        for col in ("set", "folder", "shards", "index", "complete", "missing / problems"):
-            table.add_column(col, overflow="fold")
-        for g in groups:
-            issues = "; ".join([*g["problems"], *(f"missing {m}" for m in g["missing"])])
-            total = g["shard_total"]
-            table.add_row(
+        columns = ("set", "folder", "shards", "index", "complete", "missing / problems")
+        rows = [
+            (
                 g["name"],
                 g["folder"],
-                f"{g['shards_present']} of {total}" if total else str(g["shards_present"]),
+                f"{g['shards_present']} of {g['shard_total']}"
+                if g["shard_total"]
+                else str(g["shards_present"]),
                 g["index_file"] or "-",
                 "yes" if g["complete"] else "no",
-                issues or "-",
+                "; ".join([*g["problems"], *(f"missing {m}" for m in g["missing"])]) or "-",
             )
-        console.print(table if groups else "No sharded sets found.")
+            for g in groups
+        ]
+        if not groups:
+            console.print("No sharded sets found.")
+        elif not console.is_terminal:  # one line per set in a pipe
+            console.print(aligned_columns(columns, rows), markup=False, highlight=False)
+        else:
+            table = Table(title="Sharded sets")
+            for col in columns:
+                table.add_column(col, overflow="fold")
+            for row in rows:
+                table.add_row(*row)
+            console.print(table)
         for f in failures:
             console.print(f["error"], markup=False)
 
@@ -288,7 +359,7 @@ def _download_missing(
     opened = open_for(opts, out, create=False)
     options = DownloadOptions(missing_shards=missing, related=related, timeout=timeout)
     session = HubSession(timeout=timeout)
-    with progress_sink(opts.json, out.err) as sink:
+    with progress_sink(opts.json, out.err, opts.quiet, opts.verbose) as sink:
         results = complete_models(opened.library, opened.db, targets, options, session, sink)
     data = {"results": [r.to_json() for r in results]}
     out.result(data, lambda console: render_completions(console, data["results"]))
@@ -324,7 +395,7 @@ def render_completions(console: Console, results: list[dict[str, Any]]) -> None:
 
 LIST_EXAMPLES = (
     "Examples:\n\n  modelimport list\n\n  modelimport list --type llm --json"
-    "\n\n  modelimport list --pending"
+    "\n\n  modelimport list --pending\n\n  modelimport list --search llama"
 )
 
 
@@ -332,19 +403,10 @@ LIST_EXAMPLES = (
 RICH_TABLE_MAX_ROWS = 500
 
 
-def aligned_columns(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-    """Left-aligned columns two spaces apart, last column unpadded, like `ls -l`."""
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
-    lines = []
-    for row in (header, *rows):
-        cells = [cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=False)]
-        lines.append("  ".join([*cells, row[-1]]))
-    return "\n".join(lines)
-
-
 @app.command("list", epilog=LIST_EXAMPLES)
+@global_options("library", "json")
 def list_command(
-    ctx: typer.Context,
+    opts: GlobalOptions,
     model_type: Annotated[
         str | None, typer.Option("--type", help="Only this model type (llm, lora, ...).")
     ] = None,
@@ -354,35 +416,38 @@ def list_command(
     pending: Annotated[
         bool, flag("--pending", help="Only models still pending an online lookup.")
     ] = False,
-    library: LibraryOpt = None,
-    json_: JsonOpt = False,
-    offline: OfflineOpt = False,
-    yes: YesOpt = False,
-    verbose: VerboseOpt = False,
+    search: Annotated[
+        str | None,
+        typer.Option(
+            "--search",
+            metavar="TEXT",
+            help="Only models whose id, name, repo, file name or tag contains TEXT.",
+        ),
+    ] = None,
 ) -> None:
     """List the models in the library, from the index."""
     from modelimport.library.index import list_models
 
-    opts = resolve_options(
-        ctx, library=library, json=json_, offline=offline, yes=yes, verbose=verbose
-    )
     out = Output(opts.json, opts.verbose)
     opened = open_for(opts, out, create=False, read_only_ok=True)
     # Types and families are stored in lower case; `--type LLM` means the same as `llm`.
     models = list_models(
-        opened.db, model_type and model_type.lower(), family and family.lower(), pending
+        opened.db, model_type and model_type.lower(), family and family.lower(), pending, search
     )
+    for m in models:
+        m["path"] = str(opened.library.root / m["model_id"])
 
     title = f"{len(models)} model(s) in {opened.library.root}"
-    columns = ("model", "precision", "size", "files", "trust", "repo")
+    columns = ("model", "precision", "size", "files", "trust", "repo", "path")
     rows = [
         (
             m["model_id"],
             m["precision"] or "-",
             human_size(m["total_size"]),
             str(m["file_count"]),
-            "lookup pending" if m["pending_online_lookup"] else m["trust"] or "-",
+            trust_label(None if m["pending_online_lookup"] else m["trust"]),
             m["repo_id"] or "-",
+            m["path"],
         )
         for m in models
     ]
@@ -414,8 +479,9 @@ CHECK_EXAMPLES = (
 
 
 @app.command(epilog=CHECK_EXAMPLES)
+@global_options("library", "json")
 def check(
-    ctx: typer.Context,
+    opts: GlobalOptions,
     repair: Annotated[
         bool,
         flag(
@@ -424,11 +490,6 @@ def check(
             "model files dropped into the library by hand.",
         ),
     ] = False,
-    library: LibraryOpt = None,
-    json_: JsonOpt = False,
-    offline: OfflineOpt = False,
-    yes: YesOpt = False,
-    verbose: VerboseOpt = False,
 ) -> None:
     """Check the library's invariants (fast: reads metadata and sizes, not file contents).
 
@@ -438,9 +499,6 @@ def check(
     """
     from modelimport.library.integrity import check_library
 
-    opts = resolve_options(
-        ctx, library=library, json=json_, offline=offline, yes=yes, verbose=verbose
-    )
     out = Output(opts.json, opts.verbose)
     opened = open_for(opts, out, create=False, read_only_ok=True)
     data = check_library(opened, repair=repair)
@@ -472,17 +530,17 @@ VERIFY_EXAMPLES = (
 
 
 @app.command(epilog=VERIFY_EXAMPLES)
+@global_options("library", "json", "quiet")
 def verify(
-    ctx: typer.Context,
+    opts: GlobalOptions,
     model_ids: Annotated[
         list[str] | None,
-        typer.Argument(metavar="[MODEL_ID]...", help="Models to verify (default: all)."),
+        typer.Argument(
+            metavar="[MODEL_ID]...",
+            help="Models to verify (default: all).",
+            autocompletion=complete_model_id,
+        ),
     ] = None,
-    library: LibraryOpt = None,
-    json_: JsonOpt = False,
-    offline: OfflineOpt = False,
-    yes: YesOpt = False,
-    verbose: VerboseOpt = False,
 ) -> None:
     """Re-read library files and compare their BLAKE3 with metadata.json (finds bit rot).
 
@@ -490,12 +548,9 @@ def verify(
     """
     from modelimport.library.integrity import verify_library
 
-    opts = resolve_options(
-        ctx, library=library, json=json_, offline=offline, yes=yes, verbose=verbose
-    )
     out = Output(opts.json, opts.verbose)
     opened = open_for(opts, out, create=False, read_only_ok=True)
-    with progress_sink(opts.json, out.err) as sink:
+    with progress_sink(opts.json, out.err, opts.quiet, opts.verbose) as sink:
         data = verify_library(opened, model_ids or None, sink)
 
     def render(console: Console) -> None:

@@ -14,19 +14,16 @@ from rich.table import Table
 from rich.text import Text
 
 from modelimport.cli.app import app
+from modelimport.cli.common import human_size, trust_badge, trust_label
 from modelimport.cli.options import (
+    GlobalOptions,
     HubTimeoutOpt,
-    JsonOpt,
-    LibraryOpt,
-    OfflineOpt,
     RefreshOpt,
-    VerboseOpt,
-    YesOpt,
     flag,
+    global_options,
     paths_argument,
-    resolve_options,
 )
-from modelimport.cli.output import Output, styled
+from modelimport.cli.output import Output
 from modelimport.cli.progress import progress_sink
 from modelimport.errors import ModelImportError, UsageError
 from modelimport.events import ProgressEvent, ProgressSink, Stage, ignore_progress
@@ -48,27 +45,12 @@ Examples:
   modelimport lookup sd-v1-4.ckpt     # shows the pickle verdict and the classes it needs
 """
 
-TRUST_LABELS = {
-    "verified": "Verified",
-    "high_confidence": "High confidence",
-    "low_confidence": "Low confidence (confirm)",
-    "modified": "Modified version",
-    "no_match": "No match",
-}
-TRUST_STYLES = {
-    "verified": "green",
-    "high_confidence": "cyan",
-    "low_confidence": "yellow",
-    "modified": "yellow",
-    "no_match": "dim",
-}
-
-
 @app.command("lookup", epilog=LOOKUP_EXAMPLES)
+@global_options("json", "offline", "verbose")
 def lookup_command(
-    ctx: typer.Context,
+    opts: GlobalOptions,
     paths: Annotated[list[Path], paths_argument("Model files to identify.")],
-    top: Annotated[int, typer.Option("--top", min=1, help="Candidates to show per file.")] = 5,
+    top: Annotated[int, typer.Option("--top", min=1, metavar="N", help="Candidates per file.")] = 5,
     verify: Annotated[
         bool,
         flag(
@@ -79,11 +61,6 @@ def lookup_command(
     ] = False,
     refresh: RefreshOpt = False,
     timeout: HubTimeoutOpt = 5.0,
-    library: LibraryOpt = None,
-    json_: JsonOpt = False,
-    offline: OfflineOpt = False,
-    yes: YesOpt = False,
-    verbose: VerboseOpt = False,
 ) -> None:
     """Identify model files on the Hugging Face Hub, with a trust level for each match.
 
@@ -99,9 +76,6 @@ def lookup_command(
     from modelimport.identify.hub.client import DEFAULT_SEARCH_LIMIT
     from modelimport.importer.collect import unreadable_reason
 
-    opts = resolve_options(
-        ctx, library=library, json=json_, offline=offline, yes=yes, verbose=verbose
-    )
     out = Output(opts.json, opts.verbose)
     # All paths are checked before any is looked up, so a folder is bad usage up front.
     problems = [_file_problem(p) for p in paths]
@@ -271,7 +245,7 @@ def _status(result: LookupResult) -> str:
         return f"not looked up: {result.hub_error}"
     if result.pending_verification:
         return "pending verification"
-    return TRUST_LABELS[result.trust.value].lower()
+    return trust_label(result.trust.value).lower()
 
 
 def _trimmed(result: LookupResult, top: int) -> dict[str, Any]:
@@ -285,8 +259,6 @@ def _trimmed(result: LookupResult, top: int) -> dict[str, Any]:
 
 
 def _render(console: Console, reports: list[dict[str, Any]]) -> None:
-    from modelimport.cli.common import human_size
-
     for report in reports:
         if report["error"]:
             console.print(Text.assemble(("Error: ", "bold red"), report["error"]))
@@ -323,17 +295,16 @@ def _render(console: Console, reports: list[dict[str, Any]]) -> None:
             for column in ("Repo", "Matched file", "Size", "Method", "Confidence", "Trust"):
                 table.add_column(column, justify="right" if column == "Confidence" else "left")
             for c in report["candidates"]:
-                style = TRUST_STYLES[c["trust"]]
                 table.add_row(
                     c["repo_id"],
                     c["matched_file"] or "-",
                     human_size(c["size"]) if c["size"] is not None else "-",
                     c["match_method"] or "-",
                     f"{c['confidence']:.2f}",
-                    styled(style, TRUST_LABELS[c["trust"]]),
+                    trust_badge(c["trust"]),
                 )
             console.print(table)
-        label = TRUST_LABELS[report["trust"]]
+        label = trust_label(report["trust"])
         if not report["repo_id"]:
             console.print(f"  Match: {label}")
             continue

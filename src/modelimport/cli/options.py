@@ -1,17 +1,24 @@
-"""Options shared by several commands, defined once.
+"""Options shared by several commands, defined once, and the one mechanism that adds them.
 
 Global options may be given before the command (`modelimport --json status`) or after it
-(`modelimport status --json`); `resolve_options` merges both. So every command declares all
-five global options, and one that does not apply to it is accepted and ignored.
+(`modelimport status --json`). A command says which it uses with `@global_options(...)`;
+those appear in its help, the others are still accepted after it (hidden, ignored), so a
+script that passes `--json` everywhere keeps working. The command receives them merged
+as one `GlobalOptions` in its `opts` parameter.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def flag(*decls: str, help: str) -> Any:
@@ -25,6 +32,7 @@ LibraryOpt = Annotated[
     typer.Option(
         "--library",
         envvar="MODELIMPORT_LIBRARY",
+        metavar="PATH",
         help="Library root folder (default: the user data dir; env MODELIMPORT_LIBRARY).",
         show_default=False,
     ),
@@ -42,7 +50,13 @@ YesOpt = Annotated[
 ]
 RefreshOpt = Annotated[bool, flag("--refresh", help="Bypass the on-disk Hub cache.")]
 HubTimeoutOpt = Annotated[
-    float, typer.Option("--timeout", min=0.1, help="Seconds per Hub call before giving up.")
+    float,
+    typer.Option(
+        "--timeout",
+        metavar="SECONDS",
+        callback=lambda value: _at_least(value, 0.1, "--timeout"),
+        help="Seconds per Hub call before giving up (at least 0.1).",
+    ),
 ]
 NoCivitaiOpt = Annotated[
     bool,
@@ -63,6 +77,15 @@ LookupBudgetOpt = Annotated[
     ),
 ]
 VerboseOpt = Annotated[bool, flag("--verbose", "-v", help="Say more about each step.")]
+QuietOpt = Annotated[
+    bool, flag("--quiet", "-q", help="No progress; print only errors and the summary.")
+]
+
+
+def _at_least(value: float, minimum: float, name: str) -> float:
+    if value < minimum:
+        raise typer.BadParameter(f"{name} must be at least {minimum}, not {value}.")
+    return value
 
 
 def paths_argument(help: str) -> Any:
@@ -78,12 +101,87 @@ class GlobalOptions:
     offline: bool = False
     yes: bool = False
     verbose: bool = False
+    quiet: bool = False
+
+
+# name -> (type, option declarations, help); the root command offers every one of them.
+GLOBAL_OPTION_SPECS: dict[str, tuple[Any, tuple[str, ...], str]] = {
+    "library": (
+        Path | None,
+        ("--library",),
+        "Library root folder (default: the user data dir; env MODELIMPORT_LIBRARY).",
+    ),
+    "json": (bool, ("--json",), "Print machine-readable JSON on stdout."),
+    "offline": (
+        bool,
+        ("--offline",),
+        "Never contact the Hugging Face Hub (also HF_HUB_OFFLINE=1).",
+    ),
+    "yes": (bool, ("--yes", "-y"), "Accept the plan without asking; needed without a TTY."),
+    "verbose": (bool, ("--verbose", "-v"), "Say more about each step."),
+    "quiet": (bool, ("--quiet", "-q"), "No progress; print only errors and the summary."),
+}
+
+
+def _global_parameter(name: str, shown: bool) -> inspect.Parameter:
+    kind, decls, help_text = GLOBAL_OPTION_SPECS[name]
+    if kind is bool:
+        option = typer.Option(*decls, metavar="", help=help_text, hidden=not shown)
+        default: Any = False
+    else:
+        # No envvar here: MODELIMPORT_LIBRARY is read once, by the root command, so that it
+        # never overrides a --library given before the command.
+        option = typer.Option(
+            *decls, help=help_text, hidden=not shown, show_default=False, metavar="PATH"
+        )
+        default = None
+    return inspect.Parameter(
+        f"global_{name}",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=default,
+        annotation=Annotated[kind, option],
+    )
+
+
+def global_options(*used: str) -> Callable[[F], F]:
+    """Give a command the global options; the ones in `used` are shown in its help.
+
+    The decorated function may take `ctx: typer.Context` and must take `opts:
+    GlobalOptions`, which is filled from the options given before and after the command.
+    """
+    unknown = set(used) - set(GLOBAL_OPTION_SPECS)
+    if unknown:
+        raise ValueError(f"unknown global options: {sorted(unknown)}")
+
+    def decorate(fn: F) -> F:
+        signature = inspect.signature(fn, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.name not in ("ctx", "opts")]
+        ctx_param = inspect.Parameter(
+            "ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context
+        )
+        added = [_global_parameter(name, name in used) for name in GLOBAL_OPTION_SPECS]
+
+        @functools.wraps(fn)
+        def command(*args: Any, **kwargs: Any) -> Any:
+            ctx = kwargs.pop("ctx")
+            given = {name: kwargs.pop(f"global_{name}") for name in GLOBAL_OPTION_SPECS}
+            if "ctx" in signature.parameters:
+                kwargs["ctx"] = ctx
+            return fn(*args, opts=resolve_options(ctx, **given), **kwargs)
+
+        params = [ctx_param, *own, *added]
+        command.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        del command.__wrapped__  # typer must read the new signature, not fn's
+        return command  # type: ignore[return-value]
+
+    return decorate
 
 
 def resolve_options(ctx: typer.Context, **given: object) -> GlobalOptions:
     """Merge command-level options over the ones given before the command."""
     base: GlobalOptions = ctx.find_root().obj or GlobalOptions()
-    merged = GlobalOptions(**vars(base))
+    merged = GlobalOptions(**{f.name: getattr(base, f.name) for f in fields(GlobalOptions)})
     for key, value in given.items():
         if value not in (None, False):
             setattr(merged, key, value)

@@ -49,7 +49,8 @@ from modelimport.identify.batch import LOOKUP_BUDGET_S
 from modelimport.importer.collect import collect_paths
 from modelimport.importer.shards import ModelFiles, group_bundle, group_files
 from modelimport.library import index, staging
-from modelimport.library.layout import METADATA_NAME, Library, fsync_dir, make_model_id
+from modelimport.library.ids import model_slug, unique_model_id
+from modelimport.library.layout import METADATA_NAME, Library, fsync_dir
 from modelimport.library.metadata import new_record, now_iso, resolve_fields, set_candidate
 from modelimport.names import (
     clean_model_name,
@@ -57,7 +58,6 @@ from modelimport.names import (
     keep_or_sanitize_component,
     model_name_for,
     sanitize_component,
-    slugify,
 )
 from modelimport.probe import ModelProbe, probe_model
 
@@ -138,6 +138,11 @@ class PlannedModel:
         return [str(p) for p in self.group.all_paths]
 
     @property
+    def key(self) -> str:
+        """What identifies this model in progress events: its first source path."""
+        return _key_of(self.group)
+
+    @property
     def total_size(self) -> int:
         if self.group.bundle is not None:
             return sum(_size(p) for p in self.group.all_paths)
@@ -184,7 +189,7 @@ def plan_import(
     groups = [_with_sidecars(g, collected.sidecars) for g in group_files(collected.files)]
     groups += [group_bundle(bundle) for bundle in collected.bundles]
     for group in groups:
-        progress(ProgressEvent(Stage.IDENTIFYING, group.display_name))
+        progress(ProgressEvent(Stage.IDENTIFYING, group.display_name, key=_key_of(group)))
         try:
             planned = _plan_model(group)
             # Duplicates first: a file already in the library is "there", whatever the
@@ -279,6 +284,11 @@ def _with_sidecars(group: ModelFiles, sidecars: dict[Path, list[Path]]) -> Model
     from dataclasses import replace
 
     return replace(group, companions=tuple(sidecars[group.files[0]]))
+
+
+def _key_of(group: ModelFiles) -> str:
+    paths = group.all_paths
+    return str(paths[0]) if paths else group.display_name
 
 
 def _check_policies(planned: PlannedModel, options: ImportOptions) -> None:
@@ -549,9 +559,21 @@ def execute_plan(
     if plan.models:
         check_free_space(plan, library, options)
         fault_point("batch.start")
+    progress(
+        ProgressEvent(
+            Stage.BATCH,
+            "import",
+            bytes_total=sum(m.total_size for m in plan.models),
+            items_total=len(plan.models),
+        )
+    )
     awaiting = tuple(s.name for s in content_sources) if not options.offline else ()
     try:
-        for planned in plan.models:
+        # Each planned model is let go once imported (headers, probe, lookup): memory holds
+        # the results, not the whole plan, however large the batch. The plan is empty after.
+        plan.models.reverse()
+        while plan.models:
+            planned = plan.models.pop()
             planned.awaiting_sources = awaiting
             result = import_model(planned, library, db, options, progress)
             if hub_session is not None and result.status == IMPORTED:
@@ -703,18 +725,19 @@ def import_model(
     options: ImportOptions,
     progress: ProgressSink = ignore_progress,
 ) -> ItemResult:
-    item = planned.group.display_name
+    item, key = planned.group.display_name, planned.key
     try:
         txn = staging.begin(library, "move" if options.move else "copy")
     except OSError as exc:  # a full disk, a library made read-only meanwhile
-        progress(ProgressEvent(Stage.ERROR, item, message=_describe_error(exc, item)))
-        return ItemResult(FAILED, planned.sources, error=_describe_error(exc, item))
+        error = _describe_error(exc, item)
+        progress(ProgressEvent(Stage.ERROR, item, message=error, key=key))
+        return ItemResult(FAILED, planned.sources, error=error)
     if planned.group.bundle is not None:
         txn.source_root = str(planned.group.bundle.root)
     try:
         files, sources = _stage_files(planned, txn, options, progress)
         record = _build_record(planned, files, sources, txn.txn_id)
-        progress(ProgressEvent(Stage.WRITING_METADATA, item))
+        progress(ProgressEvent(Stage.WRITING_METADATA, item, key=key))
         result = _commit(planned, record, txn, library, db, progress)
     except BaseException as exc:
         if txn.committed_on_disk:
@@ -722,12 +745,15 @@ def import_model(
             # rename now could race a reader, so the journal stays for the next command.
             txn.release()
             if isinstance(exc, OSError | sqlite3.Error):
-                return _index_pending_result(planned, txn.dest, exc)
+                pending = _index_pending_result(planned, txn.dest, exc)
+                progress(ProgressEvent(Stage.ERROR, item, message=pending.error or "", key=key))
+                return pending
             raise
         staging.rollback(txn)
         if isinstance(exc, OSError | ModelImportError):
-            progress(ProgressEvent(Stage.ERROR, item, message=_describe_error(exc, item)))
-            return ItemResult(FAILED, planned.sources, error=_describe_error(exc, item))
+            error = _describe_error(exc, item)
+            progress(ProgressEvent(Stage.ERROR, item, message=error, key=key))
+            return ItemResult(FAILED, planned.sources, error=error)
         raise
     if result.status == IMPORTED and options.move:
         # The journal stays until the move is finished, so recovery can finish it too.
@@ -738,7 +764,8 @@ def import_model(
             staging.prune_emptied_folders(txn.entries, Path(txn.source_root))
     txn.close()
     fault_point("txn.closed")
-    progress(ProgressEvent(Stage.COMPLETE if result.status == IMPORTED else Stage.DUPLICATE, item))
+    final = Stage.COMPLETE if result.status == IMPORTED else Stage.DUPLICATE
+    progress(ProgressEvent(final, item, message=result.model_id or "", key=key))
     return result
 
 
@@ -788,7 +815,7 @@ def _stage_files(
         stage = Stage.HASHING if rename else Stage.COPYING
 
         def on_bytes(done: int, base: int = done_before, stage: Stage = stage) -> None:
-            progress(ProgressEvent(stage, item, base + done, total))
+            progress(ProgressEvent(stage, item, base + done, total, key=planned.key))
 
         if rename:
             digests = hash_file(source, on_bytes)
@@ -955,9 +982,9 @@ def _build_record(
 
         _, base_models = metadata_hints(probe.file_says.get("embedded_metadata"))
         record["base_model"] = base_models[0] if base_models else None
-    for fld, value in planned.user_edits.items():
-        set_candidate(record, fld, "user", value)
-    resolve_fields(record)
+    from modelimport.library.edits import apply_user_edits
+
+    apply_user_edits(record, planned.user_edits)
     return record
 
 
@@ -968,18 +995,14 @@ def _bundle_key(planned: PlannedModel) -> dict[str, str] | None:
     return {"kind": bundle.kind, "root": bundle.root.name, "reason": bundle.reason}
 
 
-def _slug_for(planned: PlannedModel, record: dict[str, Any]) -> str:
-    name = record.get("cleaned_name") or planned.name
-    slug = slugify(name)
-    precision = str(record.get("precision") or "")
-    # Two quantisations of one model are two models; keep them apart by name.
-    if (
-        planned.facts[0].format == "gguf"
-        and precision not in ("", "unknown")
-        and precision.lower() not in slug
-    ):
-        slug = slugify(f"{slug}-{precision}")
-    return slug
+def slug_for(planned: PlannedModel, record: dict[str, Any]) -> str:
+    return model_slug(
+        record.get("cleaned_name") or planned.name,
+        record.get("precision"),
+        planned.facts[0].format,
+    )
+
+
 
 
 def _commit(
@@ -991,7 +1014,7 @@ def _commit(
     progress: ProgressSink,
 ) -> ItemResult:
     item = planned.group.display_name
-    slug = _slug_for(planned, record)
+    slug = slug_for(planned, record)
     with library.lock("commit"):
         fault_point("commit.locked")
         owners: set[str] | None = None
@@ -1003,7 +1026,7 @@ def _commit(
         if owners:
             staging.rollback(txn)
             return _duplicate_result(planned, min(owners))
-        model_id = _unique_model_id(library, db, record["model_type"], record["family"], slug)
+        model_id = unique_model_id(library, db, record["model_type"], record["family"], slug)
         record["model_id"] = model_id
         from modelimport.library.layout import write_json_atomic
 
@@ -1018,7 +1041,7 @@ def _commit(
         os.rename(txn.model_path, dest)
         fsync_dir(dest.parent)
         fault_point("commit.after_rename")
-        progress(ProgressEvent(Stage.INDEXING, item))
+        progress(ProgressEvent(Stage.INDEXING, item, key=planned.key))
         fault_point("commit.index")
         index.upsert_model(db, model_id, record)
         fault_point("commit.indexed")
@@ -1043,17 +1066,6 @@ def _commit(
             "identity_source": record.get("identity_source"),
         },
     )
-
-
-def _unique_model_id(
-    library: Library, db: sqlite3.Connection, model_type: str, family: str, slug: str
-) -> str:
-    base = make_model_id(model_type, family, slug)
-    candidate, n = base, 1
-    while (library.root / candidate).exists() or index.model_exists(db, candidate):
-        n += 1
-        candidate = f"{base}-{n}"
-    return candidate
 
 
 def _delete_copied_sources(entries: list[dict[str, Any]]) -> None:

@@ -14,6 +14,7 @@ Invariants:
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 import urllib.parse
@@ -97,10 +98,18 @@ def _m002_app_links(db: sqlite3.Connection) -> None:
     )
 
 
+def _m003_model_tags(db: sqlite3.Connection) -> None:
+    # Tags as a JSON list, so `list --search` finds a model by tag without reading its
+    # metadata.json. Rows indexed before this step have none until the next `rescan`.
+    # (002 is app links, taken by the apps package.)
+    _run_statements(db, "ALTER TABLE models ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';")
+
+
 # Append new migrations here; never edit or reorder an applied one.
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("001_models_and_files", _m001_models_and_files),
     ("002_app_links", _m002_app_links),
+    ("003_model_tags", _m003_model_tags),
 ]
 
 
@@ -226,6 +235,29 @@ def _sqlite_row(values: Iterable[Any]) -> tuple[Any, ...]:
     return tuple(valid_text(v) if isinstance(v, str) else v for v in values)
 
 
+MODEL_COLUMNS = (
+    "model_id",
+    "model_type",
+    "family",
+    "official_name",
+    "cleaned_name",
+    "precision",
+    "repo_id",
+    "match_source",
+    "match_method",
+    "match_confidence",
+    "trust",
+    "pending_online_lookup",
+    "is_sharded_set",
+    "incomplete",
+    "total_size",
+    "file_count",
+    "added_at",
+    "updated_at",
+    "tags",
+)
+
+
 def _model_row(model_id: str, meta: dict[str, Any]) -> tuple[Any, ...]:
     files = meta.get("files") or []
     return (
@@ -249,13 +281,15 @@ def _model_row(model_id: str, meta: dict[str, Any]) -> tuple[Any, ...]:
         len(files),
         meta.get("added_at"),
         meta.get("updated_at"),
+        json.dumps([str(t) for t in meta.get("tags") or []], ensure_ascii=False),
     )
 
 
 def _write_model(db: sqlite3.Connection, model_id: str, meta: dict[str, Any]) -> None:
     db.execute("DELETE FROM files WHERE model_id = ?", (model_id,))
     db.execute(
-        "INSERT OR REPLACE INTO models VALUES (" + ",".join("?" * 18) + ")",
+        f"INSERT OR REPLACE INTO models ({', '.join(MODEL_COLUMNS)}) "
+        f"VALUES ({','.join('?' * len(MODEL_COLUMNS))})",
         _sqlite_row(_model_row(model_id, meta)),
     )
     db.executemany(
@@ -409,14 +443,38 @@ def summary(db: sqlite3.Connection) -> dict[str, Any]:
     }
 
 
+def _has_column(db: sqlite3.Connection, table: str, column: str) -> bool:
+    return any(row[1] == column for row in db.execute(f"PRAGMA table_info({table})"))
+
+
+def _like(text: str) -> str:
+    """A LIKE pattern matching `text` anywhere, its own % and _ taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
 def list_models(
     db: sqlite3.Connection,
     model_type: str | None = None,
     family: str | None = None,
     pending_only: bool = False,
+    search: str | None = None,
 ) -> list[dict[str, Any]]:
+    """Models in the index, by id. `search` matches, ignoring case, a substring of the id,
+    the names, the repo, a file name or a tag."""
     where: list[str] = []
     args: list[Any] = []
+    if search:
+        fields = ["model_id", "cleaned_name", "official_name", "repo_id"]
+        if _has_column(db, "models", "tags"):  # a read-only library not yet migrated
+            fields.append("tags")
+        clauses = [f"{f} LIKE ? ESCAPE '\\'" for f in fields]
+        clauses.append(
+            "EXISTS (SELECT 1 FROM files WHERE files.model_id = models.model_id "
+            "AND files.name LIKE ? ESCAPE '\\')"
+        )
+        where.append("(" + " OR ".join(clauses) + ")")
+        args += [_like(search)] * len(clauses)
     if model_type:
         where.append("model_type = ?")
         args.append(model_type)
@@ -430,6 +488,7 @@ def list_models(
     for row in rows:  # SQLite has no booleans; the JSON a person reads should
         for flag in BOOLEAN_COLUMNS:
             row[flag] = bool(row[flag])
+        row["tags"] = json.loads(row.get("tags") or "[]")
     return rows
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelimport.errors import LibraryError, ModelNotFound
+from modelimport.errors import LibraryError
 from modelimport.events import ProgressEvent, ProgressSink, Stage, ignore_progress
 from modelimport.faults import fault_point
 from modelimport.library import index
@@ -353,25 +353,6 @@ def _is_utf8(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-def mark_manual(opened: OpenLibrary, model_ids: list[str]) -> list[dict[str, Any]]:
-    """Protect records from automatic updates: match_source = manual, in file and index."""
-    results = []
-    for raw in model_ids:
-        try:
-            model_id = validate_model_id(raw)
-            record = opened.library.read_metadata(model_id)
-        except ModelNotFound as exc:
-            results.append({"model_id": raw, "status": "failed", "error": str(exc)})
-            continue
-        record["match_source"] = "manual"
-        record["updated_at"] = now_iso()
-        with opened.library.lock("commit"):
-            opened.library.write_metadata(model_id, record)
-            index.upsert_model(opened.db, model_id, record)
-        results.append({"model_id": model_id, "status": "marked", "error": None})
-    return results
 
 
 def model_details(opened: OpenLibrary, model_id: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ Invariants:
   must never turn into evidence that a local file was modified, let alone verified.
 - A repo file path is relative, without `.`/`..` components, control characters, backslashes
   or lone surrogates, so it is safe to put into a URL, metadata.json and a terminal. (It never
-  becomes a library path: model ids are made from local names, see `importer._slug_for`.)
+  becomes a library path: model ids are made from local names, see `importer.pipeline.slug_for`.)
 """
 
 from __future__ import annotations

@@ -1,0 +1,185 @@
+"""Changing a model by hand: `edit` (fields, and the model id that follows them) and
+`mark-manual` / `mark-manual --undo`.
+
+Invariants:
+- An edited record is manual (match_source "manual"), so retry-pending and rescan leave it
+  alone; each edited field says it came from the person ("user" in field_sources).
+- When the id changes, the model folder moves by one rename on the same filesystem, under
+  the commit lock, after its metadata.json already names the new id; the index rows follow
+  in one transaction and app links are re-pointed. A model never lands on another: the new
+  id is made unique first. A crash between the rename and the index leaves a complete model
+  at its new place whose index row `rescan` (or the next missing-index rebuild) restores.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from modelimport.errors import UsageError
+from modelimport.library import index
+from modelimport.library.ids import model_slug, unique_model_id
+from modelimport.library.layout import fsync_dir, validate_model_id
+from modelimport.library.maintenance import OpenLibrary
+from modelimport.library.metadata import MERGED_FIELDS, now_iso, resolve_fields, set_candidate
+from modelimport.names import sanitize_component
+
+
+@dataclass(frozen=True)
+class EditableField:
+    label: str  # as asked in the review
+    record_key: str  # the metadata.json key it sets
+    is_list: bool = False
+
+
+# What a person may edit (in the import review, and later with `edit`), in the order asked.
+EDITABLE_FIELDS: dict[str, EditableField] = {
+    "name": EditableField("Name", "cleaned_name"),
+    "type": EditableField("Type", "model_type"),
+    "family": EditableField("Family", "family"),
+    "subtype": EditableField("Subtype", "subtype"),
+    "tags": EditableField("Tags (comma-separated)", "tags", is_list=True),
+    "notes": EditableField("Notes", "notes"),
+}
+# Fields that become components of the model id: one safe lower-case word each.
+PATH_FIELDS = ("model_type", "family")
+
+
+def normalise_edit(field: str, value: str | list[str]) -> Any:
+    """The value a person gave for `field`, as the record stores it; bad input raises
+    UsageError with one sentence."""
+    spec = EDITABLE_FIELDS.get(field)
+    if spec is None:
+        raise UsageError(f"{field!r} cannot be edited; choose one of {', '.join(EDITABLE_FIELDS)}.")
+    if spec.is_list:
+        items = value if isinstance(value, list) else value.split(",")
+        return [t.strip() for t in items if t.strip()]
+    text = str(value).strip()
+    if spec.record_key in PATH_FIELDS:
+        if not text:
+            raise UsageError(f"{spec.label} cannot be empty.")
+        return sanitize_component(text.lower().replace(" ", "-"), fallback="unknown")
+    if spec.record_key == "cleaned_name" and not text:
+        raise UsageError("The name cannot be empty.")
+    return text
+
+
+def apply_user_edits(record: dict[str, Any], edits: dict[str, Any]) -> None:
+    """Put already-normalised edits (metadata.json keys) into a record; it becomes manual."""
+    for key, value in edits.items():
+        if key in MERGED_FIELDS:
+            set_candidate(record, key, "user", value)
+        else:
+            record[key] = value  # subtype, tags, notes: no other source competes here
+            record.setdefault("field_sources", {})[key] = "user"
+    if edits:
+        # A person said what this model is: automatic lookups must not undo it.
+        record["match_source"] = "manual"
+    resolve_fields(record)
+
+
+def edit_model(
+    opened: OpenLibrary, model_id: str, changes: dict[str, str | list[str]]
+) -> dict[str, Any]:
+    """Apply `changes` (EDITABLE_FIELDS names -> values) to a model; move it if its id
+    follows. Returns {"model_id", "previous_model_id", "changed", "path"}."""
+    library, db = opened.library, opened.db
+    old_id = validate_model_id(model_id)
+    edits = {EDITABLE_FIELDS[f].record_key: normalise_edit(f, v) for f, v in changes.items()}
+    with library.lock("commit"):
+        record = library.read_metadata(old_id)
+        apply_user_edits(record, edits)
+        record["updated_at"] = now_iso()
+        files = [f for f in record.get("files") or [] if f.get("format") != "index-json"]
+        slug = model_slug(
+            record.get("cleaned_name") or old_id.rsplit("/", 1)[-1],
+            record.get("precision"),
+            files[0].get("format") if files else None,
+        )
+        new_id = old_id
+        if {"cleaned_name", "model_type", "family"} & edits.keys():
+            wanted = "/".join(
+                (record["model_type"] or "unknown", record["family"] or "unknown", slug)
+            )
+            if wanted != old_id:
+                new_id = unique_model_id(
+                    library, db, record["model_type"], record["family"], slug
+                )
+        record["model_id"] = new_id
+        library.write_metadata(old_id, record)  # the record names its new id first
+        if new_id != old_id:
+            _move_model_dir(opened, old_id, new_id)
+            _reindex_moved(db, old_id, new_id, record)
+        else:
+            index.upsert_model(db, old_id, record)
+    if new_id != old_id:
+        relink_moved_model(opened, old_id, new_id)  # under the links lock, not the commit one
+    return {
+        "model_id": new_id,
+        "previous_model_id": old_id,
+        "changed": sorted(changes),
+        "path": str(library.root / new_id),
+        "match_source": record["match_source"],
+    }
+
+
+def _move_model_dir(opened: OpenLibrary, old_id: str, new_id: str) -> None:
+    root = opened.library.root
+    source, dest = root / old_id, root / new_id
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(source, dest)  # one rename: the model is whole at one place or the other
+    fsync_dir(dest.parent)
+    fsync_dir(source.parent)
+    for empty in (source.parent, source.parent.parent):  # family, then type folder
+        try:
+            empty.rmdir()
+        except OSError:
+            break  # not empty: other models live there
+
+
+def _reindex_moved(
+    db: sqlite3.Connection, old_id: str, new_id: str, record: dict[str, Any]
+) -> None:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("DELETE FROM files WHERE model_id = ?", (old_id,))
+        db.execute("DELETE FROM models WHERE model_id = ?", (old_id,))
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    index.upsert_model(db, new_id, record)
+
+
+def relink_moved_model(opened: OpenLibrary, old_id: str, new_id: str) -> None:
+    """Call point for app links (the apps package): links into apps follow a moved model.
+    A library without the apps package has no links to follow."""
+    try:
+        from modelimport.apps import relink_model  # type: ignore[attr-defined]
+    except ImportError:
+        return
+    relink_model(opened.library, opened.db, old_id, new_id)
+
+
+def set_manual(opened: OpenLibrary, model_ids: list[str], manual: bool) -> list[dict[str, Any]]:
+    """match_source = manual (protected from retry-pending and rescan), or back to auto."""
+    from modelimport.errors import ModelNotFound
+
+    results = []
+    for raw in model_ids:
+        try:
+            model_id = validate_model_id(raw)
+            record = opened.library.read_metadata(model_id)
+        except ModelNotFound as exc:
+            results.append({"model_id": raw, "status": "failed", "error": str(exc)})
+            continue
+        record["match_source"] = "manual" if manual else "auto"
+        record["updated_at"] = now_iso()
+        with opened.library.lock("commit"):
+            opened.library.write_metadata(model_id, record)
+            index.upsert_model(opened.db, model_id, record)
+        status = "marked" if manual else "unmarked"
+        results.append({"model_id": model_id, "status": status, "error": None})
+    return results
