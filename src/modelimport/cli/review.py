@@ -164,6 +164,11 @@ def render_plan(
                 _trust(m),
             )
         )
+    needs = {
+        str(n): "pickle needs classes: " + ", ".join(m.probe.pickle_needs)
+        for n, m in enumerate(plan.models, 1)
+        if getattr(m.probe, "pickle_needs", ())
+    }
     headers = ("#", "name → model id", "files, size", "type/family", "precision", "trust")
     others = [
         max([len(headers[i])] + [len(str(r[i + 1] if i else r[0])) for r in rows])
@@ -182,6 +187,9 @@ def render_plan(
     for number, name, dest, size, kind, precision, trust in rows:
         cell = Text(shorten_middle(name, name_width))
         cell.append("\n→ " + shorten_middle(dest, name_width - 2), style="dim")
+        if needs.get(number):
+            # Harmless on its own; the record names the classes a loader needs.
+            cell.append("\n" + shorten_middle(needs[number], name_width), style="dim")
         table.add_row(number, cell, size, Text(kind), Text(precision), trust)
     console.print(table)
     if details:
