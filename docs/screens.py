@@ -72,7 +72,7 @@ def main() -> None:
     lora(dl / "model.safetensors", 3)
     (dl / "broken.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
     for n in range(3):
-        write_safetensors(dl / f"big-checkpoint-{n}.safetensors", 1536 * MiB,
+        write_safetensors(dl / f"big-checkpoint-{n}.safetensors", 768 * MiB,
                           seed=n.to_bytes(8, "big"))
 
     review = Screen(["--library", "lib", "import", "Downloads"], work)
@@ -80,7 +80,7 @@ def main() -> None:
     print("--- review ---")
     print(review.text())
     review.child.sendline("")
-    review.pump(2.5)
+    review.pump(1.5)
     print("--- progress ---")
     print(review.text())
     review.child.expect(pexpect.EOF, timeout=300)

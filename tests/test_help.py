@@ -34,8 +34,8 @@ def test_help_names_no_python_types(command: str):
 
 def test_each_command_shows_only_the_options_it_uses():
     assert _options(_help("status")) == {"--library", "--json", "--help"}
-    assert "--library" not in _options(_help("shards"))  # shards never opens a library
-    assert "--offline" in _options(_help("lookup")) and "--yes" not in _options(_help("lookup"))
+    lookup = _options(_help("lookup"))  # lookup never opens a library nor asks
+    assert "--offline" in lookup and "--library" not in lookup and "--yes" not in lookup
     assert {"--move", "--yes", "--quiet", "--offline"} <= _options(_help("import"))
 
 
