@@ -47,16 +47,27 @@ def _sandbox(home: Path) -> None:
     make_safetensors(home / "sd_xl_base_1.0.safetensors", fill=b"\x03")
     make_safetensors(home / "model.safetensors", fill=b"\x04")
     make_safetensors(home / "models" / "bert" / "model.safetensors", fill=b"\x05")
+    (home / "ComfyUI" / "models").mkdir(parents=True)  # an app folder for `apps add`
 
 
 def _order(line: str) -> tuple[int, str]:
     # Imports first (later examples name what they import); renames last.
     words = line.split()
-    rank = {"import": 0, "edit": 3, "mark-manual": 2}.get(words[1], 1)
+    rank = {"apps": 0, "import": 0, "edit": 3, "mark-manual": 2, "remove": 4}.get(words[1], 1)
     return (rank + ("--name" in words), line)
 
 
 def _run(line: str, home: Path, env: dict[str, str]) -> tuple[int, str]:
+    if line.startswith("modelimport remove") and "--yes" not in line:
+        import pexpect  # asks before removing: answer yes, as a person would
+
+        child = pexpect.spawn("bash", ["-c", line], cwd=home, env=env, encoding="utf-8",
+                              dimensions=(50, 200), timeout=120)
+        if child.expect([r"\?", pexpect.EOF]) == 0:
+            child.sendline("y")
+            child.expect(pexpect.EOF)
+        child.close()
+        return child.exitstatus or 0, child.before or ""
     if line.startswith("modelimport import") and "--yes" not in line:
         import pexpect  # the review needs a terminal: answer it as a person would (Enter)
 
