@@ -294,19 +294,7 @@ def _write_model(db: sqlite3.Connection, model_id: str, meta: dict[str, Any]) ->
     )
     db.executemany(
         "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)",
-        [
-            _sqlite_row(
-                (
-                    model_id,
-                    f["name"],
-                    int(f.get("size") or 0),
-                    f.get("sha256"),
-                    f.get("blake3"),
-                    f.get("fast_hash"),
-                )
-            )
-            for f in meta.get("files") or []
-        ],
+        file_rows(model_id, meta),
     )
 
 
@@ -501,4 +489,21 @@ def pending_model_ids(db: sqlite3.Connection) -> list[str]:
         for r in db.execute(
             f"SELECT model_id FROM models WHERE {PENDING} ORDER BY model_id"
         )
+    ]
+
+
+def file_rows(model_id: str, meta: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """The `files` rows of one record, as stored: what `check` compares the index with."""
+    return [
+        _sqlite_row(
+            (
+                model_id,
+                f["name"],
+                int(f.get("size") or 0),
+                f.get("sha256"),
+                f.get("blake3"),
+                f.get("fast_hash"),
+            )
+        )
+        for f in meta.get("files") or []
     ]

@@ -170,19 +170,7 @@ def _index_agrees(
     files = {
         tuple(r) for r in db.execute("SELECT * FROM files WHERE model_id = ?", (model_id,))
     }
-    wanted = {
-        index._sqlite_row(
-            (
-                model_id,
-                f["name"],
-                int(f.get("size") or 0),
-                f.get("sha256"),
-                f.get("blake3"),
-                f.get("fast_hash"),
-            )
-        )
-        for f in record.get("files") or []
-    }
+    wanted = set(index.file_rows(model_id, record))
     return files == wanted
 
 
