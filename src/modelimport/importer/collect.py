@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,11 @@ from modelimport.importer.shards import INDEX_SUFFIX, parse_shard_name
 from modelimport.names import MODEL_EXTENSIONS
 
 SKIPPED_DIR_NAMES = {".modelimport", ".git", "__pycache__"}
+# The Hugging Face cache keeps a repo as models--<org>--<name>/ with snapshots/<commit>/ (the
+# files, as symlinks) beside its own storage: blobs/ (what the links point to), refs/ and
+# .no_exist/. Only the snapshots are models; the storage is left out once, not file by file.
+HF_CACHE_REPO = re.compile(r"models--.+--.+")
+HF_CACHE_STORAGE = {"blobs", "refs", ".no_exist"}
 
 
 @dataclass
@@ -159,6 +165,7 @@ def _walk(
     if found is not None:
         out.bundles.append(read_bundle(folder, *found, exclude=excluded))
         return
+    cache_repo = "snapshots" in dir_names and HF_CACHE_REPO.fullmatch(folder.name) is not None
     candidates = {name for name in file_names if is_candidate_name(name)}
     owners = {model_stem(name): name for name in sorted(candidates, reverse=True)}
     for entry, st in listed:
@@ -166,6 +173,9 @@ def _walk(
         ident = (st.st_dev, st.st_ino)
         if stat.S_ISDIR(st.st_mode):
             if entry.name in SKIPPED_DIR_NAMES or ident == excluded or ident in seen_dirs:
+                continue
+            if cache_repo and entry.name in HF_CACHE_STORAGE:
+                out.skipped.append((path, "the Hugging Face cache's own storage"))
                 continue
             seen_dirs.add(ident)
             _walk(path, out, seen_files, seen_dirs, excluded)

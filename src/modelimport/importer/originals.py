@@ -190,10 +190,14 @@ def _delete(original: OriginalFile) -> None:
 
 def _remove_empty_folders(paths: list[Path], root_name: str) -> None:
     """Remove folders the bundle's files left empty, from the deepest up to its root folder."""
-    tops = {p for path in paths for p in path.parents if p.name == root_name}
+    if not paths:
+        return
+    # The bundle's folder is the deepest folder of that name holding every file: a user's
+    # folder of the same name further up (~/sdxl/sdxl/) is not the bundle's and stays.
+    tops = set.intersection(*({p for p in path.parents if p.name == root_name} for path in paths))
     if not tops:
         return
-    top = min(tops, key=lambda p: len(p.parts))
+    top = max(tops, key=lambda p: len(p.parts))
     folders = {p for path in paths for p in path.parents if p == top or top in p.parents}
     for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
         with contextlib.suppress(OSError):

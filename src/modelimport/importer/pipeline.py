@@ -206,7 +206,7 @@ def plan_import(
                     status,
                     [str(p) for p in group.all_paths],
                     error=str(exc),
-                    details=_bundle_details(group),
+                    details=bundle_details(group),
                 )
             )
             continue
@@ -217,7 +217,7 @@ def plan_import(
                     FAILED,
                     [str(p) for p in group.all_paths],
                     error=error,
-                    details=_bundle_details(group),
+                    details=bundle_details(group),
                 )
             )
             continue
@@ -278,12 +278,13 @@ def check_free_space(plan: ImportPlan, library: Library, options: ImportOptions)
 
 
 def _with_sidecars(group: ModelFiles, sidecars: dict[Path, list[Path]]) -> ModelFiles:
-    """A single model file takes the sidecars found beside it (a set keeps none)."""
-    if group.is_sharded or len(group.files) != 1 or group.files[0] not in sidecars:
+    """A model file takes the sidecars found beside it; a set, those of any of its files."""
+    found = tuple(sidecar for path in group.files for sidecar in sidecars.get(path, ()))
+    if not found:
         return group
     from dataclasses import replace
 
-    return replace(group, companions=tuple(sidecars[group.files[0]]))
+    return replace(group, companions=found)
 
 
 def _key_of(group: ModelFiles) -> str:
@@ -403,6 +404,10 @@ def _bundle_name(root: Path, description: BundleDescription, probe: ModelProbe) 
     """The folder's name, as people and `hf download` name it after the repo; a generic
     folder name (`model`, `vae`, a snapshot hash) gives way to the config's `_name_or_path`."""
     generic = is_generic_name(root.name) or re.fullmatch(r"[0-9a-f]{40}", root.name) is not None
+    cache = re.fullmatch(r"models--[^/]*--(.+)", root.parent.parent.name)
+    if generic and root.parent.name == "snapshots" and cache:
+        # The Hugging Face cache keeps a repo as models--<org>--<name>/snapshots/<commit>/.
+        return clean_model_name(cache[1])
     if generic and description.name_or_path:
         return clean_model_name(description.name_or_path.rstrip("/").rsplit("/", 1)[-1])
     return clean_model_name(root.name) or probe.name
@@ -411,6 +416,7 @@ def _bundle_name(root: Path, description: BundleDescription, probe: ModelProbe) 
 def _lookup_request(planned: PlannedModel) -> Any:
     from modelimport.identify.hub import LocalFile
     from modelimport.identify.hub.candidates import request_for
+    from modelimport.probe.provenance import as_repo_id
 
     group = planned.group
     names = [group.original_name(f.path) for f in planned.facts]
@@ -420,11 +426,18 @@ def _lookup_request(planned: PlannedModel) -> Any:
     )
     probe = planned.probe
     folder = group.bundle.root if group.bundle is not None else group.files[0].parent
+    embedded, metadata = probe.embedded_repos, probe.file_says.get("embedded_metadata")
+    said = planned.description.name_or_path if planned.description is not None else ""
+    if said:
+        # A bundle's config.json names the repo it was saved from (`_name_or_path`): a
+        # candidate and a query like any name inside a file; the weights' hashes still decide.
+        embedded = (*embedded, *(r for r in [as_repo_id(said)] if r and r not in embedded))
+        metadata = {**(metadata or {}), "_name_or_path": said}
     return request_for(
         files,
         folder.name,
-        embedded_repos=probe.embedded_repos,
-        metadata=probe.file_says.get("embedded_metadata"),
+        embedded_repos=embedded,
+        metadata=metadata,
         model_type=planned.model_type,
         family=planned.family,
     )
@@ -524,15 +537,16 @@ def _duplicate_result(planned: PlannedModel, owner: str) -> ItemResult:
         planned.sources,
         model_id=owner,
         error=None,
-        details={"duplicate_of": owner, **_bundle_details(planned.group)},
+        details={"duplicate_of": owner, **bundle_details(planned.group)},
     )
 
 
-def _bundle_details(group: ModelFiles) -> dict[str, Any]:
-    """What a result says about the folder it came from, when that folder is one model."""
+def bundle_details(group: ModelFiles) -> dict[str, Any]:
+    """What a result says about the folder it came from, when that folder is one model; every
+    result of a planned model has the key (None for a single file or a set)."""
     bundle = group.bundle
     if bundle is None:
-        return {}
+        return {"bundle": None}
     return {
         "bundle": {
             "kind": bundle.kind,
@@ -726,12 +740,13 @@ def import_model(
     progress: ProgressSink = ignore_progress,
 ) -> ItemResult:
     item, key = planned.group.display_name, planned.key
+    bundle = bundle_details(planned.group)
     try:
         txn = staging.begin(library, "move" if options.move else "copy")
     except OSError as exc:  # a full disk, a library made read-only meanwhile
         error = _describe_error(exc, item)
         progress(ProgressEvent(Stage.ERROR, item, message=error, key=key))
-        return ItemResult(FAILED, planned.sources, error=error)
+        return ItemResult(FAILED, planned.sources, error=error, details=bundle)
     if planned.group.bundle is not None:
         txn.source_root = str(planned.group.bundle.root)
     try:
@@ -753,7 +768,7 @@ def import_model(
         if isinstance(exc, OSError | ModelImportError):
             error = _describe_error(exc, item)
             progress(ProgressEvent(Stage.ERROR, item, message=error, key=key))
-            return ItemResult(FAILED, planned.sources, error=error)
+            return ItemResult(FAILED, planned.sources, error=error, details=bundle)
         raise
     if result.status == IMPORTED and options.move:
         # The journal stays until the move is finished, so recovery can finish it too.
@@ -1053,8 +1068,7 @@ def _commit(
             {k: f[k] for k in ("name", "role", "size", "sha256", "blake3")} for f in record["files"]
         ],
         details={
-            "bundle": None,
-            **_bundle_details(planned.group),
+            **bundle_details(planned.group),
             "model_type": record["model_type"],
             "family": record["family"],
             "precision": record["precision"],

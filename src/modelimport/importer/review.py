@@ -23,6 +23,7 @@ from modelimport.importer.pipeline import (
     ImportPlan,
     ItemResult,
     PlannedModel,
+    bundle_details,
     slug_for,
 )
 from modelimport.library.edits import EDITABLE_FIELDS, normalise_edit
@@ -58,7 +59,10 @@ def edit_model(planned: PlannedModel, field: str, value: str) -> None:
 
 def skip_model(plan: ImportPlan, planned: PlannedModel) -> None:
     plan.models.remove(planned)
-    plan.settled.append(ItemResult(SKIPPED, planned.sources, error="skipped in the review"))
+    plan.settled.append(
+        ItemResult(SKIPPED, planned.sources, error="skipped in the review",
+                   details=bundle_details(planned.group))
+    )
 
 
 def destination_of(plan: ImportPlan, library: Library, db: sqlite3.Connection) -> list[str]:
