@@ -330,6 +330,7 @@ def _plan_model(group: ModelFiles) -> PlannedModel:
         )
     facts = [inspect_file(path) for path in group.files]
     probe = probe_model(facts, display_name=group.files[0].name)
+    facts = _without_tensor_tables(facts)
     return PlannedModel(
         group=group,
         facts=facts,
@@ -340,6 +341,15 @@ def _plan_model(group: ModelFiles) -> PlannedModel:
         family=probe.family,
         probe_facts=facts,
     )
+
+
+def _without_tensor_tables(facts: list[FileFacts]) -> list[FileFacts]:
+    """The facts a plan keeps once the probe has read them: without the tensor tables, which
+    nothing after the probe reads. A LoRA's table holds ~700 tensors (~200 KB in memory) and
+    a batch plans thousands of models before the first is copied."""
+    from dataclasses import replace
+
+    return [replace(f, tensors={}) for f in facts]
 
 
 def _plan_bundle(group: ModelFiles) -> PlannedModel:
@@ -359,6 +369,8 @@ def _plan_bundle(group: ModelFiles) -> PlannedModel:
         [f for f in facts if f.path == group.files[0]] if bundle.kind == "gguf-folder" else facts
     )
     probe = probe_model(probe_facts, display_name=probe_facts[0].path.name)
+    facts = _without_tensor_tables(facts)
+    probe_facts = [f for f in facts if any(f.path == read.path for read in probe_facts)]
     description = describe_bundle(bundle)
     return PlannedModel(
         group=group,
