@@ -90,8 +90,31 @@ def _at_least(value: float, minimum: float, name: str) -> float:
 
 def paths_argument(help: str) -> Any:
     """The PATH... argument of commands that take files. Typer would refuse an unreadable
-    path as bad usage (exit 2) before the command runs; the command reports it per item."""
-    return typer.Argument(metavar="PATH", help=help, readable=False)
+    path as bad usage (exit 2) before the command runs; the command reports it per item.
+    Each path is made absolute here, once, so that what the core records (metadata.json
+    `sources`, results, `--delete-originals`, the "same path, unchanged" shortcut) names the
+    file whatever folder a later command runs in, in the one path style of every view."""
+    return typer.Argument(
+        metavar="PATH",
+        help=help,
+        readable=False,
+        callback=lambda paths: [absolute_path(p) for p in paths or []],
+    )
+
+
+def absolute_path(path: Path) -> Path:
+    """`path` absolute, without `.` or `..`, its last component kept as given (a symlink to a
+    model stays that symlink: the import copies the file behind it but never moves it).
+
+    `..` is settled the way the kernel settles it, after following the links before it
+    (`os.path.normpath` would cut `link/..` lexically and could name another folder), so
+    the part up to the last `..` is resolved and the rest appended as typed."""
+    path = path.absolute()
+    if ".." not in path.parts:
+        return path
+    parts = path.parts
+    last = len(parts) - 1 - parts[::-1].index("..")
+    return Path(*parts[: last + 1]).resolve().joinpath(*parts[last + 1 :])
 
 
 @dataclass
