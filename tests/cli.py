@@ -42,7 +42,12 @@ def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def run_cli(*args: str | Path, env: dict[str, str] | None = None, timeout: float = 120) -> CliRun:
+def run_cli(
+    *args: str | Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    cwd: Path | None = None,
+) -> CliRun:
     proc = subprocess.run(
         [sys.executable, "-m", "modelimport", *map(str, args)],
         capture_output=True,
@@ -50,6 +55,7 @@ def run_cli(*args: str | Path, env: dict[str, str] | None = None, timeout: float
         env=cli_env(env),
         stdin=subprocess.DEVNULL,
         timeout=timeout,
+        cwd=cwd,
     )
     return CliRun(proc.returncode, proc.stdout, proc.stderr)
 

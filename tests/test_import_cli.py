@@ -336,3 +336,69 @@ def test_safetensors_with_a_1152_byte_header_is_imported(tmp_path: Path):
     meta = json.loads((lib / result["model_id"] / "metadata.json").read_text())
     assert meta["files"][0]["format"] == "safetensors"
     assert meta["files"][0]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_relative_paths_are_recorded_absolute_and_work_from_any_folder(
+    tmp_path: Path, fake_hub, fake_hub_env: dict[str, str]
+):
+    dl = tmp_path / "dl"
+    model = make_safetensors(dl / "Qwen2-7B-Instruct" / "model.safetensors", {"w": ("F16", [8, 8])})
+    shards = make_sharded_safetensors(dl / "set", total=2)
+    work = dl / "Qwen2-7B-Instruct" / "work"  # the folder the person is in
+    local = make_safetensors(work / "local.safetensors", {"v": ("F32", [4, 4])})
+    spare = make_safetensors(dl / "spare.safetensors", {"u": ("F32", [2, 2])})
+    lib = tmp_path / "lib"
+
+    run = run_cli("--library", "../../../lib", "import", "../model.safetensors", "../../set",
+                  "./local.safetensors", "--offline", "--yes", "--json", cwd=work)
+    assert run.code == 0, run.stderr
+    assert "/.." not in run.stdout and "/./" not in run.stdout
+    sources = {r["model_id"]: r["sources"] for r in run.json["results"]}
+    assert sorted(sources.values()) == sorted(
+        [[str(model)], [str(p) for p in shards], [str(local)]]
+    )
+    for model_id, paths in sources.items():
+        record = json.loads((lib / model_id / "metadata.json").read_text())
+        assert [s["path"] for s in record["sources"]] == paths
+
+    run = run_cli("--library", lib, "import", "../../spare.safetensors", "--delete-originals",
+                  "--yes", "--json", cwd=work)
+    assert run.code == 0, run.stderr
+    assert run.json["results"][0]["sources"] == [str(spare)] and not spare.exists()
+
+    # From another folder: the records still name the files, and retry-pending asks the Hub
+    # about the folder the model came from (not "..").
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    fake_hub.add_repo("Qwen/Qwen2-7B-Instruct", {"model.safetensors": model.read_bytes()})
+    assert run_cli("--library", lib, "check", cwd=elsewhere).code == 0
+    run = run_cli("--library", lib, "retry-pending", "--json", env=fake_hub_env, cwd=elsewhere)
+    [enriched] = [r for r in run.json["results"] if r["repo_id"]]
+    assert (enriched["repo_id"], enriched["trust_level"]) == ("Qwen/Qwen2-7B-Instruct", "verified")
+
+    # lookup and shards report the same absolute paths.
+    run = run_cli("lookup", "../model.safetensors", "--offline", "--json", cwd=work)
+    assert run.json["results"][0]["path"] == str(model)
+    run = run_cli("shards", "../../set", "--json", cwd=work)
+    assert run.json["sets"][0]["folder"] == str(dl / "set"), run.stdout
+
+
+def test_absolute_path_settles_dotdot_after_a_link_as_the_kernel_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from modelimport.cli.options import absolute_path
+
+    (tmp_path / "real" / "deep").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "real" / "deep")
+    (tmp_path / "real" / "m.safetensors").write_bytes(b"x")
+    (tmp_path / "m.safetensors").symlink_to(tmp_path / "real" / "m.safetensors")
+    # link/.. is real/, not tmp_path: a lexical normpath would name another file.
+    assert absolute_path(tmp_path / "link" / ".." / "m.safetensors") == (
+        tmp_path / "real" / "m.safetensors"
+    )
+    # The last component stays as given, even a link (the import never moves a link).
+    assert absolute_path(tmp_path / "link" / ".." / ".." / "m.safetensors") == (
+        tmp_path / "m.safetensors"
+    )
+    monkeypatch.chdir(tmp_path / "real")
+    assert absolute_path(Path("./m.safetensors")) == tmp_path / "real" / "m.safetensors"

@@ -26,7 +26,7 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "json.md"
 SECTION = re.compile(r"^### `(modelimport [^`]+)`\n(?:(?!^###).)*?```json\n(.*?)\n```", re.M | re.S)
 # Objects whose keys are data (model types, folders, file names), not part of the contract.
 FREE_KEYS = {"by_type", "destinations", "expected_sha256", "matched_files", "metadata",
-             "file_says", "hub", "field_sources"}
+             "file_says", "hub", "field_sources", "map"}
 
 
 def _shape_problems(doc: Any, real: Any, path: str = "$") -> list[str]:
@@ -60,10 +60,13 @@ def _shape_problems(doc: Any, real: Any, path: str = "$") -> list[str]:
 
 
 def _documented() -> dict[str, tuple[str, Any]]:
-    """command name -> (documented command line, documented JSON)."""
+    """command name (`status`, `apps add`) -> (documented command line, documented JSON)."""
+    commands = _command_names()
     found = {}
     for line, body in SECTION.findall(DOCS.read_text()):
-        found[line.split()[1]] = (line, json.loads(body))
+        words = line.split()
+        name = " ".join(words[1:3]) if " ".join(words[1:3]) in commands else words[1]
+        found[name] = (line, json.loads(body))
     return found
 
 
@@ -104,6 +107,25 @@ def _real_outputs(tmp_path: Path, fake_hub_env: dict[str, str]) -> dict[str, Any
     outputs["mark-manual"] = _json("--library", lib, "mark-manual", llm_id, "--json")
     outputs["edit"] = _json("--library", lib, "edit", lora_id, "--family", "sdxl",
                             "--tag", "detail", "--json")
+    lora_id = outputs["edit"]["model_id"]
+    comfy = tmp_path / "ComfyUI"
+    (comfy / "models" / "loras").mkdir(parents=True)
+    outputs["apps add"] = _json("--library", lib, "apps", "add", "comfy", comfy,
+                                "--kind", "comfyui", "--json")
+    outputs["apps list"] = _json("--library", lib, "apps", "list", "--json")
+    outputs["sync"] = _json("--library", lib, "sync", "--json")
+    outputs["show"] = _json("--library", lib, "show", lora_id, "--json")
+    # A second LoRA, linked as it is imported, so that `apps remove --unlink` has a link
+    # left to remove once `remove` has taken the first one with its link.
+    more = tmp_path / "more"
+    make_safetensors(more / "add-detail-xl.safetensors", tensors={
+        "lora_unet_down_blocks_1_attentions_0_proj_in.lora_down.weight": ("F16", [4, 8]),
+        "lora_unet_down_blocks_1_attentions_0_proj_in.lora_up.weight": ("F16", [8, 4]),
+    })
+    assert run_cli("--library", lib, "import", more, "--yes").code == 0
+    outputs["remove"] = _json("--library", lib, "remove", lora_id, "--yes", "--json")
+    outputs["apps remove"] = _json("--library", lib, "apps", "remove", "comfy", "--unlink",
+                                   "--json")
     return outputs
 
 
@@ -112,11 +134,7 @@ def test_every_command_json_matches_docs_json_md(tmp_path: Path, fake_hub_env: d
     if os.environ.get("MODELIMPORT_WRITE_JSON_DOCS"):
         _rewrite_examples(outputs)
     documented = _documented()
-    _register()
-    # Commands that landed after docs/json.md was written; each still needs its section and
-    # a run above (left to do, named here so that no other command can go undocumented).
-    not_yet = {"show", "sync", "apps", "remove"}
-    commands = set(_command_names()) - not_yet
+    commands = set(_command_names())
     assert commands <= set(documented), (
         f"commands without a JSON example in docs/json.md: {sorted(commands - set(documented))}"
     )
@@ -135,9 +153,16 @@ def test_the_shape_check_catches_a_renamed_key():
 
 
 def _command_names() -> list[str]:
+    """Every command that runs, a group's as `group sub` (`apps add`); groups themselves
+    (`apps`) print only help."""
     import typer
 
-    return list(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+    _register()
+    names = []
+    for name, command in typer.main.get_command(app).commands.items():  # type: ignore[attr-defined]
+        subs = getattr(command, "commands", None)
+        names += [f"{name} {sub}" for sub in subs] if subs else [name]
+    return names
 
 
 def _rewrite_examples(outputs: dict[str, Any]) -> None:
@@ -149,7 +174,9 @@ def _rewrite_examples(outputs: dict[str, Any]) -> None:
         if isinstance(value, list):
             return [trim(v) for v in value[:2]]
         if isinstance(value, str) and "/tmp/" in value:
-            return re.sub(r"/tmp/\S*?/(lib|Downloads|llama-3-70b)", r"/home/me/\1", value)
+            value = re.sub(r"/tmp/\S*?/config/", "/home/me/.config/modelimport/", value)
+            return re.sub(r"/tmp/\S*?/(lib|Downloads|llama-3-70b|ComfyUI|more)", r"/home/me/\1",
+                          value)
         return value
 
     text = DOCS.read_text()

@@ -122,7 +122,7 @@ def test_model_ids_complete_in_the_shell(tmp_path: Path):
     lib = tmp_path / "lib"
     [r] = _import(lib, make_safetensors(tmp_path / "dl" / "completion-me.safetensors"))
     prefix = r["model_id"][: r["model_id"].index("/") + 1]
-    for command in ("edit", "mark-manual"):
+    for command in ("edit", "mark-manual", "show", "remove", "verify"):
         env = cli_env({
             "_MODELIMPORT_COMPLETE": "complete_bash",
             "COMP_WORDS": f"modelimport --library {lib} {command} {prefix}",

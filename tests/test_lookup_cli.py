@@ -104,3 +104,43 @@ def test_lookup_of_a_config_or_text_file_says_what_it_is(tmp_path: Path) -> None
     run = run_cli("lookup", config)
     assert "not a valid safetensors" not in run.stdout + run.stderr
     assert "config.json is a model config file (JSON), not a model file." in run.stdout
+
+
+def test_lookup_in_a_pipe_prints_one_line_per_candidate(
+    tmp_path: Path, fake_hub: FakeHub, fake_hub_env: dict[str, str]
+) -> None:
+    # The issue: "tables only on a terminal, one line per item in a pipe".
+    name = "Qwen2-7B-Instruct.safetensors"
+    path, data = model_file(tmp_path, name)
+    fake_hub.add_repo("Qwen/Qwen2-7B-Instruct", {name: data}, downloads=50)
+    fake_hub.add_repo("an-uploader-with-a-long-name/Qwen2-7B-Instruct", {name: data + b"x"})
+    run = run_cli("lookup", path, env=fake_hub_env)  # stdout is a pipe
+    assert run.code == 0, run.stderr
+    assert not set("│┃━─┏┗┡└") & set(run.stdout), run.stdout
+    lines = run.stdout.splitlines()
+    assert lines[0] == f"{path}  {len(data)} B"
+    header = lines.index(next(line for line in lines if line.split()[:2] == ["repo", "matched"]))
+    assert lines[header].startswith("  repo ")
+    assert lines[header + 1].split() == [
+        "Qwen/Qwen2-7B-Instruct", name, f"{len(data)}", "B", "filename_exact", "0.95", "High",
+        "confidence",
+    ], run.stdout
+    assert lines[header + 2].split() == [
+        "an-uploader-with-a-long-name/Qwen2-7B-Instruct", name, f"{len(data) + 1}", "B",
+        "hash_mismatch", "0.70", "Modified",
+    ], run.stdout
+    assert lines[header + 3].startswith("  Match: Qwen/Qwen2-7B-Instruct: High confidence")
+
+
+def test_lookup_on_a_terminal_shows_the_candidates_as_a_table(
+    tmp_path: Path, fake_hub: FakeHub, fake_hub_env: dict[str, str]
+) -> None:
+    from test_review import _run_on_terminal
+
+    path, data = model_file(tmp_path, "Qwen2-7B-Instruct.safetensors")
+    fake_hub.add_repo("Qwen/Qwen2-7B-Instruct", {path.name: data}, downloads=50)
+    code, text = _run_on_terminal(["lookup", str(path)], {}, env=fake_hub_env)
+    assert code == 0, text
+    header = next(line for line in text.splitlines() if "Matched file" in line)
+    assert "Repo" in header and "┃" in header, text
+    assert "━" in text and "High confidence" in text

@@ -119,15 +119,15 @@ def test_a_declined_guess_is_still_verified_when_the_bytes_prove_it(
         assert meta["needs_confirmation"] is False
 
 
-def _spawn_on_terminal(args: list[str], env: dict[str, str] | None = None):
+def _spawn_on_terminal(args: list[str], env: dict[str, str] | None = None, columns: int = 200):
     """The CLI on a real pseudo-terminal, driven by pexpect as a person would type."""
     import pexpect
 
     return pexpect.spawn(
         sys.executable,
         ["-m", "modelimport", *args],
-        env=cli_env({"COLUMNS": "200", **(env or {})}),
-        dimensions=(50, 200),
+        env=cli_env({"COLUMNS": str(columns), **(env or {})}),
+        dimensions=(50, columns),
         encoding="utf-8",
         timeout=60,
     )
@@ -216,3 +216,51 @@ def test_the_review_can_switch_to_move_and_show_details(tmp_path: Path):
     assert child.exitstatus == 0
     assert not source.exists()  # moved, as switched in the review
     assert len([p for p in library_files(lib) if p.suffix == ".safetensors"]) == 1
+
+
+def test_the_review_shows_a_folder_bundle_and_a_set_for_what_they_are(tmp_path: Path):
+    import pexpect
+    from factories import make_sharded_safetensors
+    from test_bundles import hf_download_folder
+
+    folder = tmp_path / "dl"
+    hf_download_folder(folder)  # the real all-MiniLM-L6-v2, as `hf download` leaves it
+    make_sharded_safetensors(folder / "llama-3-70b", total=3)
+    _lora(folder / "single.safetensors", b"\x04")
+    lib = tmp_path / "lib"
+    # On 100 columns the folder's description wraps in its column; the table still fits.
+    child = _spawn_on_terminal(["--library", str(lib), "import", str(folder), "--offline"],
+                               columns=100)
+    child.expect(r"model\(s\)\?")
+    table = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", child.before.split("Import plan")[-1])
+    assert max(len(line.rstrip()) for line in table.splitlines()) <= 100, table
+    assert [line.split()[0] for line in table.splitlines() if re.match(r" \d ", line)] == [
+        "1", "2", "3"
+    ], table
+    [row] = [line for line in table.splitlines() if line.startswith(" 3 ")]
+    assert "all-MiniLM-L6-v2/" in row and "folder" in row, table
+    assert re.search(r"\(\d+ files,", table) and "transformers)" in table, table
+    child.sendline("n")
+    child.expect(pexpect.EOF)
+    child.close()
+
+    child = _spawn_on_terminal(["--library", str(lib), "import", str(folder), "--offline"])
+    child.expect(r"model\(s\)\?")
+    table = child.before
+    bundle = re.search(r"folder all-MiniLM-L6-v2/ \((\d+) files, transformers\), ", table)
+    assert bundle, table
+    assert re.search(r"set of 3, [\d.]+ [KM]?i?B", table), table  # its shards, not its files
+    assert re.search(r"\b1 file, ", table), table
+    child.sendline("y")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, child.before
+
+    [record] = [
+        json.loads(p.read_text())
+        for p in library_files(lib)
+        if p.name == "metadata.json" and json.loads(p.read_text())["bundle"]
+    ]
+    # The count shown is what was imported: every file of the folder, none left out.
+    assert len(record["files"]) == int(bundle.group(1))
+    assert record["bundle"]["kind"] == "transformers"

@@ -111,12 +111,13 @@ def main() -> None:
 def plain_argument_help(command: Any) -> None:
     """Arguments show their name only (`PATH...`), not Typer's Python type (`<list[Path]>`),
     which tells a person nothing they can type."""
-    for sub in [command, *getattr(command, "commands", {}).values()]:
-        for param in sub.params:
-            if param.param_type_name == "argument" and param.metavar:
-                name = param.metavar + ("..." if param.nargs != 1 else "")
-                param.display_type_rich = lambda ctx: None
-                param.get_usage_pieces = lambda ctx, name=name: [name]
+    for param in command.params:
+        if param.param_type_name == "argument" and param.metavar:
+            name = param.metavar + ("..." if param.nargs != 1 else "")
+            param.display_type_rich = lambda ctx: None
+            param.get_usage_pieces = lambda ctx, name=name: [name]
+    for sub in getattr(command, "commands", {}).values():
+        plain_argument_help(sub)  # and a group's commands (`apps add`)
 
 
 def _interrupted() -> None:

@@ -9,16 +9,8 @@ import typer
 from rich.console import Console
 
 from modelimport.cli.app import app
-from modelimport.cli.common import human_size, open_for
-from modelimport.cli.options import (
-    JsonOpt,
-    LibraryOpt,
-    OfflineOpt,
-    VerboseOpt,
-    YesOpt,
-    flag,
-    resolve_options,
-)
+from modelimport.cli.common import complete_model_id, human_size, open_for
+from modelimport.cli.options import GlobalOptions, flag, global_options
 from modelimport.cli.output import Output
 from modelimport.errors import UsageError
 
@@ -46,18 +38,23 @@ Examples:
 
 
 @apps_app.command("add", epilog=ADD_EXAMPLES)
+@global_options("json")
 def apps_add(
-    ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="A name for this app (e.g. comfy).")],
+    opts: GlobalOptions,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="A name for this app (e.g. comfy).")],
     path: Annotated[
         Path,
         typer.Argument(
+            metavar="FOLDER",
             help="The app's folder: ComfyUI's or A1111/Forge's install folder (the one "
-            "holding models/), LM Studio's models folder, or any folder for --kind folder."
+            "holding models/), LM Studio's models folder, or any folder for --kind folder.",
         ),
     ],
     kind: Annotated[
-        str, typer.Option("--kind", help="comfyui, a1111 (also Forge), lmstudio or folder.")
+        str,
+        typer.Option(
+            "--kind", metavar="KIND", help="comfyui, a1111 (also Forge), lmstudio or folder."
+        ),
     ],
     mapping: Annotated[
         list[str] | None,
@@ -71,14 +68,11 @@ def apps_add(
         str,
         typer.Option(
             "--subfolders",
-            help="family: links go in a subfolder per family (loras/sdxl/, checkpoints/flux/).",
+            metavar="MODE",
+            help="none, or family: links go in a subfolder per family (loras/sdxl/, "
+            "checkpoints/flux/).",
         ),
     ] = "none",
-    library: LibraryOpt = None,
-    json_: JsonOpt = False,
-    offline: OfflineOpt = False,
-    yes: YesOpt = False,
-    verbose: VerboseOpt = False,
 ) -> None:
     """Register an app: models imported from now on are linked into it.
 
@@ -86,9 +80,6 @@ def apps_add(
     """
     from modelimport.apps.targets import SUBFOLDER_MODES, AppTarget, add_target, parse_mappings
 
-    opts = resolve_options(
-        ctx, library=library, json=json_, offline=offline, yes=yes, verbose=verbose
-    )
     out = Output(opts.json, opts.verbose)
     if subfolders not in SUBFOLDER_MODES:
         raise UsageError("--subfolders must be none or family.")
@@ -110,20 +101,13 @@ def apps_add(
 @apps_app.command(
     "list", epilog="Examples:\n\n  modelimport apps list\n\n  modelimport apps list --json"
 )
+@global_options("json")
 def apps_list(
-    ctx: typer.Context,
-    library: LibraryOpt = None,
-    json_: JsonOpt = False,
-    offline: OfflineOpt = False,
-    yes: YesOpt = False,
-    verbose: VerboseOpt = False,
+    opts: GlobalOptions,
 ) -> None:
     """List the registered apps and the path of the config file that holds them."""
     from modelimport.apps.targets import config_path, load_targets
 
-    opts = resolve_options(
-        ctx, library=library, json=json_, offline=offline, yes=yes, verbose=verbose
-    )
     out = Output(opts.json, opts.verbose)
     targets = load_targets()
     data = {"config": str(config_path()), "apps": [t.to_json() for t in targets]}
@@ -146,25 +130,18 @@ def apps_list(
     epilog="Examples:\n\n  modelimport apps remove comfy"
     "\n\n  modelimport apps remove comfy --unlink",
 )
+@global_options("library", "json")
 def apps_remove(
-    ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="The app's name (see `apps list`).")],
+    opts: GlobalOptions,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The app's name (see `apps list`).")],
     unlink: Annotated[
         bool, flag("--unlink", help="Also remove the links modelimport made in its folders.")
     ] = False,
-    library: LibraryOpt = None,
-    json_: JsonOpt = False,
-    offline: OfflineOpt = False,
-    yes: YesOpt = False,
-    verbose: VerboseOpt = False,
 ) -> None:
     """Unregister an app. Its links stay (and are forgotten) unless --unlink."""
     from modelimport.apps.sync import forget_app
     from modelimport.apps.targets import remove_target
 
-    opts = resolve_options(
-        ctx, library=library, json=json_, offline=offline, yes=yes, verbose=verbose
-    )
     out = Output(opts.json, opts.verbose)
     opened = open_for(opts, out, create=False) if _library_exists(opts) else None
     changes = []
@@ -186,7 +163,7 @@ def apps_remove(
     out.result(data, render)
 
 
-def _library_exists(opts: Any) -> bool:
+def _library_exists(opts: GlobalOptions) -> bool:
     from modelimport.config import resolve_library_root
     from modelimport.library.layout import Library
 
@@ -205,19 +182,16 @@ Examples:
 
 
 @app.command("sync", epilog=SYNC_EXAMPLES)
+@global_options("library", "json", "verbose")
 def sync_command(
-    ctx: typer.Context,
+    opts: GlobalOptions,
     app_name: Annotated[
-        str | None, typer.Option("--app", help="Only this app (default: every app).")
+        str | None,
+        typer.Option("--app", metavar="NAME", help="Only this app (default: every app)."),
     ] = None,
     dry_run: Annotated[
         bool, flag("--dry-run", help="Say what would change; change nothing.")
     ] = False,
-    library: LibraryOpt = None,
-    json_: JsonOpt = False,
-    offline: OfflineOpt = False,
-    yes: YesOpt = False,
-    verbose: VerboseOpt = False,
 ) -> None:
     """Link the library into the apps: create missing links, repair broken, remove stale.
 
@@ -227,9 +201,6 @@ def sync_command(
     from modelimport.apps import sync
     from modelimport.cli.progress import progress_sink
 
-    opts = resolve_options(
-        ctx, library=library, json=json_, offline=offline, yes=yes, verbose=verbose
-    )
     out = Output(opts.json, opts.verbose)
     opened = open_for(opts, out, create=False, read_only_ok=dry_run)
     with progress_sink(opts.json, out.err) as sink:
@@ -274,10 +245,16 @@ Examples:
 
 
 @app.command("remove", epilog=REMOVE_EXAMPLES)
+@global_options("library", "json", "yes")
 def remove_command(
-    ctx: typer.Context,
+    opts: GlobalOptions,
     model_ids: Annotated[
-        list[str], typer.Argument(metavar="MODEL_ID", help="Model ids (type/family/slug).")
+        list[str],
+        typer.Argument(
+            metavar="MODEL_ID",
+            help="Model ids (type/family/slug, as `list` shows them).",
+            autocompletion=complete_model_id,
+        ),
     ],
     keep_files: Annotated[
         bool,
@@ -287,11 +264,6 @@ def remove_command(
             "instead of deleted (its metadata, index rows and links still go).",
         ),
     ] = False,
-    library: LibraryOpt = None,
-    json_: JsonOpt = False,
-    offline: OfflineOpt = False,
-    yes: YesOpt = False,
-    verbose: VerboseOpt = False,
 ) -> None:
     """Remove models: their files, metadata, index rows and app links.
 
@@ -300,9 +272,6 @@ def remove_command(
     """
     from modelimport.library.removal import plan_removal, remove_models
 
-    opts = resolve_options(
-        ctx, library=library, json=json_, offline=offline, yes=yes, verbose=verbose
-    )
     out = Output(opts.json, opts.verbose)
     if not opts.yes and not out.interactive:
         raise UsageError("No terminal to ask for confirmation; pass --yes to remove.")
@@ -350,21 +319,21 @@ def remove_command(
     epilog="Examples:\n\n  modelimport show lora/sdxl/add-detail-xl\n\n  "
     "modelimport show llm/llama/llama-3-8b-instruct-q4_k_m --json",
 )
+@global_options("library", "json")
 def show_command(
-    ctx: typer.Context,
-    model_id: Annotated[str, typer.Argument(metavar="MODEL_ID", help="type/family/slug")],
-    library: LibraryOpt = None,
-    json_: JsonOpt = False,
-    offline: OfflineOpt = False,
-    yes: YesOpt = False,
-    verbose: VerboseOpt = False,
+    opts: GlobalOptions,
+    model_id: Annotated[
+        str,
+        typer.Argument(
+            metavar="MODEL_ID",
+            help="The model (type/family/slug, as `list` shows it).",
+            autocompletion=complete_model_id,
+        ),
+    ],
 ) -> None:
     """Show one model: its record, its files and where they are, its app links, its trust."""
     from modelimport.library.maintenance import model_details
 
-    opts = resolve_options(
-        ctx, library=library, json=json_, offline=offline, yes=yes, verbose=verbose
-    )
     out = Output(opts.json, opts.verbose)
     data = model_details(open_for(opts, out, create=False, read_only_ok=True), model_id)
     out.result(data, lambda console: _render_show(console, data))

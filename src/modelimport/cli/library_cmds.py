@@ -408,10 +408,12 @@ RICH_TABLE_MAX_ROWS = 500
 def list_command(
     opts: GlobalOptions,
     model_type: Annotated[
-        str | None, typer.Option("--type", help="Only this model type (llm, lora, ...).")
+        str | None,
+        typer.Option("--type", metavar="TYPE", help="Only this model type (llm, lora, ...)."),
     ] = None,
     family: Annotated[
-        str | None, typer.Option("--family", help="Only this family (sdxl, llama, ...).")
+        str | None,
+        typer.Option("--family", metavar="FAMILY", help="Only this family (sdxl, llama, ...)."),
     ] = None,
     pending: Annotated[
         bool, flag("--pending", help="Only models still pending an online lookup.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import stat
+import textwrap
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -14,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from modelimport.cli.app import app
-from modelimport.cli.common import human_size, trust_badge, trust_label
+from modelimport.cli.common import aligned_columns, human_size, trust_badge, trust_label
 from modelimport.cli.options import (
     GlobalOptions,
     HubTimeoutOpt,
@@ -291,19 +292,7 @@ def _render(console: Console, reports: list[dict[str, Any]]) -> None:
             console.print(f"  Hub: not looked up ({report['hub_error']})")
             continue
         if report["candidates"]:
-            table = Table(show_edge=False, pad_edge=False)
-            for column in ("Repo", "Matched file", "Size", "Method", "Confidence", "Trust"):
-                table.add_column(column, justify="right" if column == "Confidence" else "left")
-            for c in report["candidates"]:
-                table.add_row(
-                    c["repo_id"],
-                    c["matched_file"] or "-",
-                    human_size(c["size"]) if c["size"] is not None else "-",
-                    c["match_method"] or "-",
-                    f"{c['confidence']:.2f}",
-                    trust_badge(c["trust"]),
-                )
-            console.print(table)
+            _render_candidates(console, report["candidates"])
         label = trust_label(report["trust"])
         if not report["repo_id"]:
             console.print(f"  Match: {label}")
@@ -332,3 +321,33 @@ def _render(console: Console, reports: list[dict[str, Any]]) -> None:
         ):
             if meta.get(key):
                 console.print(f"  {key.replace('_', ' ').capitalize()}: {meta[key]}")
+
+
+CANDIDATE_COLUMNS = ("Repo", "Matched file", "Size", "Method", "Confidence", "Trust")
+
+
+def _render_candidates(console: Console, candidates: list[dict[str, Any]]) -> None:
+    """A table on a terminal; in a pipe one line per candidate (a table folds a long repo id
+    or file name over several lines, which no `grep` or `cut` can read back)."""
+    rows = [
+        (
+            c["repo_id"],
+            c["matched_file"] or "-",
+            human_size(c["size"]) if c["size"] is not None else "-",
+            c["match_method"] or "-",
+            f"{c['confidence']:.2f}",
+            c["trust"],
+        )
+        for c in candidates
+    ]
+    if not console.is_terminal:
+        plain = [(*row[:-1], trust_label(row[-1])) for row in rows]
+        lines = aligned_columns(tuple(c.lower() for c in CANDIDATE_COLUMNS), plain)
+        console.print(textwrap.indent(lines, "  "), markup=False, highlight=False, soft_wrap=True)
+        return
+    table = Table(show_edge=False, pad_edge=False)
+    for column in CANDIDATE_COLUMNS:
+        table.add_column(column, justify="right" if column == "Confidence" else "left")
+    for *cells, trust in rows:
+        table.add_row(*cells, trust_badge(trust))
+    console.print(table)

@@ -27,27 +27,55 @@ def flag(*decls: str, help: str) -> Any:
     return typer.Option(*decls, metavar="", help=help)
 
 
-LibraryOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--library",
-        envvar="MODELIMPORT_LIBRARY",
-        metavar="PATH",
-        help="Library root folder (default: the user data dir; env MODELIMPORT_LIBRARY).",
-        show_default=False,
+@dataclass
+class GlobalOptions:
+    library: Path | None = None
+    json: bool = False
+    offline: bool = False
+    yes: bool = False
+    verbose: bool = False
+    quiet: bool = False
+
+
+# name -> (type, option declarations, help): each global option is declared here only. The
+# root command offers all of them; `global_options` adds them to a command.
+GLOBAL_OPTION_SPECS: dict[str, tuple[Any, tuple[str, ...], str]] = {
+    "library": (
+        Path | None,
+        ("--library",),
+        "Library root folder (default: the user data dir; env MODELIMPORT_LIBRARY).",
     ),
-]
-JsonOpt = Annotated[bool, flag("--json", help="Print machine-readable JSON on stdout.")]
-OfflineOpt = Annotated[
-    bool,
-    flag(
-        "--offline",
-        help="Never contact the Hugging Face Hub or CivitAI (also HF_HUB_OFFLINE=1).",
+    "json": (bool, ("--json",), "Print machine-readable JSON on stdout."),
+    "offline": (
+        bool,
+        ("--offline",),
+        "Never contact the Hugging Face Hub or CivitAI (also HF_HUB_OFFLINE=1).",
     ),
-]
-YesOpt = Annotated[
-    bool, flag("--yes", "-y", help="Accept the plan without asking; needed without a TTY.")
-]
+    "yes": (bool, ("--yes", "-y"), "Accept the plan without asking; needed without a TTY."),
+    "verbose": (bool, ("--verbose", "-v"), "Say more about each step."),
+    "quiet": (bool, ("--quiet", "-q"), "No progress; print only errors and the summary."),
+}
+
+
+def _global_option(name: str, shown: bool = True, **extra: Any) -> Any:
+    """The typer.Option of global option `name`, as GLOBAL_OPTION_SPECS declares it."""
+    kind, decls, help_text = GLOBAL_OPTION_SPECS[name]
+    if kind is bool:  # an on/off flag: no value type shown (see `flag`)
+        return typer.Option(*decls, metavar="", help=help_text, hidden=not shown, **extra)
+    return typer.Option(
+        *decls, help=help_text, hidden=not shown, show_default=False, metavar="PATH", **extra
+    )
+
+
+# The root command's parameters. Only the root reads MODELIMPORT_LIBRARY, so that it never
+# overrides a --library given before the command.
+LibraryOpt = Annotated[Path | None, _global_option("library", envvar="MODELIMPORT_LIBRARY")]
+JsonOpt = Annotated[bool, _global_option("json")]
+OfflineOpt = Annotated[bool, _global_option("offline")]
+YesOpt = Annotated[bool, _global_option("yes")]
+VerboseOpt = Annotated[bool, _global_option("verbose")]
+QuietOpt = Annotated[bool, _global_option("quiet")]
+
 RefreshOpt = Annotated[bool, flag("--refresh", help="Bypass the on-disk Hub cache.")]
 HubTimeoutOpt = Annotated[
     float,
@@ -76,10 +104,6 @@ LookupBudgetOpt = Annotated[
         "identified by then are imported pending for retry-pending.",
     ),
 ]
-VerboseOpt = Annotated[bool, flag("--verbose", "-v", help="Say more about each step.")]
-QuietOpt = Annotated[
-    bool, flag("--quiet", "-q", help="No progress; print only errors and the summary.")
-]
 
 
 def _at_least(value: float, minimum: float, name: str) -> float:
@@ -90,56 +114,40 @@ def _at_least(value: float, minimum: float, name: str) -> float:
 
 def paths_argument(help: str) -> Any:
     """The PATH... argument of commands that take files. Typer would refuse an unreadable
-    path as bad usage (exit 2) before the command runs; the command reports it per item."""
-    return typer.Argument(metavar="PATH", help=help, readable=False)
+    path as bad usage (exit 2) before the command runs; the command reports it per item.
+    Each path is made absolute here, once, so that what the core records (metadata.json
+    `sources`, results, `--delete-originals`, the "same path, unchanged" shortcut) names the
+    file whatever folder a later command runs in, in the one path style of every view."""
+    return typer.Argument(
+        metavar="PATH",
+        help=help,
+        readable=False,
+        callback=lambda paths: [absolute_path(p) for p in paths or []],
+    )
 
 
-@dataclass
-class GlobalOptions:
-    library: Path | None = None
-    json: bool = False
-    offline: bool = False
-    yes: bool = False
-    verbose: bool = False
-    quiet: bool = False
+def absolute_path(path: Path) -> Path:
+    """`path` absolute, without `.` or `..`, its last component kept as given (a symlink to a
+    model stays that symlink: the import copies the file behind it but never moves it).
 
-
-# name -> (type, option declarations, help); the root command offers every one of them.
-GLOBAL_OPTION_SPECS: dict[str, tuple[Any, tuple[str, ...], str]] = {
-    "library": (
-        Path | None,
-        ("--library",),
-        "Library root folder (default: the user data dir; env MODELIMPORT_LIBRARY).",
-    ),
-    "json": (bool, ("--json",), "Print machine-readable JSON on stdout."),
-    "offline": (
-        bool,
-        ("--offline",),
-        "Never contact the Hugging Face Hub (also HF_HUB_OFFLINE=1).",
-    ),
-    "yes": (bool, ("--yes", "-y"), "Accept the plan without asking; needed without a TTY."),
-    "verbose": (bool, ("--verbose", "-v"), "Say more about each step."),
-    "quiet": (bool, ("--quiet", "-q"), "No progress; print only errors and the summary."),
-}
+    `..` is settled the way the kernel settles it, after following the links before it
+    (`os.path.normpath` would cut `link/..` lexically and could name another folder), so
+    the part up to the last `..` is resolved and the rest appended as typed."""
+    path = path.absolute()
+    if ".." not in path.parts:
+        return path
+    parts = path.parts
+    last = len(parts) - 1 - parts[::-1].index("..")
+    return Path(*parts[: last + 1]).resolve().joinpath(*parts[last + 1 :])
 
 
 def _global_parameter(name: str, shown: bool) -> inspect.Parameter:
-    kind, decls, help_text = GLOBAL_OPTION_SPECS[name]
-    if kind is bool:
-        option = typer.Option(*decls, metavar="", help=help_text, hidden=not shown)
-        default: Any = False
-    else:
-        # No envvar here: MODELIMPORT_LIBRARY is read once, by the root command, so that it
-        # never overrides a --library given before the command.
-        option = typer.Option(
-            *decls, help=help_text, hidden=not shown, show_default=False, metavar="PATH"
-        )
-        default = None
+    kind = GLOBAL_OPTION_SPECS[name][0]
     return inspect.Parameter(
         f"global_{name}",
         inspect.Parameter.KEYWORD_ONLY,
-        default=default,
-        annotation=Annotated[kind, option],
+        default=False if kind is bool else None,
+        annotation=Annotated[kind, _global_option(name, shown)],
     )
 
 

@@ -151,14 +151,12 @@ def render_plan(
     and the table fits the terminal: the name column takes what the others leave."""
     rows = []
     for number, (m, dest) in enumerate(zip(plan.models, destinations, strict=True), 1):
-        count = len(m.group.all_paths)
-        files = f"set of {count}" if m.group.is_sharded else f"{count} file" + "s" * (count > 1)
         rows.append(
             (
                 str(number),
                 _name(m),
                 dest,
-                f"{files}, {human_size(m.total_size)}",
+                f"{_files(m)}, {human_size(m.total_size)}",
                 f"{m.model_type}/{m.family}",
                 str(m.probe.precision or "-"),
                 _trust(m),
@@ -174,16 +172,26 @@ def render_plan(
         max([len(headers[i])] + [len(str(r[i + 1] if i else r[0])) for r in rows])
         for i in (0, 2, 3, 4, 5)
     ]
-    # What the other columns need, plus the gaps between columns; the name gets the rest.
-    name_width = max(20, console.width - sum(others) - 3 * len(headers))
+    # What the other columns need, plus the gaps between columns; the name and files columns
+    # share the rest. A folder's description ("folder all-MiniLM-L6-v2/ (13 files,
+    # transformers), 87.4 MiB") wraps in its column before any name loses its middle; the
+    # short descriptions of files and sets never wrap.
+    room = console.width - 3 * len(headers) - (sum(others) - others[1])
+    names = max(max(len(r[1]), len(r[2]) + 2) for r in rows)
+    files_width = min(others[1], max(FILES_MIN_WIDTH, room - names))
+    name_width = max(NAME_MIN_WIDTH, room - files_width)
     table = Table(
         title=f"Import plan ({'move' if move else 'copy'} into the library)",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
     )
     for header in headers:
-        wide = header == "name → model id"
-        table.add_column(header, no_wrap=True, width=name_width if wide else None)
+        if header == "name → model id":
+            table.add_column(header, no_wrap=True, width=name_width)
+        elif header == "files, size":
+            table.add_column(header, width=files_width, overflow="fold")
+        else:
+            table.add_column(header, no_wrap=True)
     for number, name, dest, size, kind, precision, trust in rows:
         cell = Text(shorten_middle(name, name_width))
         cell.append("\n→ " + shorten_middle(dest, name_width - 2), style="dim")
@@ -201,6 +209,28 @@ def render_plan(
             console.print(
                 f"{r.status}: {', '.join(r.sources)}: {r.error or r.model_id}", markup=False
             )
+
+
+# A bundle's folder name in the files column is cut in the middle beyond this, so that one
+# long folder name does not take the width the name column needs.
+FOLDER_NAME_WIDTH = 28
+NAME_MIN_WIDTH = 20  # the name column never gets less
+FILES_MIN_WIDTH = 20  # the narrowest a folder's description wraps at (wider than "set of 3,
+# 768.0 MiB", so a file or a set never wraps)
+
+
+def _files(m: PlannedModel) -> str:
+    """What the model is made of: a folder that is one model (with its file count and kind),
+    a sharded set (its shards), or a file with its sidecars."""
+    group = m.group
+    if group.bundle is not None:
+        folder = shorten_middle(group.bundle.display_name, FOLDER_NAME_WIDTH)
+        return f"folder {folder} ({len(group.all_paths)} files, {group.bundle.kind})"
+    if group.is_sharded:
+        shards, total = len(group.files), group.shard_total or len(group.files)
+        return f"set of {shards}" if shards == total else f"set, {shards} of {total} shards"
+    count = len(group.all_paths)
+    return f"{count} file" + "s" * (count > 1)
 
 
 def _name(m: PlannedModel) -> str:

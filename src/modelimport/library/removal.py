@@ -107,7 +107,7 @@ def remove_models(
     results = []
     for plan in plans:
         if plan.error:
-            results.append({**plan.to_json(), "status": "failed", "links_removed": []})
+            results.append(_failed(plan))
             continue
         kept = keep_to / plan.model_id.rsplit("/", 1)[-1] if keep_to else None
         try:
@@ -117,10 +117,7 @@ def remove_models(
             _remove_one(opened, plan.model_id, kept)
         except (OSError, ModelImportError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            results.append(
-                {**plan.to_json(), "status": "failed", "links_removed": [],
-                 "error": f"Removing {plan.model_id} failed: {reason}"}
-            )  # fmt: skip
+            results.append(_failed(plan, f"Removing {plan.model_id} failed: {reason}"))
             continue
         results.append(
             {**plan.to_json(), "status": "removed", "kept_in": str(kept) if kept else None,
@@ -129,6 +126,12 @@ def remove_models(
                             and c.reason != "already gone"]}
         )  # fmt: skip
     return results
+
+
+def _failed(plan: PlannedRemoval, error: str | None = None) -> dict[str, Any]:
+    """A failed removal has the keys of a done one (docs/json.md), with nothing done."""
+    return {**plan.to_json(), "status": "failed", "kept_in": None, "links_removed": [],
+            "links_left": [], **({"error": error} if error else {})}  # fmt: skip
 
 
 def _remove_one(opened: OpenLibrary, model_id: str, kept: Path | None) -> None:
