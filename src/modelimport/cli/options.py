@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -117,12 +118,16 @@ def paths_argument(help: str) -> Any:
     path as bad usage (exit 2) before the command runs; the command reports it per item.
     Each path is made absolute here, once, so that what the core records (metadata.json
     `sources`, results, `--delete-originals`, the "same path, unchanged" shortcut) names the
-    file whatever folder a later command runs in, in the one path style of every view."""
+    file whatever folder a later command runs in, in the one path style of every view.
+    What names nothing on disk is kept as typed: a model id (`shards --download-missing
+    llm/llama/x`), or a missing path the command reports in the person's own words."""
     return typer.Argument(
         metavar="PATH",
         help=help,
         readable=False,
-        callback=lambda paths: [absolute_path(p) for p in paths or []],
+        callback=lambda paths: [
+            absolute_path(p) if os.path.lexists(p) else p for p in paths or []
+        ],
     )
 
 
