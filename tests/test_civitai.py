@@ -273,3 +273,29 @@ def test_json_of_the_wrong_shape_leaves_it_pending(tmp_path: Path, fake_civitai:
     session = CivitaiSession(cache_dir=tmp_path / "d")
     results = session.identify_many([_request("ab" * 32), _request("cd" * 32)])
     assert all(r.hub_error and "batch answer" in r.hub_error for r in results)
+
+
+def test_asking_civitai_after_the_copies_does_not_count_the_models_twice(
+    tmp_path: Path,
+    fake_hub: FakeHub,
+    fake_civitai: FakeCivitai,
+    fake_civitai_env: dict[str, str],
+):
+    """The plain progress lines count each model of the batch once ([n/2]), although the
+    CivitAI step after the copies reports on the same models again; the batch's bytes are
+    every byte copied, sidecars included."""
+    paths = [_lora(tmp_path / "dl", f"lora-{n}.safetensors", fill=bytes([n + 5]))[0]
+             for n in range(2)]
+    (tmp_path / "dl" / "lora-0.civitai.info").write_text("{}")
+    run = run_cli("--library", tmp_path / "lib", "import", *paths, "--yes", env=fake_civitai_env)
+    assert run.code == 0, run.stderr
+    counters = [line.split("]")[0] + "]" for line in run.stderr.splitlines()
+                if line.startswith("[")]
+    assert counters == ["[1/2]", "[2/2]"]
+    assert fake_civitai.counts == {"by_hash_batch": 1}
+    events = run_cli("--library", tmp_path / "lib2", "import", tmp_path / "dl", "--yes",
+                     "--json", env=fake_civitai_env)  # fmt: skip
+    lines = [json.loads(line) for line in events.stderr.splitlines() if line.startswith("{")]
+    [batch] = [e for e in lines if e["stage"] == "batch"]
+    copied = sum(p.stat().st_size for p in (tmp_path / "dl").iterdir())
+    assert batch["bytes_total"] == copied

@@ -137,7 +137,9 @@ class _PlainLines:
         key = event.ident
         if event.stage in FINAL_STAGES:
             self.in_flight.pop(key, None)
-            if self.total:
+            # After the batch's own items, later steps (asking CivitAI about the imported
+            # models, completing sets) report on items already counted: no second count.
+            if self.done < self.total:
                 self.done += 1
                 self._print(f"[{self.done}/{self.total}] {final_line(event)}")
             else:
@@ -210,8 +212,9 @@ class _LiveProgress:
         if event.stage in FINAL_STAGES:
             if state is not None:
                 self._forget(key, state)
-            self.items_done += 1
-            self.bytes_finished += max(event.bytes_total, state[2] if state else 0)
+            if not self.items_total or self.items_done < self.items_total:  # not twice
+                self.items_done += 1
+                self.bytes_finished += max(event.bytes_total, state[2] if state else 0)
             if event.stage == Stage.ERROR:
                 self.progress.console.print(final_line(event), markup=False, highlight=False)
             self._update_overall()

@@ -144,9 +144,9 @@ class PlannedModel:
 
     @property
     def total_size(self) -> int:
-        if self.group.bundle is not None:
-            return sum(_size(p) for p in self.group.all_paths)
-        return sum(f.size for f in self.facts)
+        """Every byte the import copies: weights, a set's index json, sidecars, a bundle's
+        configs and tokenizers (the copy's progress counts them all)."""
+        return sum(_size(p) for p in self.group.all_paths)
 
 
 def _size(path: Path) -> int:
