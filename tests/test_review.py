@@ -244,6 +244,21 @@ def test_the_review_shows_a_folder_bundle_and_a_set_for_what_they_are(tmp_path: 
     child.expect(pexpect.EOF)
     child.close()
 
+    # On 80 columns, a terminal's default, precision and trust share lines with the others:
+    # every row keeps its number, its name's end and its badge.
+    child = _spawn_on_terminal(["--library", str(lib), "import", str(folder), "--offline"],
+                               columns=80)
+    child.expect(r"model\(s\)\?")
+    table = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", child.before.split("Import plan")[-1])
+    assert max(len(line.rstrip()) for line in table.splitlines()) <= 80, table
+    assert [line.split()[0] for line in table.splitlines() if re.match(r" \d ", line)] == [
+        "1", "2", "3"
+    ], table
+    assert table.count("Lookup pending") == 3 and "single.safetensors" in table, table
+    child.sendline("n")
+    child.expect(pexpect.EOF)
+    child.close()
+
     child = _spawn_on_terminal(["--library", str(lib), "import", str(folder), "--offline"])
     child.expect(r"model\(s\)\?")
     table = child.before

@@ -177,8 +177,15 @@ def render_plan(
     # transformers), 87.4 MiB") wraps in its column before any name loses its middle; the
     # short descriptions of files and sets never wrap.
     room = console.width - 3 * len(headers) - (sum(others) - others[1])
+    # On a narrow terminal (80 columns) the six columns leave the names nothing: precision
+    # goes under type/family and trust under files and size, two lines a row.
+    compact = room - FILES_MIN_WIDTH < NAME_MIN_WIDTH
+    if compact:
+        headers = ("#", "name → model id", "files, size / trust", "type/family / precision")
+        others = [others[0], others[1], max(others[2], others[3], len(headers[3]))]
+        room = console.width - 3 * len(headers) - (others[0] + others[2])
     names = max(max(len(r[1]), len(r[2]) + 2) for r in rows)
-    files_width = min(others[1], max(FILES_MIN_WIDTH, room - names))
+    files_width = min(max(others[1], len(headers[2])), max(FILES_MIN_WIDTH, room - names))
     name_width = max(NAME_MIN_WIDTH, room - files_width)
     table = Table(
         title=f"Import plan ({'move' if move else 'copy'} into the library)",
@@ -188,7 +195,7 @@ def render_plan(
     for header in headers:
         if header == "name → model id":
             table.add_column(header, no_wrap=True, width=name_width)
-        elif header == "files, size":
+        elif header.startswith("files, size"):
             table.add_column(header, width=files_width, overflow="fold")
         else:
             table.add_column(header, no_wrap=True)
@@ -198,7 +205,11 @@ def render_plan(
         if needs.get(number):
             # Harmless on its own; the record names the classes a loader needs.
             cell.append("\n" + shorten_middle(needs[number], name_width), style="dim")
-        table.add_row(number, cell, size, Text(kind), Text(precision), trust)
+        if compact:
+            table.add_row(number, cell, Text(size + "\n").append_text(trust),
+                          Text(kind + "\n").append(precision, style="dim"))
+        else:
+            table.add_row(number, cell, size, Text(kind), Text(precision), trust)
     console.print(table)
     if details:
         for number, m in enumerate(plan.models, 1):
