@@ -250,6 +250,10 @@ def run_lookup(
         MODELIMPORT_CACHE_DIR=str(work / f"hub-cache-{label}"), NO_COLOR="1",
     )
     env.pop("HF_TOKEN", None)
+    # The Hub is measured: CivitAI, which `lookup --verify` asks about files the Hub did not
+    # verify, stays off (and would reach nothing: no benchmark touches the internet).
+    env.update(MODELIMPORT_CIVITAI="0", CIVITAI_ENDPOINT="http://127.0.0.1:9")
+    env.pop("CIVITAI_API_TOKEN", None)
     if not catalog:
         empty = work / "empty-catalog.json"
         empty.write_text('{"sources": {}, "files": []}')

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from cli import run_cli
 from factories import make_safetensors
+from fakecivitai import FakeCivitai
 from fakehub import FakeHub
 
 
@@ -144,3 +145,177 @@ def test_lookup_on_a_terminal_shows_the_candidates_as_a_table(
     header = next(line for line in text.splitlines() if "Matched file" in line)
     assert "Repo" in header and "┃" in header, text
     assert "━" in text and "High confidence" in text
+
+# -- CivitAI by SHA256, as an import asks it -----------------------------------------------
+
+LORA_TENSORS = {
+    "lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": ("F16", [8, 320]),
+    "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight": ("F16", [320, 8]),
+    "lora_te_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": ("F16", [8, 768]),
+}
+
+
+def lora_file(tmp_path: Path, name: str, fill: bytes = b"\x01") -> tuple[Path, bytes]:
+    path = make_safetensors(tmp_path / "dl" / name, LORA_TENSORS, fill=fill)
+    return path, path.read_bytes()
+
+
+def test_lookup_verify_asks_civitai_and_shows_its_answer(
+    tmp_path: Path,
+    fake_hub: FakeHub,
+    fake_civitai: FakeCivitai,
+    fake_civitai_env: dict[str, str],
+) -> None:
+    path, data = lora_file(tmp_path, "add_detail.safetensors")
+    version = fake_civitai.add_version(
+        data,
+        model_name="Detail Tweaker LoRA",
+        version_name="v1.0",
+        model_type="LORA",
+        base_model="SD 1.5",
+        trained_words=["detailed", "intricate\x1b[2J"],
+        file_name="add_detail.safetensors",
+    )
+    run = run_cli("lookup", path, "--verify", "--json", env=fake_civitai_env)
+    assert run.code == 0, run.stderr
+    [report] = run.json["results"]
+    assert (report["status"], report["source"], report["trust"], report["match_method"]) == (
+        "verified", "civitai", "verified", "hash",
+    )
+    assert report["repo_id"] is None and report["hub_error"] is None
+    page = f"{fake_civitai.url}/models/{version['modelId']}?modelVersionId={version['id']}"
+    assert report["civitai"] == {
+        "status": "verified",
+        "reason": None,
+        "model_name": "Detail Tweaker LoRA",
+        "version_name": "v1.0",
+        "model_type": "LORA",
+        "base_model": "SD 1.5",
+        "trigger_words": ["detailed", "intricate[2J"],  # no escape sequence
+        "page_url": page,
+        "download_url": version["downloadUrl"],
+    }
+    assert report["file"]["model_type"] == "lora"  # what the tensors prove, as before
+    assert run.json["civitai_calls"] == {"by_hash": 1} == dict(fake_civitai.counts)
+
+    # A person reads the same; the answer is cached on disk: no second call.
+    run = run_cli("lookup", path, "--verify", env=fake_civitai_env)
+    assert run.code == 0, run.stderr
+    for text in (
+        "Detail Tweaker LoRA v1.0 on CivitAI: Verified, hash",
+        "Type: LORA",
+        "Base model: SD 1.5",
+        "Trigger words: detailed, intricate[2J",
+        f"Page: {page}",
+    ):
+        assert text in run.stdout, (text, run.stdout)
+    assert "\x1b" not in run.stdout
+    assert fake_civitai.total == 1
+
+
+def test_lookup_asks_civitai_only_with_a_known_sha256(
+    tmp_path: Path,
+    fake_hub: FakeHub,
+    fake_civitai: FakeCivitai,
+    fake_civitai_env: dict[str, str],
+) -> None:
+    path, data = lora_file(tmp_path, "epi_noiseoffset.safetensors")
+    fake_civitai.add_version(data, model_name="epi_noiseoffset", model_type="LORA")
+    run = run_cli("lookup", path, "--json", env=fake_civitai_env)
+    [report] = run.json["results"]
+    assert report["civitai"]["status"] == "not asked"
+    assert "--verify" in report["civitai"]["reason"]
+    assert report["source"] == "hub" and report["trust"] == "no_match"
+    assert fake_civitai.total == 0  # the file was not read whole: nothing to ask by
+    assert "CivitAI: not asked (the SHA256 is not known yet: pass --verify)" in run_cli(
+        "lookup", path, env=fake_civitai_env
+    ).stdout
+
+    run_cli("lookup", path, "--verify", env=fake_civitai_env)
+    assert fake_civitai.total == 1
+    # The SHA256 read by --verify is remembered for this very file unchanged: a plain lookup
+    # asks CivitAI with it (from the disk cache here, so no call).
+    [report] = run_cli("lookup", path, "--json", env=fake_civitai_env).json["results"]
+    assert report["civitai"]["status"] == "verified" and report["trust"] == "verified"
+    assert fake_civitai.total == 1
+
+
+def test_lookup_a_civitai_miss_and_a_hub_verified_file(
+    tmp_path: Path,
+    fake_hub: FakeHub,
+    fake_civitai: FakeCivitai,
+    fake_civitai_env: dict[str, str],
+) -> None:
+    path, _ = lora_file(tmp_path, "my-own-lora.safetensors", fill=b"\x07")
+    [report] = run_cli(
+        "lookup", path, "--verify", "--json", env=fake_civitai_env
+    ).json["results"]
+    assert report["civitai"]["status"] == "no match" and report["civitai"]["reason"] is None
+    assert report["trust"] == "no_match" and fake_civitai.counts == {"by_hash": 1}
+    assert "CivitAI: no match" in run_cli("lookup", path, "--verify", env=fake_civitai_env).stdout
+
+    # The Hub verified it: as in an import, CivitAI has nothing left to prove.
+    hubbed, data = lora_file(tmp_path, "hub-lora.safetensors", fill=b"\x08")
+    fake_hub.add_repo("someone/hub-lora", {hubbed.name: data})
+    fake_civitai.add_version(data, model_type="LORA")
+    [report] = run_cli(
+        "lookup", hubbed, "--verify", "--json", env=fake_civitai_env
+    ).json["results"]
+    assert (report["source"], report["trust"], report["repo_id"]) == (
+        "hub", "verified", "someone/hub-lora",
+    )
+    assert report["civitai"]["status"] == "not asked"
+    assert fake_civitai.counts == {"by_hash": 1}
+
+
+def test_lookup_honours_offline_and_the_civitai_switches(
+    tmp_path: Path,
+    fake_hub: FakeHub,
+    fake_civitai: FakeCivitai,
+    fake_civitai_env: dict[str, str],
+) -> None:
+    path, data = lora_file(tmp_path, "style.safetensors")
+    fake_civitai.add_version(data, model_type="LORA")
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "config.toml").write_text("[sources]\ncivitai = false\n")
+    by_config = {**fake_civitai_env, "MODELIMPORT_CONFIG_DIR": str(config)}
+    del by_config["MODELIMPORT_CIVITAI"]
+    for extra, env, reason in (
+        (("--offline",), fake_civitai_env, "offline"),
+        ((), {**fake_civitai_env, "HF_HUB_OFFLINE": "1"}, "offline"),
+        (("--no-civitai",), fake_civitai_env, "switched off"),
+        ((), {**fake_civitai_env, "MODELIMPORT_CIVITAI": "0"}, "switched off"),
+        ((), by_config, "switched off"),
+    ):
+        run = run_cli("lookup", path, "--verify", "--json", *extra, env=env)
+        assert run.code == 0, run.stderr
+        [report] = run.json["results"]
+        assert report["civitai"]["status"] == "not asked", extra
+        assert report["civitai"]["reason"] == reason, extra
+        assert run.json["civitai_calls"] == {}
+    assert fake_civitai.total == 0
+    # Switched off by the person: the human output says nothing about CivitAI at all.
+    assert "CivitAI" not in run_cli("lookup", path, "--verify", "--no-civitai",
+                                    env=fake_civitai_env).stdout
+
+
+def test_lookup_with_civitai_down_is_one_line_and_the_breaker_holds(
+    tmp_path: Path,
+    fake_hub: FakeHub,
+    fake_civitai: FakeCivitai,
+    fake_civitai_env: dict[str, str],
+) -> None:
+    first, _ = lora_file(tmp_path, "one.safetensors", fill=b"\x02")
+    second, _ = lora_file(tmp_path, "two.safetensors", fill=b"\x03")
+    fake_civitai.fail(503)
+    run = run_cli("lookup", first, second, "--verify", "--json", env=fake_civitai_env)
+    assert run.code == 0, run.stderr  # CivitAI down is no failure of the lookup
+    for report in run.json["results"]:
+        assert report["civitai"]["status"] == "not looked up"
+        assert "503" in report["civitai"]["reason"]
+        assert report["trust"] == "no_match"  # what the Hub said stands
+    assert fake_civitai.total == 2  # one retry, then the breaker: the second file costs none
+    run = run_cli("lookup", first, "--verify", env=fake_civitai_env)
+    assert "CivitAI: not looked up (CivitAI answered HTTP 503.)" in run.stdout
+    assert "Traceback" not in run.stderr

@@ -1,13 +1,11 @@
-"""`modelimport lookup`: what a model file says about itself, and what the Hub says it is."""
+"""`modelimport lookup`: parse, ask the core (`identify.lookup`), render the reports."""
 
 from __future__ import annotations
 
 import contextlib
-import stat
 import textwrap
-from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -19,6 +17,7 @@ from modelimport.cli.common import aligned_columns, human_size, trust_badge, tru
 from modelimport.cli.options import (
     GlobalOptions,
     HubTimeoutOpt,
+    NoCivitaiOpt,
     RefreshOpt,
     flag,
     global_options,
@@ -26,11 +25,7 @@ from modelimport.cli.options import (
 )
 from modelimport.cli.output import Output
 from modelimport.cli.progress import progress_sink
-from modelimport.errors import ModelImportError, UsageError
-from modelimport.events import ProgressEvent, ProgressSink, Stage, ignore_progress
-
-if TYPE_CHECKING:
-    from modelimport.identify.hub import LookupResult
+from modelimport.events import ignore_progress
 
 LOOKUP_EXAMPLES = """
 Examples:
@@ -38,6 +33,8 @@ Examples:
   modelimport lookup Meta-Llama-3-8B-Instruct-Q4_K_M.gguf
 
   modelimport lookup ./sd_xl_base_1.0.safetensors --verify
+
+  modelimport lookup ~/Downloads/detail-tweaker.safetensors --verify   # CivitAI too, by SHA256
 
   MODELIMPORT_CATALOG=./my-catalog.json modelimport lookup ./house_style_v3.safetensors
 
@@ -56,14 +53,15 @@ def lookup_command(
         bool,
         flag(
             "--verify",
-            help="Read each file whole to compare its SHA256 now, and print it (otherwise: "
-            "pending verification, decided when the file is imported).",
+            help="Read each file whole to compare its SHA256 now, print it, and ask CivitAI "
+            "about it (otherwise: pending verification, decided when the file is imported).",
         ),
     ] = False,
     refresh: RefreshOpt = False,
     timeout: HubTimeoutOpt = 5.0,
+    no_civitai: NoCivitaiOpt = False,
 ) -> None:
-    """Identify model files on the Hugging Face Hub, with a trust level for each match.
+    """Identify model files on the Hugging Face Hub and CivitAI, with a trust level for each.
 
     Candidates: the catalog of well-known files (MODELIMPORT_CATALOG=FILE uses another),
     repos named inside the file, then searches of the name (whole, shorter runs, single
@@ -71,145 +69,34 @@ def lookup_command(
     Without --verify a file is never read whole: its format, header and a fast hash (first
     and last 8 MiB) are read and its size is compared with the Hub's now; the Hub's SHA256
     is compared when the file is imported (or now, with --verify).
+    With the SHA256 (--verify, or read before from the same unchanged file) CivitAI is asked
+    too, unless the Hub verified the file: a hit shows the model and version, type, base
+    model, trigger words and page.
     Each file gets its own result; a file that cannot be read gets an error instead.
     """
-    from modelimport.identify.hub import HubSession
-    from modelimport.identify.hub.client import DEFAULT_SEARCH_LIMIT
-    from modelimport.importer.collect import unreadable_reason
+    from modelimport.config import disabled_sources
+    from modelimport.identify.lookup import LookupOptions, lookup_files, open_lookup_sources
 
     out = Output(opts.json, opts.verbose)
-    # All paths are checked before any is looked up, so a folder is bad usage up front.
-    problems = [_file_problem(p) for p in paths]
-    # --top is how many candidates are shown; a search fetches enough to find the right repo
-    # among popular namesakes whatever is shown.
-    session = HubSession(
+    options = LookupOptions(
+        verify=verify,
+        top=top,
         offline=opts.offline,
         timeout=timeout,
         refresh=refresh,
-        search_limit=max(top, DEFAULT_SEARCH_LIMIT),
+        disabled=disabled_sources(no_flags={"civitai": no_civitai}),
     )
-    reports = []
-    for path, problem in zip(paths, problems, strict=True):
-        out.debug(f"Looking up {path}")
-        if problem is None:
-            try:
-                # --verify reads whole files (minutes for 100 GB): show how far it is.
-                progress = (
-                    progress_sink(opts.json, out.err)
-                    if verify
-                    else contextlib.nullcontext(ignore_progress)
-                )
-                with progress as sink:
-                    reports.append(_lookup_one(session, path, verify=verify, top=top, sink=sink))
-                continue
-            except ModelImportError as exc:
-                problem = str(exc)
-            except OSError as exc:
-                problem = unreadable_reason(path, exc)
-        reports.append(_failed_report(path, problem))
-    data = {"results": reports, "hub_calls": dict(session.calls)}
+    sources = open_lookup_sources(options)
+    out.debug(f"Looking up {len(paths)} file(s)")
+    # --verify reads whole files (minutes for 100 GB): show how far it is.
+    progress = (
+        progress_sink(opts.json, out.err) if verify else contextlib.nullcontext(ignore_progress)
+    )
+    with progress as sink:
+        data = lookup_files(paths, sources, sink)
+    reports = data["results"]
     out.result(data, lambda console: _render(console, reports))
     raise typer.Exit(1 if any(r["error"] for r in reports) else 0)
-
-
-def _file_problem(path: Path) -> str | None:
-    """Why `path` cannot be looked up, found without opening it (opening a fifo blocks)."""
-    from modelimport.importer.collect import unreadable_reason
-
-    try:
-        st = path.stat()
-    except OSError as exc:
-        return unreadable_reason(path, exc)
-    if stat.S_ISDIR(st.st_mode):
-        raise UsageError(f"{path} is a folder; lookup takes model files.")
-    if not stat.S_ISREG(st.st_mode):
-        return f"{path} is not a regular file; lookup reads only model files."
-    return None
-
-
-def _failed_report(path: Path, error: str) -> dict[str, Any]:
-    """A report with the keys of a looked-up file's, nothing identified, and the error."""
-    from modelimport.identify.hub.records import no_match
-
-    return {
-        "path": str(path),
-        "file": None,
-        "status": "failed",
-        **no_match().to_json(),
-        "trust": None,
-        "confidence": None,
-        "error": error,
-    }
-
-
-def _lookup_one(
-    session: Any, path: Path, *, verify: bool, top: int, sink: ProgressSink = ignore_progress
-) -> dict[str, Any]:
-    from modelimport.formats import inspect_file
-    from modelimport.hashing import fast_hash
-    from modelimport.identify.hub import LocalFile
-    from modelimport.identify.hub.candidates import request_for
-    from modelimport.identify.hub.records import FileStamp
-    from modelimport.probe import probe_model
-
-    before = path.stat()
-    facts = inspect_file(path)
-    probe = probe_model([facts])
-    local = LocalFile(
-        name=path.name,
-        size=facts.size,
-        fast_hash=fast_hash(path),
-        sha256=_verified_sha256(path, sink) if verify else None,
-    )
-    stamp = FileStamp.of(path, before)
-    if stamp == FileStamp.of(path) and stamp.size == local.size:
-        # Unchanged while it was read: a SHA256 remembered for this very file in this state
-        # is reused (and one read now remembered); a file written meanwhile gets neither.
-        local = replace(local, stamp=stamp)
-    request = request_for(
-        (local,),
-        path.resolve().parent.name,
-        embedded_repos=probe.embedded_repos,
-        metadata=probe.file_says.get("embedded_metadata"),
-        model_type=probe.model_type,
-        family=probe.family,
-    )
-    result = session.identify(request)
-    return {
-        "path": str(path),
-        "file": {
-            "name": path.name,
-            "size": facts.size,
-            "format": facts.format,
-            "model_type": probe.model_type,
-            "subtype": probe.subtype,
-            "family": probe.family,
-            "field_sources": {k: probe.field_sources.get(k) for k in ("model_type", "family")},
-            "precision": probe.precision,
-            "variant": probe.variant,
-            "parameters": _parameters(probe, facts),
-            "fast_hash": local.fast_hash,
-            "sha256": local.sha256,
-            "embedded_repos": list(request.embedded_repos),
-            "pickle": _pickle_verdict(probe),
-        },
-        "status": _status(result),
-        **_trimmed(result, top),
-        "error": None,
-    }
-
-
-def _pickle_verdict(probe: Any) -> dict[str, Any] | None:
-    """What the pickle scan decided, for pickles only (None for safetensors and GGUF)."""
-    scan = probe.file_says.get("pickle_scan")
-    if not scan:
-        return None
-    return {
-        "verdict": scan["verdict"],
-        "dangerous": scan.get("dangerous", []),
-        "needs_classes": scan.get("needs_classes", []),
-        "loader_packages": scan.get("loader_packages", []),
-    }
 
 
 PICKLE_VERDICT_TEXT = {
@@ -219,44 +106,6 @@ PICKLE_VERDICT_TEXT = {
     "unsafe": "UNSAFE: {dangerous} would run code when loaded; import refuses it unless "
     "--allow-unsafe-pickle",
 }
-
-
-def _verified_sha256(path: Path, sink: ProgressSink) -> str:
-    from modelimport.hashing import hash_file
-
-    def on_bytes(done: int) -> None:
-        sink(ProgressEvent(Stage.HASHING, path.name, done, size))
-
-    size = path.stat().st_size
-    sha256 = hash_file(path, on_bytes).sha256
-    sink(ProgressEvent(Stage.COMPLETE, path.name, size, size))
-    return sha256
-
-
-def _parameters(probe: Any, facts: Any) -> Any:
-    for source in (getattr(probe, "file_says", {}) or {}, facts.details or {}):
-        for key in ("parameter_count", "parameters", "params"):
-            if source.get(key):
-                return source[key]
-    return None
-
-
-def _status(result: LookupResult) -> str:
-    if result.hub_error:
-        return f"not looked up: {result.hub_error}"
-    if result.pending_verification:
-        return "pending verification"
-    return trust_label(result.trust.value).lower()
-
-
-def _trimmed(result: LookupResult, top: int) -> dict[str, Any]:
-    data = result.to_json()
-    data["candidates"] = data["candidates"][:top]
-    if result.hub_error:
-        # The Hub never answered: no claim either way, as in an imported record.
-        data["trust"] = None
-        data["confidence"] = None
-    return data
 
 
 def _render(console: Console, reports: list[dict[str, Any]]) -> None:
@@ -290,37 +139,72 @@ def _render(console: Console, reports: list[dict[str, Any]]) -> None:
             console.print(f"  Pickle: {text}", markup=False)
         if report["hub_error"]:
             console.print(f"  Hub: not looked up ({report['hub_error']})")
-            continue
-        if report["candidates"]:
-            _render_candidates(console, report["candidates"])
-        label = trust_label(report["trust"])
-        if not report["repo_id"]:
-            console.print(f"  Match: {label}")
-            continue
-        console.print(
-            Text.assemble(
-                "  Match: ",
-                (report["repo_id"], "bold"),
-                f": {label}, {report['match_method']}, confidence {report['confidence']:.2f}",
-            )
+        else:
+            _render_hub(console, report)
+        _render_civitai(console, report)
+
+
+def _render_hub(console: Console, report: dict[str, Any]) -> None:
+    """The Hub's candidates and verdict (a CivitAI verdict is rendered by `_render_civitai`)."""
+    if report["candidates"]:
+        _render_candidates(console, report["candidates"])
+    if report["source"] != "hub":
+        return
+    label = trust_label(report["trust"])
+    if not report["repo_id"]:
+        console.print(f"  Match: {label}")
+        return
+    console.print(
+        Text.assemble(
+            "  Match: ",
+            (report["repo_id"], "bold"),
+            f": {label}, {report['match_method']}, confidence {report['confidence']:.2f}",
         )
-        if report["pending_verification"]:
-            console.print(
-                "  SHA256: pending verification (compared on import, or now with --verify)"
-            )
-        meta = report["metadata"]
-        for key in (
-            "official_name",
-            "family",
-            "model_type",
-            "license",
-            "pipeline_tag",
-            "base_model",
-            "matched_filename",
-            "download_url",
-        ):
-            if meta.get(key):
-                console.print(f"  {key.replace('_', ' ').capitalize()}: {meta[key]}")
+    )
+    if report["pending_verification"]:
+        console.print("  SHA256: pending verification (compared on import, or now with --verify)")
+    meta = report["metadata"]
+    for key in (
+        "official_name",
+        "family",
+        "model_type",
+        "license",
+        "pipeline_tag",
+        "base_model",
+        "matched_filename",
+        "download_url",
+    ):
+        if meta.get(key):
+            console.print(f"  {key.replace('_', ' ').capitalize()}: {meta[key]}")
+
+
+def _render_civitai(console: Console, report: dict[str, Any]) -> None:
+    civitai = report["civitai"]
+    status = civitai["status"]
+    if status == "not asked" and civitai["reason"] == "switched off":
+        return  # the person switched it off: nothing to say
+    if status != "verified":
+        reason = f" ({civitai['reason']})" if civitai["reason"] else ""
+        console.print(f"  CivitAI: {status}{reason}", markup=False, highlight=False)
+        return
+    name = " ".join(n for n in (civitai["model_name"], civitai["version_name"]) if n)
+    console.print(
+        Text.assemble(
+            "  Match: ",
+            (name or "a CivitAI model version", "bold"),
+            f" on CivitAI: {trust_label(report['trust'])}, {report['match_method']}, "
+            f"confidence {report['confidence']:.2f}",
+        )
+    )
+    for label, value in (
+        ("Type", civitai["model_type"]),
+        ("Base model", civitai["base_model"]),
+        ("Trigger words", ", ".join(civitai["trigger_words"])),
+        ("Page", civitai["page_url"]),
+        ("Download url", civitai["download_url"]),
+    ):
+        if value:
+            console.print(f"  {label}: {value}", markup=False, highlight=False)
 
 
 CANDIDATE_COLUMNS = ("Repo", "Matched file", "Size", "Method", "Confidence", "Trust")

@@ -8,6 +8,12 @@ Invariants:
   the model stops being pending once no source owes it an answer.
 - Sources by content get one batch request for all the models of a run (`identify_many`).
 - metadata.json is rewritten atomically and the index row follows under the commit lock.
+- An answer that fills a type or family the file's structure left open (a LoRA filed under
+  lora/unknown/ that CivitAI says is SDXL) moves the model to the id the import would have
+  given it, with `edit`'s move (`library.edits.refile_record`: one rename, the model is
+  whole at the old or the new id whatever happens) and its app links follow. The decision is
+  made from the record and the folder it is in, so a move a crash cut short is made again.
+  A type or family the file, its config or a person decided never moves a model.
 """
 
 from __future__ import annotations
@@ -16,11 +22,23 @@ from collections.abc import Sequence
 from pathlib import PurePath
 from typing import Any
 
+from modelimport.errors import ModelNotFound
 from modelimport.events import ProgressEvent, ProgressSink, Stage, ignore_progress
 from modelimport.library import index
-from modelimport.library.layout import Library
+from modelimport.library.edits import (
+    commit_record,
+    id_for_record,
+    refile_record,
+    relink_moved_model,
+)
+from modelimport.library.layout import Library, make_model_id
 from modelimport.library.maintenance import OpenLibrary
 from modelimport.library.metadata import apply_lookup, now_iso
+
+# Fields that are components of a model id, and where their value may come from for a late
+# answer to move the model: an identity source, over a value nothing proved.
+FILING_FIELDS = ("model_type", "family")
+FILING_SOURCES = frozenset({"civitai", "hub", "hub_verified"})
 
 
 def lookup_request_for(record: dict[str, Any]) -> Any:
@@ -64,6 +82,25 @@ def owes_answer(record: dict[str, Any], source: Any) -> bool:
     return source.name not in record and record.get("trust_level") != "verified"
 
 
+def refiled(model_id: str, record: dict[str, Any]) -> bool:
+    """Is the model filed under another type or family than its record now says, because an
+    identity source filled one the file's structure left open? Never for a value the file,
+    its config or a person decided (`field_sources`)."""
+    sources = record.get("field_sources") or {}
+    filed = model_id.split("/")[:2]
+    wanted = make_model_id(
+        str(record.get("model_type") or "unknown"), str(record.get("family") or "unknown"), "m"
+    ).split("/")[:2]
+    changed = False
+    for field, now, then in zip(FILING_FIELDS, wanted, filed, strict=True):
+        if now == then:
+            continue
+        if sources.get(field) not in FILING_SOURCES:
+            return False
+        changed = True
+    return changed
+
+
 def enrich_models(
     library: Library,
     db: Any,
@@ -72,12 +109,30 @@ def enrich_models(
     progress: ProgressSink = ignore_progress,
     *,
     only_owed: bool = True,
-) -> list[dict[str, Any]]:
-    """Ask `sources` about these models and merge the answers; one result per model."""
+    relink: bool = True,
+) -> dict[str, dict[str, Any]]:
+    """Ask `sources` about these models and merge the answers: the id asked about -> its
+    result, whose `model_id` is where the model is now (it moves when an answer decides its
+    type or family, see the module invariants). `relink=False` when the models have no app
+    links yet (an import links its batch afterwards, at the ids they end at)."""
     records: dict[str, dict[str, Any]] = {}
     results: dict[str, dict[str, Any]] = {}
     for model_id in model_ids:
-        record = library.read_metadata(model_id)
+        try:
+            record = library.read_metadata(model_id)
+        except ModelNotFound:
+            # Indexed, but not where the index says (a move a crash cut short): `rescan`
+            # indexes it where it is; the other models are still asked about.
+            results[model_id] = {
+                "model_id": model_id,
+                "status": "pending",
+                "trust_level": None,
+                "repo_id": None,
+                "identity_source": None,
+                "match_method": None,
+                "error": "its folder is not where the index says: run `modelimport rescan`",
+            }
+            continue
         if record.get("match_source") == "manual":
             results[model_id] = {"model_id": model_id, "status": "manual", "error": None}
             continue
@@ -97,12 +152,23 @@ def enrich_models(
         if not asked[model_id]:
             continue
         record["updated_at"] = now_iso()
+        new_id = model_id
         with library.lock("commit"):
-            library.write_metadata(model_id, record)
-            index.upsert_model(db, model_id, record)
+            if library.read_metadata(model_id).get("match_source") == "manual":
+                # Marked manual while the sources were asked: a person's word wins.
+                results[model_id] = {"model_id": model_id, "status": "manual", "error": None}
+                continue
+            if refiled(model_id, record):
+                new_id = id_for_record(library, db, model_id, record)
+            if new_id == model_id:
+                commit_record(library, db, model_id, model_id, record)
+            else:
+                refile_record(library, db, model_id, new_id, record)
+        if new_id != model_id and relink:
+            relink_moved_model(library, db, model_id, new_id)  # under the links lock
         error = next((a.hub_error for a in asked[model_id] if a.hub_error), None)
         results[model_id] = {
-            "model_id": model_id,
+            "model_id": new_id,
             "status": "pending" if record.get("pending_online_lookup") else "enriched",
             "trust_level": record["trust_level"],
             "repo_id": record["repo_id"],
@@ -113,8 +179,8 @@ def enrich_models(
         if record.get("pending_online_lookup"):
             progress(ProgressEvent(Stage.ERROR, model_id, message="still pending"))
         else:
-            progress(ProgressEvent(Stage.COMPLETE, model_id))
-    return [results[m] for m in model_ids if m in results]
+            progress(ProgressEvent(Stage.COMPLETE, model_id, message=new_id))
+    return {m: results[m] for m in model_ids if m in results}
 
 
 def retry_pending(
@@ -122,10 +188,10 @@ def retry_pending(
 ) -> list[dict[str, Any]]:
     """Look up every model still pending on the sources that owe it an answer."""
     model_ids = index.pending_model_ids(opened.db)
-    results = enrich_models(opened.library, opened.db, model_ids, sources, progress)
-    done = {r["model_id"] for r in results}
+    answered = enrich_models(opened.library, opened.db, model_ids, sources, progress)
+    results = list(answered.values())
     for model_id in model_ids:
-        if model_id not in done:  # pending, yet no enabled source owes it an answer
+        if model_id not in answered:  # pending, yet no enabled source owes it an answer
             record = opened.library.read_metadata(model_id)
             results.append(
                 {

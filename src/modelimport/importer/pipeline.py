@@ -633,16 +633,20 @@ def _identify_by_content(
     if not waiting:
         return
     try:
-        answers = enrich_models(library, db, waiting, sources, progress)
+        answers = enrich_models(library, db, waiting, sources, progress, relink=False)
     except (OSError, ModelImportError, sqlite3.Error):
         return  # the models are in the library, still pending: retry-pending asks again
-    for answer in answers:
-        item = imported[answer["model_id"]]
+    for asked_id, answer in answers.items():
+        item = imported[asked_id]
+        # An answer that decided the type or family moved the model (`identify.enrich`).
+        item.model_id = answer["model_id"]
         record = library.read_metadata(answer["model_id"])
         item.details.update(
             {
                 key: record.get(key)
                 for key in (
+                    "model_type",
+                    "family",
                     "trust_level",
                     "match_method",
                     "match_confidence",

@@ -1,5 +1,7 @@
 """Changing a model by hand: `edit` (fields, and the model id that follows them) and
-`mark-manual` / `mark-manual --undo`.
+`mark-manual` / `mark-manual --undo`; and the move itself (`id_for_record`, the rename, the
+re-index, `relink_moved_model`), which an identity source's late answer uses too
+(`refile_record`, called by `identify.enrich`).
 
 Invariants:
 - An edited record is manual (match_source "manual"), so retry-pending and rescan leave it
@@ -8,7 +10,8 @@ Invariants:
   the commit lock, after its metadata.json already names the new id; the index rows follow
   in one transaction and app links are re-pointed. A model never lands on another: the new
   id is made unique first. A crash between the rename and the index leaves a complete model
-  at its new place whose index row `rescan` (or the next missing-index rebuild) restores.
+  at its new place whose index row `rescan` (or the next missing-index rebuild) restores;
+  a crash between the metadata write and the rename leaves it whole at its old place.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelimport.errors import UsageError
+from modelimport.faults import fault_point
 from modelimport.library import index
 from modelimport.library.ids import model_slug, unique_model_id
-from modelimport.library.layout import fsync_dir, validate_model_id
+from modelimport.library.layout import Library, fsync_dir, validate_model_id
 from modelimport.library.maintenance import OpenLibrary
 from modelimport.library.metadata import MERGED_FIELDS, now_iso, resolve_fields, set_candidate
 from modelimport.names import sanitize_component
@@ -92,30 +96,12 @@ def edit_model(
         record = library.read_metadata(old_id)
         apply_user_edits(record, edits)
         record["updated_at"] = now_iso()
-        files = [f for f in record.get("files") or [] if f.get("format") != "index-json"]
-        slug = model_slug(
-            record.get("cleaned_name") or old_id.rsplit("/", 1)[-1],
-            record.get("precision"),
-            files[0].get("format") if files else None,
-        )
         new_id = old_id
         if {"cleaned_name", "model_type", "family"} & edits.keys():
-            wanted = "/".join(
-                (record["model_type"] or "unknown", record["family"] or "unknown", slug)
-            )
-            if wanted != old_id:
-                new_id = unique_model_id(
-                    library, db, record["model_type"], record["family"], slug
-                )
-        record["model_id"] = new_id
-        library.write_metadata(old_id, record)  # the record names its new id first
-        if new_id != old_id:
-            _move_model_dir(opened, old_id, new_id)
-            _reindex_moved(db, old_id, new_id, record)
-        else:
-            index.upsert_model(db, old_id, record)
+            new_id = id_for_record(library, db, old_id, record)
+        commit_record(library, db, old_id, new_id, record)
     if new_id != old_id:
-        relink_moved_model(opened, old_id, new_id)  # under the links lock, not the commit one
+        relink_moved_model(library, db, old_id, new_id)  # under the links lock, not the commit one
     return {
         "model_id": new_id,
         "previous_model_id": old_id,
@@ -125,8 +111,59 @@ def edit_model(
     }
 
 
-def _move_model_dir(opened: OpenLibrary, old_id: str, new_id: str) -> None:
-    root = opened.library.root
+def id_for_record(
+    library: Library, db: sqlite3.Connection, old_id: str, record: dict[str, Any]
+) -> str:
+    """The id a model at `old_id` gets for what its record now says (type, family, name):
+    `old_id` when that is where it already is, else a free id (never another model's)."""
+    files = [f for f in record.get("files") or [] if f.get("format") != "index-json"]
+    slug = model_slug(
+        record.get("cleaned_name") or old_id.rsplit("/", 1)[-1],
+        record.get("precision"),
+        files[0].get("format") if files else None,
+    )
+    wanted = "/".join((record["model_type"] or "unknown", record["family"] or "unknown", slug))
+    if wanted == old_id:
+        return old_id
+    return unique_model_id(library, db, record["model_type"], record["family"], slug)
+
+
+def commit_record(
+    library: Library, db: sqlite3.Connection, old_id: str, new_id: str, record: dict[str, Any]
+) -> None:
+    """Write a record a person changed and, when its id changes, move the model to `new_id`;
+    the caller holds the commit lock. The record names its new id first (the person's edit
+    is never lost), then the folder moves by one rename (the model is whole at one place or
+    the other), then the index follows in one transaction. App links follow with
+    `relink_moved_model`, outside the commit lock."""
+    record["model_id"] = new_id
+    library.write_metadata(old_id, record)
+    if new_id == old_id:
+        index.upsert_model(db, old_id, record)
+        return
+    _move_model_dir(library, old_id, new_id)
+    _reindex_moved(db, old_id, new_id, record)
+
+
+def refile_record(
+    library: Library, db: sqlite3.Connection, old_id: str, new_id: str, record: dict[str, Any]
+) -> None:
+    """Move a model to the id an identity source's answer gives it, then write that answer;
+    the caller holds the commit lock. The other order from `commit_record`, because the
+    decision is made again from the record: a crash before the rename leaves the model as it
+    was, still pending, and one after it leaves it whole at `new_id` with its record from
+    before the answer, still pending, which the next `retry-pending` (after `rescan`
+    re-indexes it) completes in place. The index follows in one transaction."""
+    _move_model_dir(library, old_id, new_id)
+    fault_point("refile.after_rename")
+    record["model_id"] = new_id
+    library.write_metadata(new_id, record)
+    fault_point("refile.record_written")
+    _reindex_moved(db, old_id, new_id, record)
+
+
+def _move_model_dir(library: Library, old_id: str, new_id: str) -> None:
+    root = library.root
     source, dest = root / old_id, root / new_id
     dest.parent.mkdir(parents=True, exist_ok=True)
     os.rename(source, dest)  # one rename: the model is whole at one place or the other
@@ -153,14 +190,14 @@ def _reindex_moved(
     index.upsert_model(db, new_id, record)
 
 
-def relink_moved_model(opened: OpenLibrary, old_id: str, new_id: str) -> None:
+def relink_moved_model(library: Library, db: sqlite3.Connection, old_id: str, new_id: str) -> None:
     """Call point for app links (the apps package): links into apps follow a moved model.
     A library without the apps package has no links to follow."""
     try:
         from modelimport.apps import relink_model  # type: ignore[attr-defined]
     except ImportError:
         return
-    relink_model(opened.library, opened.db, old_id, new_id)
+    relink_model(library, db, old_id, new_id)
 
 
 def set_manual(opened: OpenLibrary, model_ids: list[str], manual: bool) -> list[dict[str, Any]]:

@@ -212,7 +212,7 @@ class HubSession:
             self._pool += MAX_CALLS_PER_MODEL
             self._budget = min(MAX_CALLS_HARD_MODEL, self._pool)
             self._pool -= self._budget
-        request = self._with_known_hashes(request)
+        request = self.with_known_hashes(request)
         self.remember_hashes(request.files)
         try:
             return self._identify(request)
@@ -263,7 +263,7 @@ class HubSession:
 
     # -- identification -----------------------------------------------------------------------
 
-    def _with_known_hashes(self, request: LookupRequest) -> LookupRequest:
+    def with_known_hashes(self, request: LookupRequest) -> LookupRequest:
         """Fill in the sha256 of files read whole before and unchanged since; --refresh
         trusts nothing remembered."""
         if self.refresh:
