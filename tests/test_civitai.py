@@ -299,3 +299,23 @@ def test_asking_civitai_after_the_copies_does_not_count_the_models_twice(
     [batch] = [e for e in lines if e["stage"] == "batch"]
     copied = sum(p.stat().st_size for p in (tmp_path / "dl").iterdir())
     assert batch["bytes_total"] == copied
+
+
+def test_a_sharded_set_is_not_asked_nor_recorded_as_a_civitai_miss(
+    tmp_path: Path,
+    fake_hub: FakeHub,
+    fake_civitai: FakeCivitai,
+    fake_civitai_env: dict[str, str],
+):
+    """CivitAI answers one file's hash: a set is never sent, so its record says nothing of
+    CivitAI (no `found: false` for a question never asked) and it is not left pending."""
+    from factories import make_sharded_safetensors
+
+    make_sharded_safetensors(tmp_path / "dl", total=2, stem="big")
+    [result] = _import(tmp_path / "lib", tmp_path / "dl", env=fake_civitai_env)
+    record = _meta(tmp_path / "lib", result)
+    assert "civitai" not in record and "civitai" not in (record.get("pending_sources") or [])
+    assert record["pending_online_lookup"] is False
+    assert fake_civitai.total == 0
+    run = run_cli("--library", tmp_path / "lib", "retry-pending", "--json", env=fake_civitai_env)
+    assert run.code == 0 and fake_civitai.total == 0, run.stderr

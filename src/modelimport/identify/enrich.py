@@ -72,7 +72,10 @@ def lookup_request_for(record: dict[str, Any]) -> Any:
 def owes_answer(record: dict[str, Any], source: Any) -> bool:
     """Does `source` still owe this pending record an answer? The Hub: when it failed or was
     never asked (imported offline). A content source: when it failed, or was never asked and
-    nothing verified the model yet."""
+    nothing verified the model yet; never a source that cannot answer about it at all."""
+    asks_about = getattr(source, "asks_about", None)
+    if asks_about is not None and not asks_about(lookup_request_for(record)):
+        return False
     if source.name in (record.get("pending_sources") or []):
         return True
     if f"{source.name}_error" in record:

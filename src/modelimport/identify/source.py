@@ -41,6 +41,12 @@ class IdentitySource(Protocol):
     name: str  # "hub", "civitai", "catalog": recorded as the record's `identity_source`
     needs_sha256: bool  # asked only once every file's SHA256 is known
 
+    def asks_about(self, request: LookupRequest) -> bool:
+        """Whether this source can say anything about this model at all (CivitAI answers
+        one file's hash: not a set, not a folder). A model it cannot answer about is never
+        pending on it and never recorded as its miss."""
+        ...
+
     def identify(self, request: LookupRequest) -> LookupResult:
         """One model; never raises for source trouble (see the module invariants)."""
         ...

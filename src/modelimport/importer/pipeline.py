@@ -600,7 +600,11 @@ def execute_plan(
         plan.models.reverse()
         while plan.models:
             planned = plan.models.pop()
-            planned.awaiting_sources = awaiting
+            if awaiting:
+                request = _lookup_request(planned)
+                planned.awaiting_sources = tuple(
+                    s.name for s in content_sources if s.asks_about(request)
+                )
             result = import_model(planned, library, db, options, progress)
             if hub_session is not None and result.status == IMPORTED:
                 _remember_hashes(hub_session, library, result)

@@ -131,6 +131,12 @@ class CivitaiSession:
     name = "civitai"
     needs_sha256 = True
 
+    @staticmethod
+    def asks_about(request: LookupRequest) -> bool:
+        """CivitAI answers the hash of one file: a model of one weights file (sidecars aside)."""
+        weights = [f for f in request.files if f.name.lower().endswith(WEIGHT_SUFFIXES)]
+        return len(weights) == 1
+
     def __init__(
         self,
         *,

@@ -160,6 +160,10 @@ class HubSession:
     name = "hub"
     needs_sha256 = False
 
+    @staticmethod
+    def asks_about(request: LookupRequest) -> bool:
+        return True  # any model: by its names, sizes and (once known) hashes
+
     def __init__(
         self,
         *,
