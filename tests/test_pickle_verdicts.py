@@ -53,6 +53,10 @@ def test_sd15_lightning_checkpoint_is_imported_and_names_the_class_it_needs(tmp_
     assert scan["loader_packages"] == ["pytorch-lightning"]
     # numpy scalars and _codecs.encode are what weights_only=True allows: not "needed classes".
     assert {"numpy.core.multiarray.scalar", "_codecs.encode"} <= set(scan["globals"])
+    # The run says it too, not only the record: in --json and in the line a pipe reads.
+    assert result["pickle_needs_classes"] == [MODEL_CHECKPOINT]
+    again = run_cli("--library", tmp_path / "lib2", "import", path, "--yes", "--offline")
+    assert f"Flagged pickle: needs {MODEL_CHECKPOINT}" in again.stdout, again.stdout
 
 
 def test_lookup_shows_the_pickle_verdict(tmp_path: Path):

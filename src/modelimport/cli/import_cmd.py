@@ -255,11 +255,15 @@ RESULT_TABLE_MAX_ROWS = 50
 def _detail(r: dict[str, Any]) -> str:
     if r["error"]:
         return str(r["error"])  # also an imported model whose index row is still missing
-    if r["status"] == "imported" and r.get("pending_online_lookup"):
-        return "Lookup pending (retry-pending)"
     if r["status"] == "imported":
-        label = trust_label(r.get("trust_level"))
-        return f"{label} {r.get('repo_id') or r.get('identity_source') or ''}".strip()
+        if r.get("pending_online_lookup"):
+            detail = "Lookup pending (retry-pending)"
+        else:
+            label = trust_label(r.get("trust_level"))
+            detail = f"{label} {r.get('repo_id') or r.get('identity_source') or ''}".strip()
+        if r.get("pickle_needs_classes"):  # harmless classes, but torch.load(weights_only)
+            detail += "; Flagged pickle: needs " + ", ".join(r["pickle_needs_classes"])
+        return detail
     if r["status"] == "duplicate":
         return "already in the library"
     return ""

@@ -1098,6 +1098,8 @@ def _commit(
             "repo_id": record["repo_id"],
             "pending_online_lookup": record["pending_online_lookup"],
             "identity_source": record.get("identity_source"),
+            # A pickle that needs harmless classes is imported, flagged: say so in the run too.
+            "pickle_needs_classes": record.get("pickle_needs_classes") or [],
         },
     )
 
