@@ -460,3 +460,27 @@ def test_a_t2i_adapter_keeps_its_subtype_after_a_verified_match_to_a_controlnet_
     assert (meta["model_type"], meta["family"], meta["subtype"]) == (
         "controlnet", "sdxl", "t2i_adapter")
     assert meta["field_sources"]["subtype"] == "file"
+
+
+KOHYA_ATTN1 = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q"
+KOHYA_TE = "lora_te_text_model_encoder_layers_0_mlp_fc1"
+
+
+@pytest.mark.parametrize(
+    ("te_width", "family", "source"),
+    [(None, "sd15", "default"), (768, "sd15", "file"), (1024, "sd2", "file")],
+)
+def test_a_kohya_lora_s_family_is_a_fact_only_when_a_width_proves_it(
+    tmp_path: Path, te_width: int | None, family: str, source: str
+):
+    """`lora_unet_`/`lora_te_` keys are SD 1.x's and SD 2.x's alike: with only self-attention
+    UNet keys nothing tells them apart, so sd15 is a default (a CivitAI answer may refile
+    it); a text-encoder LoRA's width (CLIP-L 768, OpenCLIP-H 1024) proves the family."""
+    tensors = {f"{KOHYA_ATTN1}.lora_down.weight": [8, 320],
+               f"{KOHYA_ATTN1}.lora_up.weight": [320, 8]}
+    if te_width:
+        tensors[f"{KOHYA_TE}.lora_down.weight"] = [8, te_width]
+        tensors[f"{KOHYA_TE}.lora_up.weight"] = [3072, 8]
+    result = probe(st(tmp_path, "style.safetensors", tensors, dtype="F16"))
+    assert kind(result) == ("lora", family)
+    assert result.field_sources["family"] == source

@@ -20,6 +20,7 @@ from modelimport.probe.tables import (
     LATENT_CHANNELS_FAMILIES,
     LLM_KEY_FAMILY,
     LORA_KEY_FAMILY,
+    LORA_TE_WIDTH_FAMILY,
     METADATA_FAMILY,
     T2I_ADAPTER_CIN_FAMILY,
     VISION_WIDTH_FAMILY,
@@ -70,9 +71,12 @@ def by_lora(tensors: Tensors, metadata: dict[str, Any]) -> tuple[str, ...]:
         named = match_table(METADATA_FAMILY, str(metadata.get(key, "")))
         if named:
             return (named,)
-    return by_context_dim(tensors, metadata) or _one(
-        match_table(LORA_KEY_FAMILY, "\n".join(tensors), multiline=True)
-    )
+    allowed = match_table(LORA_KEY_FAMILY, "\n".join(tensors), multiline=True)
+    if allowed == "sd15 sd2":
+        width = _dim(_shape(tensors, "mlp_fc1.lora_down.weight"), 1)
+        if width in LORA_TE_WIDTH_FAMILY and any(k.startswith("lora_te_") for k in tensors):
+            allowed = LORA_TE_WIDTH_FAMILY[width]
+    return by_context_dim(tensors, metadata) or tuple((allowed or "").split())
 
 
 def by_latent_channels(tensors: Tensors, metadata: dict[str, Any]) -> tuple[str, ...]:

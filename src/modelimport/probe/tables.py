@@ -18,13 +18,19 @@ MODEL_TYPES = frozenset({
 # SD2: OpenCLIP-H 1024, SDXL: CLIP-L + OpenCLIP-G 2048).
 CONTEXT_DIM_FAMILY = {768: "sd15", 1024: "sd2", 2048: "sdxl"}
 
-# LoRA key patterns that name the base model outright.
+# LoRA key patterns -> the families they allow (space-separated, most likely first). kohya's
+# `lora_unet_`/`lora_te_` keys are SD 1.x's and SD 2.x's alike: without a width that tells
+# (the UNet's cross-attention context, the text encoder's 768 or 1024), sd15 is a default,
+# recorded as such, not a fact.
 LORA_KEY_FAMILY: tuple[tuple[str, str], ...] = (
     (r"^lora_te2_|^lora_te1_", "sdxl"),
     (r"double_blocks|single_blocks|single_transformer_blocks", "flux"),
     (r"joint_blocks|context_block", "sd3"),
-    (r"^lora_unet_|^lora_te_", "sd15"),
+    (r"^lora_unet_|^lora_te_", "sd15 sd2"),
 )
+# A kohya text-encoder LoRA's input width (lora_te_*mlp_fc1.lora_down: [rank, width]): CLIP-L
+# (SD 1.x) is 768 wide, OpenCLIP-H (SD 2.x) 1024.
+LORA_TE_WIDTH_FAMILY = {768: "sd15", 1024: "sd2"}
 
 # VAE latent channels (decoder.conv_in input width) -> the families whose VAEs have exactly
 # those shapes. More than one: the shapes cannot tell them apart (SD1.x, SD2 and SDXL share
