@@ -24,7 +24,7 @@ def test_the_live_area_holds_the_overall_bar_and_a_few_items_however_many_there_
     console = Console(file=io.StringIO(), force_terminal=True, width=120)
     with progress_sink(False, console) as sink:
         live = sink
-        sink(ProgressEvent(Stage.BATCH, "import", bytes_total=3000 * 10, items_total=3000))
+        sink(ProgressEvent(Stage.BATCH, "import", bytes_total=6000 * 10, items_total=6000))
         for n in range(3000):
             key = f"/dl/{n}/model.safetensors"  # one name, many models: keyed by path
             # Two models in flight at once, as parallel identification makes them.
