@@ -407,3 +407,23 @@ def test_every_result_of_a_planned_model_says_whether_it_is_a_bundle(tmp_path: P
     assert again["one.safetensors"]["bundle"] is None
     [folder_result] = [r for name, r in again.items() if name != "one.safetensors"]
     assert folder_result["bundle"]["kind"] == "transformers"
+
+
+def test_paths_inside_the_library_are_its_models_not_new_sources(tmp_path: Path):
+    """Naming the library, a type folder, a model's folder or one of its files reports the
+    models already there as duplicates: nothing is copied into a second model, and --move
+    never takes a committed model apart."""
+    lib = tmp_path / "lib"
+    hf_download_folder(tmp_path / "dl")
+    make_lora_with_sidecars(tmp_path / "dl")
+    ids = sorted(r["model_id"] for r in import_json(lib, tmp_path / "dl")["results"]
+                 if r["status"] == "imported")
+    before = tree(lib, skip=(".modelimport",))
+    bert = next(i for i in ids if i.startswith("text_encoder/"))
+    for named in (lib / bert, lib / bert / "config.json", lib / "text_encoder", lib):
+        results = import_json(lib, named, "--move")["results"]
+        expected = [bert] if named != lib else ids
+        assert sorted(r["model_id"] for r in results) == expected, named
+        assert {r["status"] for r in results} == {"duplicate"}, results
+    assert tree(lib, skip=(".modelimport",)) == before
+    assert run_cli("--library", lib, "check").code == 0

@@ -216,3 +216,16 @@ def test_a_bundle_s_emptied_folders_go_and_what_was_left_out_stays(tmp_path: Pat
     assert sorted(p.relative_to(kept).as_posix() for p in kept.rglob("*")) == [
         ".cache", ".cache/huggingface", ".cache/huggingface/.gitignore"]
     assert beside.is_dir() and (tmp_path / "dl").is_dir()
+
+
+def test_a_file_that_is_not_a_model_does_not_keep_the_originals(tmp_path: Path):
+    """A Downloads folder holds other files too: notes.txt is skipped (not a model), which is
+    nothing the batch failed to do, so the models' originals are deleted and it stays."""
+    sources = _batch(tmp_path / "dl")
+    notes = tmp_path / "dl" / "notes.txt"
+    notes.write_text("not a model")
+    run = run_cli("--library", tmp_path / "lib", "import", tmp_path / "dl", "--yes", "--json",
+                  "--delete-originals")  # fmt: skip
+    assert run.code == 0, run.stderr
+    assert run.json["originals"]["deleted"] == 2
+    assert not any(p.exists() for p in sources) and notes.read_text() == "not a model"

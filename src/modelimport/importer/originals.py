@@ -44,9 +44,12 @@ def delete_originals(
     library: Library, results: list[Any], progress: ProgressSink = ignore_progress
 ) -> dict[str, Any]:
     """Delete the sources of `results` (ItemResults of one batch) if every check passes."""
-    from modelimport.importer.pipeline import DUPLICATE, FAILED, IMPORTED, REJECTED
+    from modelimport.importer.pipeline import DUPLICATE, FAILED, IMPORTED, REJECTED, SKIPPED
 
-    failed = [r for r in results if r.status in (FAILED, REJECTED) or r.error]
+    # A skipped file (not a model: notes.txt) is nothing this batch failed to do; an item
+    # that failed, was rejected or was imported with an error is.
+    failed = [r for r in results if r.status in (FAILED, REJECTED)
+              or (r.error and r.status != SKIPPED)]
     originals: list[OriginalFile] = []
     bundles: list[tuple[list[Path], str]] = []
     for result in results:

@@ -178,7 +178,17 @@ def plan_import(
     concurrently, and are waited for here (`wait_for_lookups`, e.g. for the review), or
     only when each model's record is built, after its copy (`--yes`)."""
     plan = ImportPlan()
-    collected = collect_paths(paths, exclude=library.root)
+    outside = []
+    for path in paths:
+        held = _models_holding(library, path)
+        if held is None:
+            outside.append(path)
+        for model_id in held or ():
+            plan.settled.append(
+                ItemResult(DUPLICATE, [str(path)], model_id=model_id,
+                           details={"duplicate_of": model_id, "bundle": None})
+            )
+    collected = collect_paths(outside, exclude=library.root)
     for path, reason in collected.failures:
         status = FAILED if not os.path.exists(path) else REJECTED  # never raises (EACCES)
         plan.settled.append(ItemResult(status, [str(path)], error=reason))
@@ -275,6 +285,34 @@ def check_free_space(plan: ImportPlan, library: Library, options: ImportOptions)
         f"(+{human_size(FREE_SPACE_MARGIN)} for records) and {human_size(free)} are free; "
         "nothing was imported."
     )
+
+
+def _models_holding(library: Library, path: Path) -> list[str] | None:
+    """For a path named inside the library: the models it is part of or holds (a model's
+    file or folder: that model; a type or family folder, or the root: every model below).
+    They are already imported, and reading them as new sources would copy a model into a
+    second one (and `--move` would take it apart). None for a path outside the library, and
+    for one inside it that holds no model (a file or folder dropped there by hand), which is
+    imported like any other (`check --repair` adopts such files so)."""
+    try:
+        resolved, root = path.resolve(), library.root.resolve()
+    except OSError:
+        return None
+    if resolved != root and root not in resolved.parents:
+        return None
+    for folder in (resolved, *resolved.parents):
+        if folder == root:
+            break
+        if (folder / "metadata.json").is_file():
+            return [folder.relative_to(root).as_posix()]
+    if not resolved.is_dir():
+        return None
+    held = sorted(
+        record.parent.relative_to(root).as_posix()
+        for record in resolved.rglob(METADATA_NAME)
+        if ".modelimport" not in record.relative_to(root).parts
+    )
+    return held or None
 
 
 def _with_sidecars(group: ModelFiles, sidecars: dict[Path, list[Path]]) -> ModelFiles:
