@@ -136,6 +136,11 @@ def test_civitai_down_leaves_it_pending_then_retry_pending_fills_it(
     assert "503" in meta["civitai_error"]
     assert meta["trust_level"] == "no_match"  # what the Hub said stays recorded
     assert fake_civitai.total == 2  # one retry, then the breaker
+    # In a pipe the run says the model waits for a lookup; nothing is marked as failed.
+    again = run_cli("--library", tmp_path / "lib2", "import", path, "--yes",
+                    env=fake_civitai_env)  # fmt: skip
+    assert again.code == 0 and "✗" not in again.stderr, again.stderr
+    assert "… lora/sd15/epi-noiseoffset: lookup still pending" in again.stderr, again.stderr
     hub_calls = fake_hub.total
 
     fake_civitai.heal()

@@ -270,6 +270,9 @@ def test_the_review_shows_a_folder_bundle_and_a_set_for_what_they_are(tmp_path: 
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0, child.before
+    # The results table names the folder a bundle came from, as the review did.
+    results = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", child.before.split("Import results")[-1])
+    assert re.search(r"all-MiniLM-L6-v2/ \(\d+ files\)", results), results
 
     [record] = [
         json.loads(p.read_text())

@@ -29,13 +29,14 @@ class Stage(StrEnum):
     COMPLETE = "complete"
     DUPLICATE = "duplicate"
     ERROR = "error"
+    PENDING = "pending"  # a lookup ended without an answer: the model waits for retry-pending
     SCANNING = "scanning"
     VERIFYING = "verifying"
     LINKING = "linking"
     BATCH = "batch"  # a batch starts: items_total items of bytes_total bytes follow
 
 
-FINAL_STAGES = frozenset({Stage.COMPLETE, Stage.DUPLICATE, Stage.ERROR})
+FINAL_STAGES = frozenset({Stage.COMPLETE, Stage.DUPLICATE, Stage.ERROR, Stage.PENDING})
 
 
 @dataclass(frozen=True)

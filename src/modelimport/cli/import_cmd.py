@@ -308,13 +308,16 @@ def render_import_results(
         table.add_column("model", no_wrap=True)
         table.add_column("from", no_wrap=True)
         table.add_column("detail", overflow="fold")
-        for status, model, source, detail in rows:
+        for (status, model, _source, detail), r in zip(rows, shown, strict=True):
+            # The file's or the folder's own name; the full paths are in a pipe and --json.
+            short = (
+                f"{Path(_bundle_root(r)).name}/ ({len(r['sources'])} files)"
+                if r.get("bundle")
+                else Path(r["sources"][0]).name
+                + (f" (+{len(r['sources']) - 1})" if len(r["sources"]) > 1 else "")
+            )
             table.add_row(
-                status,
-                shorten_middle(model, width),
-                shorten_middle(Path(source.split(" (+")[0]).name + (
-                    " (+" + source.split(" (+")[1] if " (+" in source else ""), width * 2 // 3),
-                detail,
+                status, shorten_middle(model, width), shorten_middle(short, width * 2 // 3), detail
             )
         console.print(table)
     elif not console.is_terminal:

@@ -107,6 +107,8 @@ def final_line(event: ProgressEvent) -> str:
         return f"✓ {event.item}" + (f" → {event.message}" if event.message else "")
     if event.stage == Stage.DUPLICATE:
         return f"= {event.item}: already in the library as {event.message}"
+    if event.stage == Stage.PENDING:  # not a failure: the model is in the library
+        return f"… {event.item}: {event.message or 'lookup still pending'}"
     return f"✗ {event.item}: {event.message or 'failed'}"
 
 

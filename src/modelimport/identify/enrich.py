@@ -180,7 +180,7 @@ def enrich_models(
             "error": error if record.get("pending_online_lookup") else None,
         }
         if record.get("pending_online_lookup"):
-            progress(ProgressEvent(Stage.ERROR, model_id, message="still pending"))
+            progress(ProgressEvent(Stage.PENDING, model_id, message="lookup still pending"))
         else:
             progress(ProgressEvent(Stage.COMPLETE, model_id, message=new_id))
     return {m: results[m] for m in model_ids if m in results}
