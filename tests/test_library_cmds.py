@@ -130,3 +130,23 @@ def test_model_ids_complete_in_the_shell(tmp_path: Path):
         })
         out = subprocess.run(["modelimport"], capture_output=True, text=True, env=env)
         assert out.stdout.split() == [r["model_id"]], (command, out.stdout, out.stderr)
+
+
+def test_edit_takes_only_known_types_and_one_word_families_and_can_undo_to_unknown(
+    tmp_path: Path,
+):
+    """A type is one the tool files by; a family one word (never a path); and a person may
+    set either back to unknown, which moves the model there (it used to change nothing)."""
+    lib = tmp_path / "lib"
+    [r] = _import(lib, make_gguf(tmp_path / "dl" / "Mistral-7B-Q4_K_M.gguf", name="Mistral",
+                                 kv={"general.file_type": 15}))
+    for option, value in (("--type", "not a type"), ("--type", "../../etc"),
+                          ("--family", "../../etc"), ("--family", "a/b")):
+        bad = run_cli("--library", lib, "edit", r["model_id"], option, value)
+        assert bad.code == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert run_cli("--library", lib, "list", "--json").json["models"][0]["model_id"] == (
+        r["model_id"])
+    undone = run_cli("--library", lib, "edit", r["model_id"], "--family", "unknown", "--json")
+    assert undone.code == 0, undone.stderr
+    assert undone.json["model_id"].startswith("llm/unknown/")
+    assert (lib / undone.json["model_id"] / "metadata.json").is_file()

@@ -17,6 +17,7 @@ Invariants:
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,7 @@ from modelimport.library.layout import Library, fsync_dir, validate_model_id
 from modelimport.library.maintenance import OpenLibrary
 from modelimport.library.metadata import MERGED_FIELDS, now_iso, resolve_fields, set_candidate
 from modelimport.names import sanitize_component
+from modelimport.probe.tables import MODEL_TYPES
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ EDITABLE_FIELDS: dict[str, EditableField] = {
 }
 # Fields that become components of the model id: one safe lower-case word each.
 PATH_FIELDS = ("model_type", "family")
+FAMILY_WORD = re.compile(r"[a-z0-9][a-z0-9._+-]{0,39}")
 
 
 def normalise_edit(field: str, value: str | list[str]) -> Any:
@@ -64,7 +67,17 @@ def normalise_edit(field: str, value: str | list[str]) -> Any:
     if spec.record_key in PATH_FIELDS:
         if not text:
             raise UsageError(f"{spec.label} cannot be empty.")
-        return sanitize_component(text.lower().replace(" ", "-"), fallback="unknown")
+        word = text.lower().replace(" ", "-")
+        if spec.record_key == "model_type" and word not in MODEL_TYPES:
+            raise UsageError(
+                f"{text!r} is not a model type; choose one of {', '.join(sorted(MODEL_TYPES))}."
+            )
+        if spec.record_key == "family" and not FAMILY_WORD.fullmatch(word):
+            raise UsageError(
+                f"{text!r} is not a family: one word of letters, digits, '.', '_' or '-' "
+                "(sd15, sdxl, flux, llama)."
+            )
+        return sanitize_component(word, fallback="unknown")
     if spec.record_key == "cleaned_name" and not text:
         raise UsageError("The name cannot be empty.")
     return text

@@ -54,7 +54,8 @@ def choose(
     """The value from the most trusted source that has one; `candidates` maps source -> value."""
     for source in precedence:
         value = candidates.get(source)
-        if value not in (None, "", "unknown"):
+        # "unknown" is no answer, except from a person, who may undo a classification.
+        if value not in (None, "", "unknown") or (source == "user" and value == "unknown"):
             return value, source
     return "unknown", "default"
 
@@ -113,8 +114,9 @@ def new_record(**fields: Any) -> dict[str, Any]:
 
 
 def set_candidate(record: dict[str, Any], field: str, source: str, value: Any) -> None:
-    """Offer `value` for `field` from `source`; `resolve_fields` picks the winner."""
-    if value in (None, "", "unknown"):
+    """Offer `value` for `field` from `source`; `resolve_fields` picks the winner. Unknown
+    is no offer, except from a person (undoing a classification)."""
+    if value in (None, "") or (value == "unknown" and source != "user"):
         return
     record.setdefault("field_candidates", {}).setdefault(field, {})[source] = value
 
