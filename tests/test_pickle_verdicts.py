@@ -149,3 +149,13 @@ def test_the_lightning_factory_writes_a_pickle_python_can_read(tmp_path: Path):
     assert callback_class.__name__ == "ModelCheckpoint"
     assert set(checkpoint["state_dict"]) == set(SD15_TENSORS)
     assert MODEL_CHECKPOINT in reader.seen
+
+
+def test_an_unsafe_pickle_imported_on_purpose_stays_flagged_in_show(tmp_path: Path):
+    path = make_torch_zip(tmp_path / "evil.ckpt", pickle_bytes=evil_pickle_bytes())
+    lib = tmp_path / "lib"
+    run = run_cli("--library", lib, "import", path, "--yes", "--json", "--allow-unsafe-pickle")
+    assert run.code == 0, run.stderr
+    [result] = run.json["results"]
+    shown = run_cli("--library", lib, "show", result["model_id"])
+    assert "pickle: UNSAFE, would run code when loaded (os.system)" in shown.stdout, shown.stdout

@@ -342,6 +342,7 @@ def show_command(
 SHOW_FIELDS = (
     "official_name", "cleaned_name", "model_type", "family", "precision", "variant",
     "repo_id", "match_method", "match_confidence", "match_source", "pending_online_lookup",
+    "pickle_needs_classes",  # a weights-only loader refuses it: these classes are needed
     "added_at", "updated_at",
 )  # fmt: skip
 
@@ -355,6 +356,10 @@ def _render_show(console: Console, data: dict[str, Any]) -> None:
         "lookup pending" if record.get("pending_online_lookup") else "-"
     )
     p(f"  trust: {trust}", markup=False)
+    if record.get("unsafe_pickle"):  # imported only because --allow-unsafe-pickle was given
+        scan = (record.get("file_says") or {}).get("pickle_scan") or {}
+        calls = ", ".join(scan.get("dangerous") or []) or "unvettable globals"
+        p(f"  pickle: UNSAFE, would run code when loaded ({calls})", markup=False)
     for key in SHOW_FIELDS:
         value = record.get(key)
         if value not in (None, "", [], False):
