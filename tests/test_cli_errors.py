@@ -309,3 +309,15 @@ def test_every_command_accepts_every_global_option_after_it(
         assert run.code == 0, (command, run.stderr)
         assert isinstance(run.json, dict)  # --json after the command took effect
     assert run_cli("--library", lib, "status", "--json").json["models"] == 2
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [("--lookup-budget", "-1", "--lookup-budget must be at least 0, not -1.0."),
+     ("--timeout", "0", "--timeout must be at least 0.1, not 0.0.")],
+)
+def test_an_option_out_of_range_is_one_sentence_of_ours(
+    tmp_path: Path, option: str, value: str, says: str
+):
+    run = run_cli("--library", tmp_path / "lib", "import", tmp_path, option, value, "--yes")
+    assert run.code == 2 and says in run.stderr and "Input should" not in run.stderr

@@ -99,8 +99,8 @@ LookupBudgetOpt = Annotated[
     float,
     typer.Option(
         "--lookup-budget",
-        min=0,
         metavar="SECONDS",
+        callback=lambda value: _at_least(value, 0, "--lookup-budget"),
         help="Seconds a batch waits for online lookups (run 8 at a time); models not "
         "identified by then are imported pending for retry-pending.",
     ),
