@@ -538,7 +538,7 @@ def verify(
     model_ids: Annotated[
         list[str] | None,
         typer.Argument(
-            metavar="[MODEL_ID]...",
+            metavar="[MODEL_ID]",
             help="Models to verify (default: all).",
             autocompletion=complete_model_id,
         ),
