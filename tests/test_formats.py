@@ -129,6 +129,11 @@ def test_lying_or_broken_safetensors_headers_are_refused(tmp_path, header, expec
     assert expected in refused(path)
 
 
+def test_a_safetensors_file_without_tensors_is_not_a_model(tmp_path):
+    path = raw_safetensors(tmp_path / "none.safetensors", b'{"__metadata__": {"a": "b"}}')
+    assert "holds no tensors, so it is not a model" in refused(path)
+
+
 def test_empty_file_is_refused(tmp_path):
     path = tmp_path / "empty.safetensors"
     path.write_bytes(b"")

@@ -70,6 +70,9 @@ def inspect_safetensors(path: Path, size: int, head: bytes) -> FileFacts:
         )
     data_size = size - 8 - length
     tensors = {key: _tensor(name, key, entry, data_size) for key, entry in header.items()}
+    if not tensors:
+        # Valid as a format, but no weights at all: no loader gets a model out of it.
+        raise InvalidModelFile(f"{name} holds no tensors, so it is not a model.")
     return FileFacts(path, "safetensors", size, _details(tensors, metadata, length), tensors)
 
 
