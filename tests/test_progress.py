@@ -7,6 +7,7 @@ import io
 import json
 from pathlib import Path
 
+import pytest
 from cli import run_cli
 from factories import make_safetensors
 from rich.console import Console
@@ -82,3 +83,19 @@ def test_quiet_prints_no_progress_only_the_summary(tmp_path: Path):
     assert out[0].startswith("2 imported (") and "1 rejected" in out[0]
     assert out[1].startswith("✗ ") and "bad.safetensors" in out[1]  # failures with reasons
     assert out[2].startswith("Into ")
+
+
+@pytest.mark.parametrize(
+    "name", ["Ödd näme (copy) [v2] #1 ünïcode 🚀.safetensors",
+             "日本語のモデル名前がとても長いです.safetensors", "a" * 60 + ".gguf"],
+)
+@pytest.mark.parametrize("width", [12, 20, 31])
+def test_a_name_shortened_for_a_column_fits_its_cells_and_keeps_its_end(name: str, width: int):
+    """Wide letters (emoji, CJK) take two cells: shortened by characters, a name overflowed
+    its column and the table cut its end, the part that says the most."""
+    from rich.cells import cell_len
+
+    from modelimport.cli.common import shorten_middle
+
+    short = shorten_middle(name, width)
+    assert cell_len(short) <= width and short.endswith(name[-4:]) and "…" in short

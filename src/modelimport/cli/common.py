@@ -63,14 +63,36 @@ def human_count(count: int) -> str:
 
 
 def shorten_middle(text: str, width: int) -> str:
-    """`text` in at most `width` characters, cut in the middle: the end of a model's name
-    (its quantisation, its extension) says the most and is never cut."""
-    if len(text) <= width:
+    """`text` in at most `width` terminal cells, cut in the middle: the end of a model's
+    name (its quantisation, its extension) says the most and is never cut. Cells, not
+    characters: an emoji or a CJK letter takes two, and a cell too many makes the table cut
+    the end after all."""
+    from rich.cells import cell_len
+
+    if cell_len(text) <= width:
         return text
     if width < 5:
-        return text[-width:]
-    tail = (width - 1) * 3 // 5
-    return text[: width - 1 - tail] + "…" + text[-tail:]
+        return _last_cells(text, width)
+    tail = _last_cells(text, (width - 1) * 3 // 5)
+    head_room = width - 1 - cell_len(tail)
+    head = ""
+    for char in text:
+        if cell_len(head + char) > head_room:
+            break
+        head += char
+    return head + "…" + tail
+
+
+def _last_cells(text: str, width: int) -> str:
+    """The longest end of `text` that fits in `width` cells."""
+    from rich.cells import cell_len
+
+    tail = ""
+    for char in reversed(text):
+        if cell_len(char + tail) > width:
+            break
+        tail = char + tail
+    return tail
 
 
 def aligned_columns(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
