@@ -4,6 +4,7 @@ model files, the real CLI (issue 10, Must show 1-3)."""
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -283,8 +284,9 @@ def test_sync_repairs_deleted_broken_and_stale_links_and_nothing_else(
     upscaler_dir.rmdir()
     assert mi(lib, "rescan").code == 0
     status = mi(lib, "status", "--json").json["apps"]
+    # broken: the replaced VAE link, and the upscaler's (its model gone, the link dangles)
     assert status == [
-        {"app": "comfy", "kind": "comfyui", "path": str(comfy), "ok": 2, "broken": 1,
+        {"app": "comfy", "kind": "comfyui", "path": str(comfy), "ok": 2, "broken": 2,
          "missing": 1, "conflicts": 0}
     ]  # fmt: skip
 
@@ -316,6 +318,68 @@ def test_sync_repairs_deleted_broken_and_stale_links_and_nothing_else(
     assert len(link_rows(lib)) == 4
     assert mi(lib, "sync", "--json").json["changes"] == []  # all in order now
     assert mi(lib, "status", "--json").json["apps"][0]["ok"] == 4
+
+
+def test_a_link_whose_model_folder_was_deleted_is_broken_reported_and_removed(
+    tmp_path: Path, lib: Path, comfy: Path
+) -> None:
+    mi(lib, "apps", "add", "comfy", comfy, "--kind", "comfyui")
+    models.sdxl_lora(tmp_path / "src" / "add-detail-xl.safetensors")
+    models.sdxl_vae(tmp_path / "src" / "sdxl_vae.safetensors")
+    results = imported(mi(lib, "import", tmp_path / "src", "--yes", "--json"))
+    dangling = comfy / COMFY_EXPECTED["lora"]
+    shutil.rmtree(lib / results["lora"]["model_id"])  # the model's folder, deleted by hand
+    assert dangling.is_symlink() and not dangling.exists()
+
+    [status] = mi(lib, "status", "--json").json["apps"]
+    assert (status["ok"], status["broken"]) == (1, 1)
+    assert "links 1 ok, 1 broken" in mi(lib, "status").stdout
+    check = mi(lib, "check")
+    assert check.code == 1 and str(dangling) in " ".join(check.stdout.split())
+    # --repair drops the gone model's index row; the link is still known and still reported.
+    mi(lib, "check", "--repair")
+    assert str(dangling) in " ".join(mi(lib, "check").stdout.split())
+    run = mi(lib, "sync")
+    assert run.code == 0, run.stderr
+    assert f"comfy: removed {dangling}" in run.stdout
+    assert not os.path.lexists(dangling) and (comfy / COMFY_EXPECTED["vae"]).exists()
+    assert mi(lib, "check").code == 0
+    [status] = mi(lib, "status", "--json").json["apps"]
+    assert (status["ok"], status["broken"]) == (1, 0)
+
+
+def test_a_dangling_link_into_the_library_is_ours_though_the_registry_forgot_it(
+    tmp_path: Path, lib: Path, comfy: Path
+) -> None:
+    mi(lib, "apps", "add", "comfy", comfy, "--kind", "comfyui")
+    models.sdxl_lora(tmp_path / "src" / "add-detail-xl.safetensors")
+    models.sdxl_vae(tmp_path / "src" / "sdxl_vae.safetensors")
+    results = imported(mi(lib, "import", tmp_path / "src", "--yes", "--json"))
+    gone_model = comfy / COMFY_EXPECTED["lora"]
+    shutil.rmtree(lib / results["lora"]["model_id"])
+    moved = comfy / COMFY_EXPECTED["vae"]  # points where the VAE was before a move
+    moved.unlink()
+    moved.symlink_to(Path("../../../lib/vae/sdxl/old-name/sdxl_vae.safetensors"))
+    users_broken = comfy / "models/loras/old.safetensors"
+    users_broken.symlink_to(tmp_path / "gone.safetensors")  # outside the library: not ours
+    # Unregistered and registered again: the registry forgot the links, they stay on disk.
+    assert mi(lib, "apps", "remove", "comfy").code == 0
+    mi(lib, "apps", "add", "comfy", comfy, "--kind", "comfyui")
+    assert link_rows(lib) == []
+
+    [status] = mi(lib, "status", "--json").json["apps"]
+    assert status["broken"] == 2 and status["conflicts"] == 0
+    check = " ".join(mi(lib, "check").stdout.split())
+    assert str(gone_model) in check and str(moved) in check and str(users_broken) not in check
+    run = mi(lib, "sync")
+    assert run.code == 0, run.stderr
+    assert f"comfy: removed {gone_model}" in run.stdout
+    assert f"comfy: repaired {moved}" in run.stdout
+    assert not os.path.lexists(gone_model)
+    vae = results["vae"]
+    assert_relative_link_to(moved, lib / vae["model_id"] / vae["files"][0]["name"])
+    assert os.readlink(users_broken) == str(tmp_path / "gone.safetensors")
+    assert mi(lib, "sync", "--json").json["changes"] == []
 
 
 def test_sync_app_filter_and_unknown_app(tmp_path: Path, lib: Path, comfy: Path) -> None:

@@ -167,6 +167,8 @@ def reconcile(
             if prune:
                 for path, row in registered.items():
                     if path not in wanted:
+                        if link_state(path, Path(row["target"])) == LinkState.BROKEN:
+                            counts.broken += 1  # dangling: its model is gone from the library
                         _handle_stale(db, library, row, report, dry_run)
             for path, link in wanted.items():
                 row = registered.get(path)
@@ -177,6 +179,12 @@ def reconcile(
                     report.add(_skip(link, f"the link of {row['model_id']} has this name"))
                     continue
                 _handle_wanted(db, library, link, row, report, counts, dry_run)
+            if prune and model_ids is None:
+                known = set(wanted) | set(registered)
+                for path in _dangling_into_library(target, library.root):
+                    if path not in known:
+                        counts.broken += 1
+                        report.add(_remove_dangling(target.name, path, dry_run))
         if prune and every_app and model_ids is None:
             configured = {t.name for t in load_targets()}
             for row in index.links(db):
@@ -219,9 +227,11 @@ def _handle_wanted(
             if not dry_run:
                 index.add_link(db, link.app, path, link.model_id, target, kind, link.is_dir)
         return
-    ours = row is not None and (
-        state == LinkState.BROKEN
-        or (state == LinkState.ELSEWHERE and points_into(link.link_path, library.root))
+    # A dangling symlink into the library is ours by construction (the registry may have
+    # lost its row: an index rebuilt, `check --repair` dropping a gone model).
+    into_library = state != LinkState.FOREIGN and points_into(link.link_path, library.root)
+    ours = (state == LinkState.BROKEN and (row is not None or into_library)) or (
+        state == LinkState.ELSEWHERE and row is not None and into_library
     )
     if state == LinkState.MISSING:
         counts.missing += 1
@@ -254,6 +264,47 @@ def _handle_wanted(
         return
     index.add_link(db, link.app, path, link.model_id, target, made.kind, link.is_dir)
     report.add(LinkChange(action, link.app, link.model_id, path, target, made.kind, made.note))
+
+
+def app_folders(target: AppTarget) -> list[Path]:
+    """Every folder of `target` that modelimport links into (its layout and its --map)."""
+    if target.kind == "lmstudio":
+        return [target.path]
+    folders = {f for fs in TABLES.get(target.kind, {}).values() for f in fs}
+    folders |= set(target.mapping.values())
+    return [target.path / f for f in sorted(folders)]
+
+
+def _dangling_into_library(target: AppTarget, root: Path) -> list[Path]:
+    """Symlinks in the app's folders that point into the library at something gone.
+
+    Only modelimport makes symlinks into its library, so these are ours even when the
+    registry has no row for them; symlinks are not followed, so nothing outside is read."""
+    root = root.resolve()
+    found: set[Path] = set()
+    for folder in app_folders(target):
+        if not folder.is_dir():
+            continue
+        for dirpath, dirnames, filenames in os.walk(folder):
+            for name in (*dirnames, *filenames):
+                path = Path(dirpath) / name
+                if path.is_symlink() and not path.exists() and points_into(path, root):
+                    found.add(path)
+    return sorted(found)
+
+
+def _remove_dangling(app: str, path: Path, dry_run: bool) -> LinkChange:
+    """Remove an unregistered symlink into the library whose target is gone."""
+    target = os.path.join(path.parent, os.readlink(path))
+    reason = "a link into the library to a model that is gone"
+    if not dry_run:
+        try:
+            remove_link(path)
+        except OSError as exc:
+            return LinkChange(FAILED, app, None, str(path), target, "symlink",
+                              f"cannot remove it: {exc.strerror or exc}")  # fmt: skip
+        _prune_empty_parents(path, app)
+    return LinkChange(REMOVED, app, None, str(path), os.path.normpath(target), "symlink", reason)
 
 
 def _handle_stale(
@@ -417,7 +468,8 @@ def check_links(library: Library, db: sqlite3.Connection) -> list[str]:
             SKIPPED: "cannot be made",
         }.get(c.action, c.action)
         detail = f" ({c.reason})" if c.reason else ""
-        problems.append(f"Link {c.link_path} for {c.model_id} in {c.app} {what}{detail}.")
+        owner = f" for {c.model_id}" if c.model_id else ""
+        problems.append(f"Link {c.link_path}{owner} in {c.app} {what}{detail}.")
     return problems
 
 
