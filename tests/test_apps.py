@@ -205,6 +205,34 @@ def test_apps_add_refuses_bad_input_in_one_sentence(tmp_path: Path, lib: Path) -
     assert run.code == 1 and "not valid TOML" in run.stderr and "Traceback" not in run.stderr
 
 
+def test_apps_add_refuses_a_folder_registered_twice_and_never_replaces_an_app(
+    tmp_path: Path, lib: Path, comfy: Path
+) -> None:
+    other = tmp_path / "Other"
+    (other / "models" / "loras").mkdir(parents=True)
+    mi(lib, "apps", "add", "c", comfy, "--kind", "comfyui")
+    imported(mi(lib, "import", models.sdxl_lora(tmp_path / "a.safetensors"), "--yes", "--json"))
+    link = comfy / "models/loras/a.safetensors"
+    assert link.is_symlink()
+    # The same folder under a second name (spelt differently: resolved before comparing).
+    twice = mi(lib, "apps", "add", "c2", comfy / "models" / "..", "--kind", "comfyui")
+    assert twice.code == 2 and "Traceback" not in twice.stderr
+    said = " ".join(twice.stderr.split())
+    assert f"The folder {comfy} is already registered as the app 'c'" in said
+    # An existing name with another folder: refused, saying how to change it.
+    moved = mi(lib, "apps", "add", "c", other, "--kind", "comfyui")
+    assert moved.code == 2
+    said = " ".join(moved.stderr.split())
+    assert "An app named 'c' is already registered (comfyui at" in said
+    assert "modelimport apps remove c --unlink" in said
+    assert [a["name"] for a in mi(lib, "apps", "list", "--json").json["apps"]] == ["c"]
+    assert mi(lib, "apps", "list", "--json").json["apps"][0]["path"] == str(comfy)
+    assert mi(lib, "apps", "remove", "c2", "--unlink").code == 2  # no such app
+    assert link.is_symlink()  # c's link was never touched
+    again = mi(lib, "apps", "add", "c", comfy, "--kind", "comfyui")  # the same app: a no-op
+    assert again.code == 0, again.stderr
+
+
 # --- Must show 2: a second import links only the new model; a user's file is left alone.
 
 

@@ -121,7 +121,11 @@ def parse_mappings(items: list[str]) -> dict[str, str]:
 
 
 def add_target(target: AppTarget, path: Path | None = None) -> Path:
-    """Add (or replace) one app in the config file; returns the file's path."""
+    """Add one app to the config file; returns the file's path.
+
+    An app is never replaced silently: a name already registered with other settings, or a
+    folder already registered under another name (two names for one folder would each
+    remove the other's links), is refused. Adding the same app again changes nothing."""
     import tomlkit
 
     if not APP_NAME_RE.match(target.name):
@@ -146,6 +150,9 @@ def add_target(target: AppTarget, path: Path | None = None) -> Path:
             f"the one holding models/{hint}."
         )
     path = path or config_path()
+    existing = {t.name: t for t in load_targets(path)}
+    if _refuse_duplicate(target, existing):
+        return path  # the very same app, registered again: nothing to change
     doc = _read_document(path)
     apps = doc.get("apps")
     if apps is None:
@@ -161,6 +168,34 @@ def add_target(target: AppTarget, path: Path | None = None) -> Path:
     apps[target.name] = table
     _write_atomic(path, tomlkit.dumps(doc))
     return path
+
+
+def _refuse_duplicate(target: AppTarget, existing: dict[str, AppTarget]) -> bool:
+    """True if `target` is already registered exactly so; raises if it clashes with an app."""
+    same = existing.get(target.name)
+    if same is not None:
+        if same.kind == target.kind and _same_folder(same.path, target.path) and (
+            same.subfolders, same.mapping) == (target.subfolders, target.mapping):  # fmt: skip
+            return True
+        raise UsageError(
+            f"An app named {target.name!r} is already registered ({same.kind} at {same.path}); "
+            f"to change it, run `modelimport apps remove {target.name} --unlink` first, then "
+            "add it again and run `modelimport sync`."
+        )
+    for other in existing.values():
+        if _same_folder(other.path, target.path):
+            raise UsageError(
+                f"The folder {target.path} is already registered as the app {other.name!r}; "
+                "one folder can be registered once (`modelimport apps list` shows the apps)."
+            )
+    return False
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def remove_target(name: str, path: Path | None = None) -> AppTarget:

@@ -76,7 +76,8 @@ def apps_add(
 ) -> None:
     """Register an app: models imported from now on are linked into it.
 
-    `modelimport sync` links the models already in the library.
+    `modelimport sync` links the models already in the library. A folder is registered
+    once; to change an app, `apps remove NAME --unlink` it and add it again.
     """
     from modelimport.apps.targets import SUBFOLDER_MODES, AppTarget, add_target, parse_mappings
 
