@@ -205,6 +205,20 @@ def test_apps_add_refuses_bad_input_in_one_sentence(tmp_path: Path, lib: Path) -
     assert run.code == 1 and "not valid TOML" in run.stderr and "Traceback" not in run.stderr
 
 
+def test_apps_add_refuses_a_map_type_it_does_not_know(tmp_path: Path, lib: Path) -> None:
+    bad = mi(lib, "apps", "add", "mine", tmp_path, "--kind", "folder", "--map", "bogus=zz")
+    assert bad.code == 2 and "Traceback" not in bad.stderr
+    said = " ".join(bad.stderr.split())
+    assert "--map 'bogus=zz': 'bogus' is not a model type; use one of checkpoint," in said
+    assert mi(lib, "apps", "list", "--json").json["apps"] == []  # nothing was registered
+    ok = mi(lib, "apps", "add", "mine", tmp_path, "--kind", "folder", "--map", "LoRA=loras",
+            "--map", "diffusers=pipelines")  # fmt: skip
+    assert ok.code == 0, ok.stderr
+    assert mi(lib, "apps", "list", "--json").json["apps"][0]["map"] == {
+        "lora": "loras", "diffusers": "pipelines"
+    }  # fmt: skip
+
+
 def test_apps_add_refuses_a_folder_registered_twice_and_never_replaces_an_app(
     tmp_path: Path, lib: Path, comfy: Path
 ) -> None:

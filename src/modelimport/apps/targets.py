@@ -22,14 +22,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelimport.apps.layouts import KINDS, is_relative_subdir
+from modelimport.apps.layouts import KINDS, TABLES, is_relative_subdir
 from modelimport.config import user_config_dir
 from modelimport.errors import ModelImportError, UsageError
+from modelimport.probe.tables import MODEL_TYPES
 
 CONFIG_NAME = "apps.toml"
 SUBFOLDER_MODES = ("none", "family")
 MODELS_FOLDER_KINDS = ("comfyui", "a1111")  # kinds whose PATH is the folder holding models/
 APP_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# What --map may name: the model types the probe records, and the apps' own folder keys
+# (`diffusers` for a pipeline folder, `hypernetwork`, `vae_approx`, ...).
+MAP_TYPES = frozenset(MODEL_TYPES) | {key for table in TABLES.values() for key in table}
 
 
 class AppsConfigError(ModelImportError):
@@ -115,6 +119,11 @@ def parse_mappings(items: list[str]) -> dict[str, str]:
         if not sep or not model_type or not is_relative_subdir(subdir):
             raise UsageError(
                 f"--map {item!r} is not TYPE=SUBDIR with a relative SUBDIR (e.g. lora=loras)."
+            )
+        if model_type not in MAP_TYPES:
+            raise UsageError(
+                f"--map {item!r}: {model_type!r} is not a model type; use one of "
+                f"{', '.join(sorted(MAP_TYPES))}."
             )
         mapping[model_type] = subdir
     return mapping
