@@ -12,6 +12,7 @@ import app_models as models
 import pytest
 from app_models import assert_relative_link_to, tree
 from cli import run_cli
+from factories import make_gguf
 
 COMFY_FOLDERS = ("checkpoints", "loras", "vae", "text_encoders", "upscale_models")
 
@@ -329,7 +330,7 @@ def test_sync_repairs_deleted_broken_and_stale_links_and_nothing_else(
     # broken: the replaced VAE link, and the upscaler's (its model gone, the link dangles)
     assert status == [
         {"app": "comfy", "kind": "comfyui", "path": str(comfy), "ok": 2, "broken": 2,
-         "missing": 1, "conflicts": 0}
+         "missing": 1, "conflicts": 0, "clashes": 0}
     ]  # fmt: skip
 
     before, rows_before = tree(comfy), link_rows(lib)
@@ -474,7 +475,7 @@ def test_across_filesystems_without_symlinks_it_says_so(
     assert not os.path.lexists(comfy / "models/loras/add-detail-xl.safetensors")
 
 
-def test_two_models_with_one_file_name_the_first_keeps_the_link(
+def test_two_models_with_one_file_name_the_second_is_linked_under_its_own_name(
     tmp_path: Path, lib: Path, comfy: Path
 ) -> None:
     mi(lib, "apps", "add", "comfy", comfy, "--kind", "comfyui")
@@ -486,12 +487,66 @@ def test_two_models_with_one_file_name_the_first_keeps_the_link(
     run = mi(lib, "import", second_file, "--yes", "--json")
     second = imported(run)["lora"]
     assert second["model_id"] != first["model_id"]
-    [change] = second["links"]
-    assert change["action"] == "skipped"
-    assert change["reason"] == f"the link of {first['model_id']} has this name"
     link = comfy / "models/loras/detail.safetensors"
-    assert_relative_link_to(link, lib / first["model_id"] / "detail.safetensors")
-    assert mi(lib, "sync", "--json").json["summary"]["skipped"] == 1  # still just reported
+    assert_relative_link_to(link, lib / first["model_id"] / "detail.safetensors")  # kept
+    [change] = second["links"]
+    renamed = comfy / "models/loras" / (second["model_id"].rsplit("/", 1)[-1] + ".safetensors")
+    assert (change["action"], change["link_path"]) == ("created", str(renamed))
+    assert_relative_link_to(renamed, lib / second["model_id"] / "detail.safetensors")
+    assert mi(lib, "sync", "--json").json["changes"] == []  # stable: nothing to change
+    assert mi(lib, "check").code == 0
+
+
+def test_two_loras_named_alike_in_one_batch_are_both_linked_and_in_order(
+    tmp_path: Path, lib: Path, comfy: Path
+) -> None:
+    mi(lib, "apps", "add", "comfy", comfy, "--kind", "comfyui")
+    models.sdxl_lora(tmp_path / "src" / "a" / "detail_tweaker.safetensors")
+    models.sdxl_lora(tmp_path / "src" / "b" / "detail_tweaker.safetensors", fill=b"\x09")
+    run = mi(lib, "import", tmp_path / "src", "--yes", "--json")
+    assert run.code == 0, run.stderr
+    results = [r for r in run.json["results"] if r["status"] == "imported"]
+    assert len(results) == 2
+    linked = {}
+    for r in results:
+        [change] = r["links"]
+        assert change["action"] == "created", change
+        linked[r["model_id"]] = Path(change["link_path"])
+        library_file = lib / r["model_id"] / "detail_tweaker.safetensors"
+        assert_relative_link_to(linked[r["model_id"]], library_file)
+    names = sorted(p.name for p in linked.values())
+    assert "detail_tweaker.safetensors" in names and len(set(names)) == 2
+    assert len(link_rows(lib)) == 2
+    sync = mi(lib, "sync")
+    assert sync.code == 0 and "Nothing to change: 2 link(s) in order." in sync.stdout
+    assert mi(lib, "check").code == 0
+    status = mi(lib, "status")
+    assert "links 2 ok, 0 broken, 0 missing" in status.stdout
+    assert "not ours" not in status.stdout
+
+
+def test_a_split_set_whose_names_another_sets_links_have_is_reported_as_ours(
+    tmp_path: Path, lib: Path
+) -> None:
+    target = tmp_path / "mine"
+    target.mkdir()
+    mi(lib, "apps", "add", "mine", target, "--kind", "folder", "--map", "llm=llm")
+    models.gguf_split_set(tmp_path / "one", total=2)
+    for i in (1, 2):  # the same file names, other bytes: its parts cannot be renamed
+        make_gguf(
+            tmp_path / "two" / f"bigmodel-Q4_K_M-{i:05d}-of-00002.gguf", "llama", "Other Model",
+            kv={"split.no": i - 1, "split.count": 2}, tensors={f"blk.{i}.ffn.weight": [4, 8]},
+        )  # fmt: skip
+    assert mi(lib, "import", tmp_path / "one", "--yes").code == 0
+    run = mi(lib, "import", tmp_path / "two", "--yes", "--json")
+    assert run.code == 0, run.stderr
+    [second] = [r for r in run.json["results"] if r["status"] == "imported"]
+    assert {c["action"] for c in second["links"]} == {"skipped"}
+    assert all(c["reason"].startswith("the link of llm/") for c in second["links"])
+    status = mi(lib, "status")
+    assert "2 not linked (another model's link has the name)" in status.stdout
+    assert "not ours" not in status.stdout
+    assert mi(lib, "status", "--json").json["apps"][0]["conflicts"] == 0
 
 
 def test_apps_add_wants_the_folder_holding_models(tmp_path: Path, lib: Path, comfy: Path) -> None:

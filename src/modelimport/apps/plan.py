@@ -9,7 +9,7 @@ placed outside the app's folder.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -70,6 +70,20 @@ def desired_links(
             file_name = sanitize_component(model_dir.name + PurePosixPath(file_name).suffix)
         links.append(DesiredLink(target.name, model_id, base / file_name, model_dir / name))
     return links
+
+
+def renamed(link: DesiredLink) -> list[DesiredLink]:
+    """Other names for `link` when another model's link has its name, most readable first:
+    the model's slug, then `family-slug`, then `type-family-slug` (unique, as model ids
+    are), each with the file's extension; in the same folder."""
+    parts = PurePosixPath(link.model_id).parts
+    suffix = "" if link.is_dir else PurePosixPath(link.link_path.name).suffix
+    names = []
+    for n in range(1, len(parts) + 1):
+        name = sanitize_component("-".join(parts[-n:]) + suffix, "")
+        if name and name != link.link_path.name and name not in names:
+            names.append(name)
+    return [replace(link, link_path=link.link_path.with_name(name)) for name in names]
 
 
 def _with_family(target: AppTarget, base: Path, record: dict[str, Any]) -> Path:

@@ -34,6 +34,7 @@ from modelimport.apps.links import (
     replace_link,
 )
 from modelimport.apps.plan import DesiredLink, desired_links
+from modelimport.apps.plan import renamed as plan_renamed
 from modelimport.apps.targets import AppsConfigError, AppTarget, load_targets
 from modelimport.errors import ModelImportError, UsageError
 from modelimport.events import ProgressEvent, ProgressSink, Stage, ignore_progress
@@ -79,6 +80,7 @@ class AppCounts:
     broken: int = 0  # registered, but dangling, pointing elsewhere or replaced
     missing: int = 0  # should be there and is not
     conflicts: int = 0  # the path is taken by something that is not ours
+    clashes: int = 0  # not linked: another model's link has the name (a split set)
 
 
 @dataclass
@@ -154,16 +156,10 @@ def reconcile(
                     f"{target.name}: the app folder {target.path} does not exist; not linked."
                 )
                 continue
-            wanted: dict[Path, DesiredLink] = {}
-            for model_id, record in records:
-                for link in desired_links(target, library.root, model_id, record):
-                    if link.link_path in wanted and wanted[link.link_path].model_id != model_id:
-                        other = wanted[link.link_path].model_id
-                        report.add(_skip(link, f"{other} links the same path"))
-                        counts.conflicts += 1
-                        continue
-                    wanted[link.link_path] = link
             registered = {Path(row["link_path"]): row for row in index.links(db, app=target.name)}
+            before = len(report.changes)
+            wanted = _assign_paths(db, target, library.root, records, registered, prune, report)
+            counts.clashes += sum(1 for c in report.changes[before:] if c.action == SKIPPED)
             if prune:
                 for path, row in registered.items():
                     if path not in wanted:
@@ -172,12 +168,6 @@ def reconcile(
                         _handle_stale(db, library, row, report, dry_run)
             for path, link in wanted.items():
                 row = registered.get(path)
-                if row is not None and row["model_id"] != link.model_id and _holds(db, row):
-                    # Another model's working link has this name (two files named alike):
-                    # the first one keeps it; this one is reported, not swapped in.
-                    counts.conflicts += 1
-                    report.add(_skip(link, f"the link of {row['model_id']} has this name"))
-                    continue
                 _handle_wanted(db, library, link, row, report, counts, dry_run)
             if prune and model_ids is None:
                 known = set(wanted) | set(registered)
@@ -191,6 +181,69 @@ def reconcile(
                 if row["app"] not in configured:
                     _handle_stale(db, library, row, report, dry_run)
     return report
+
+
+def _assign_paths(
+    db: sqlite3.Connection,
+    target: AppTarget,
+    library_root: Path,
+    records: list[tuple[str, dict[str, Any]]],
+    registered: dict[Path, dict[str, Any]],
+    prune: bool,
+    report: SyncReport,
+) -> dict[Path, DesiredLink]:
+    """Each link path for one model: where two models' links would have one name (two LoRAs
+    both called detail_tweaker.safetensors), one keeps it and the other is linked under
+    its model's own name (`plan.renamed`).
+
+    The keeper is the model whose working link is already there (so a link an app's
+    workflows use never changes name), else the first model in id order. A model with
+    several links in the app (a split GGUF set, whose file names tie the parts together)
+    is not renamed: it is reported instead."""
+    claims: dict[Path, list[DesiredLink]] = {}
+    link_count: dict[str, int] = {}
+    for model_id, record in records:
+        links = desired_links(target, library_root, model_id, record)
+        link_count[model_id] = len(links)
+        for link in links:
+            claims.setdefault(link.link_path, []).append(link)
+    wanted: dict[Path, DesiredLink] = {}
+    losers: list[tuple[DesiredLink, str]] = []
+    for path, links in claims.items():
+        row = registered.get(path)
+        holder = row["model_id"] if row is not None and _holds(db, row) else None
+        claimants = [link.model_id for link in links]
+        if holder is not None and holder not in claimants and not prune:
+            # Linking new models only: another model's link is there and stays.
+            losers += [(link, holder) for link in links]
+            continue
+        # With prune, a holder that no longer wants this path loses its link to the stale
+        # pass, so the path is free for the claimants.
+        keeper = next((link for link in links if link.model_id == holder), links[0])
+        wanted[path] = keeper
+        losers += [(link, keeper.model_id) for link in links if link is not keeper]
+    for link, owner in losers:
+        renamed = None
+        if link_count[link.model_id] == 1:
+            renamed = next(
+                (
+                    alt
+                    for alt in plan_renamed(link)
+                    if alt.link_path not in claims
+                    and alt.link_path not in wanted
+                    and not _held_by_other(db, registered.get(alt.link_path), link.model_id)
+                ),
+                None,
+            )
+        if renamed is None:
+            report.add(_skip(link, f"the link of {owner} has this name"))
+            continue
+        wanted[renamed.link_path] = renamed
+    return wanted
+
+
+def _held_by_other(db: sqlite3.Connection, row: dict[str, Any] | None, model_id: str) -> bool:
+    return row is not None and row["model_id"] != model_id and _holds(db, row)
 
 
 def _holds(db: sqlite3.Connection, row: dict[str, Any]) -> bool:

@@ -68,6 +68,8 @@ def _render_status(console: Console, data: dict[str, Any]) -> None:
         console.print("Last verified: never (modelimport verify)")
     for a in data.get("apps") or []:
         blocked = f", {a['conflicts']} blocked by files not ours" if a["conflicts"] else ""
+        if a.get("clashes"):
+            blocked += f", {a['clashes']} not linked (another model's link has the name)"
         console.print(
             f"App {a['app']} ({a['kind']}): links {a['ok']} ok, {a['broken']} broken, "
             f"{a['missing']} missing{blocked}",
