@@ -427,6 +427,24 @@ def test_a_dangling_link_into_the_library_is_ours_though_the_registry_forgot_it(
     assert mi(lib, "sync", "--json").json["changes"] == []
 
 
+def test_the_scan_for_dangling_links_never_enters_a_library_inside_the_app_folder(
+    tmp_path: Path,
+) -> None:
+    mine = tmp_path / "mine"
+    lib = mine / "lib"  # the library inside a folder app mapped to its top folder
+    mine.mkdir()
+    mi(lib, "apps", "add", "mine", mine, "--kind", "folder", "--map", "lora=.")
+    [result] = [
+        r for r in mi(lib, "import", models.sdxl_lora(tmp_path / "a.safetensors"), "--yes",
+                      "--json").json["results"] if r["status"] == "imported"
+    ]  # fmt: skip
+    inside = lib / result["model_id"] / "old.safetensors"  # dangling, inside the library
+    inside.symlink_to("a-gone-file.safetensors")
+    run = mi(lib, "sync", "--json")
+    assert run.code == 0, run.stderr
+    assert run.json["changes"] == [] and inside.is_symlink()
+
+
 def test_sync_app_filter_and_unknown_app(tmp_path: Path, lib: Path, comfy: Path) -> None:
     other = tmp_path / "Other"
     (other / "models" / "loras").mkdir(parents=True)

@@ -339,6 +339,9 @@ def _dangling_into_library(target: AppTarget, root: Path) -> list[Path]:
         if not folder.is_dir():
             continue
         for dirpath, dirnames, filenames in os.walk(folder):
+            # An app folder may hold the library itself (a folder app mapped to `.`): the
+            # library's own contents are never an app's links.
+            dirnames[:] = [d for d in dirnames if (Path(dirpath) / d).resolve() != root]
             for name in (*dirnames, *filenames):
                 path = Path(dirpath) / name
                 if path.is_symlink() and not path.exists() and points_into(path, root):
@@ -348,7 +351,10 @@ def _dangling_into_library(target: AppTarget, root: Path) -> list[Path]:
 
 def _remove_dangling(app: str, path: Path, dry_run: bool) -> LinkChange:
     """Remove an unregistered symlink into the library whose target is gone."""
-    target = os.path.join(path.parent, os.readlink(path))
+    try:
+        target = os.path.normpath(os.path.join(path.parent, os.readlink(path)))
+    except OSError:  # gone meanwhile
+        target = ""
     reason = "a link into the library to a model that is gone"
     if not dry_run:
         try:
@@ -357,7 +363,7 @@ def _remove_dangling(app: str, path: Path, dry_run: bool) -> LinkChange:
             return LinkChange(FAILED, app, None, str(path), target, "symlink",
                               f"cannot remove it: {exc.strerror or exc}")  # fmt: skip
         _prune_empty_parents(path, app)
-    return LinkChange(REMOVED, app, None, str(path), os.path.normpath(target), "symlink", reason)
+    return LinkChange(REMOVED, app, None, str(path), target or None, "symlink", reason)
 
 
 def _handle_stale(
