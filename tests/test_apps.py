@@ -515,6 +515,11 @@ def test_two_models_with_one_file_name_the_second_is_linked_under_its_own_name(
     assert_relative_link_to(renamed, lib / second["model_id"] / "detail.safetensors")
     assert mi(lib, "sync", "--json").json["changes"] == []  # stable: nothing to change
     assert mi(lib, "check").code == 0
+    # The first model goes: the second's link keeps the name workflows know it by.
+    assert mi(lib, "remove", first["model_id"], "--yes").code == 0
+    assert not os.path.lexists(link)
+    assert mi(lib, "sync", "--json").json["changes"] == []
+    assert_relative_link_to(renamed, lib / second["model_id"] / "detail.safetensors")
 
 
 def test_two_loras_named_alike_in_one_batch_are_both_linked_and_in_order(

@@ -196,20 +196,28 @@ def _assign_paths(
     both called detail_tweaker.safetensors), one keeps it and the other is linked under
     its model's own name (`plan.renamed`).
 
-    The keeper is the model whose working link is already there (so a link an app's
-    workflows use never changes name), else the first model in id order. A model with
+    The keeper is the model whose working link is already there, else the first model in
+    id order; a renamed link that works keeps its name too (when the keeper goes, say), so
+    a link an app's workflows use never changes name. A model with
     several links in the app (a split GGUF set, whose file names tie the parts together)
     is not renamed: it is reported instead."""
     claims: dict[Path, list[DesiredLink]] = {}
     link_count: dict[str, int] = {}
+    wanted: dict[Path, DesiredLink] = {}
     for model_id, record in records:
         links = desired_links(target, library_root, model_id, record)
         link_count[model_id] = len(links)
         for link in links:
-            claims.setdefault(link.link_path, []).append(link)
-    wanted: dict[Path, DesiredLink] = {}
+            kept = _kept_renamed(db, link, registered) if len(links) == 1 else None
+            if kept is not None:  # linked under its own name before: that name stays
+                wanted[kept.link_path] = kept
+            else:
+                claims.setdefault(link.link_path, []).append(link)
     losers: list[tuple[DesiredLink, str]] = []
     for path, links in claims.items():
+        if path in wanted:  # another model's renamed link has this name, and keeps it
+            losers += [(link, wanted[path].model_id) for link in links]
+            continue
         row = registered.get(path)
         holder = row["model_id"] if row is not None and _holds(db, row) else None
         claimants = [link.model_id for link in links]
@@ -240,6 +248,21 @@ def _assign_paths(
             continue
         wanted[renamed.link_path] = renamed
     return wanted
+
+
+def _kept_renamed(
+    db: sqlite3.Connection, link: DesiredLink, registered: dict[Path, dict[str, Any]]
+) -> DesiredLink | None:
+    """The renamed link this model already has in the app and that still works, unless it
+    holds its plain name: so a renamed link keeps its name when the other model goes."""
+    row = registered.get(link.link_path)
+    if row is not None and row["model_id"] == link.model_id:
+        return None
+    for alt in plan_renamed(link):
+        row = registered.get(alt.link_path)
+        if row is not None and row["model_id"] == link.model_id and _holds(db, row):
+            return alt
+    return None
 
 
 def _held_by_other(db: sqlite3.Connection, row: dict[str, Any] | None, model_id: str) -> bool:
