@@ -250,6 +250,23 @@ def test_apps_add_refuses_a_folder_registered_twice_and_never_replaces_an_app(
     assert again.code == 0, again.stderr
 
 
+def test_apps_remove_unlink_leaves_links_another_app_at_that_folder_has(
+    tmp_path: Path, lib: Path, comfy: Path, _isolated_config: Path
+) -> None:
+    mi(lib, "apps", "add", "c", comfy, "--kind", "comfyui")
+    imported(mi(lib, "import", models.sdxl_lora(tmp_path / "a.safetensors"), "--yes", "--json"))
+    link = comfy / "models/loras/a.safetensors"
+    config = _isolated_config / "apps.toml"  # a second name for the folder, added by hand
+    config.write_text(config.read_text() + f'\n[apps.c2]\nkind = "comfyui"\npath = "{comfy}"\n')
+    assert mi(lib, "sync").code == 0
+    assert {r[0] for r in link_rows(lib)} == {"c", "c2"}
+    run = mi(lib, "apps", "remove", "c2", "--unlink")
+    assert run.code == 0, run.stderr
+    assert "also another app's link; left in place" in run.stdout
+    assert link.is_symlink() and [r[0] for r in link_rows(lib)] == ["c"]
+    assert mi(lib, "sync", "--json").json["changes"] == []
+
+
 # --- Must show 2: a second import links only the new model; a user's file is left alone.
 
 

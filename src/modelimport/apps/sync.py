@@ -523,7 +523,20 @@ def forget_app(
     with library.lock("links"):
         rows = index.links(db, app=app)
         if unlink:
-            return [unlink_row(db, library, row) for row in rows]
+            # Two apps registered at one folder (apps.toml edited by hand) share their links:
+            # one's --unlink must not take the other's.
+            others = {r["link_path"] for r in index.links(db) if r["app"] != app}
+            changes = []
+            for row in rows:
+                if row["link_path"] not in others:
+                    changes.append(unlink_row(db, library, row))
+                    continue
+                index.delete_link(db, app, row["link_path"])
+                changes.append(
+                    LinkChange(FORGOTTEN, app, row["model_id"], row["link_path"], row["target"],
+                               row["kind"], "also another app's link; left in place")
+                )  # fmt: skip
+            return changes
         for row in rows:
             index.delete_link(db, app, row["link_path"])
     return [
