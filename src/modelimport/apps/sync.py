@@ -6,7 +6,11 @@ modelimport made, and acts: creates missing links, repairs broken ones, removes 
 that are ours, adopts a correct link the registry had lost, and reports everything else.
 
 Invariants:
-- Nothing the tool did not create is ever overwritten or removed (see `links`).
+- Nothing the tool did not create is ever overwritten or removed (see `links`). A symlink
+  in an app's folders that points into the library at something gone is the tool's by
+  construction (nothing else links into the library), registered or not.
+- Two models never share a link path: a second file of one name is linked under its
+  model's name (`_assign_paths`).
 - A dry run changes nothing on disk and nothing in the registry; it reports what it would do.
 - Link work runs under the library's `links` lock, so two processes never race on a path.
 - A registered hard link whose model is gone is kept (it may hold the only copy of the
@@ -77,7 +81,7 @@ class LinkChange:
 @dataclass
 class AppCounts:
     ok: int = 0
-    broken: int = 0  # registered, but dangling, pointing elsewhere or replaced
+    broken: int = 0  # ours, but dangling (its model gone), pointing elsewhere or replaced
     missing: int = 0  # should be there and is not
     conflicts: int = 0  # the path is taken by something that is not ours
     clashes: int = 0  # not linked: another model's link has the name (a split set)
@@ -192,15 +196,15 @@ def _assign_paths(
     prune: bool,
     report: SyncReport,
 ) -> dict[Path, DesiredLink]:
-    """Each link path for one model: where two models' links would have one name (two LoRAs
-    both called detail_tweaker.safetensors), one keeps it and the other is linked under
-    its model's own name (`plan.renamed`).
+    """The links `target` should have, one model per path. Where two models' links would
+    have one name (two LoRAs both called detail_tweaker.safetensors), one keeps it and the
+    other is linked under its model's own name (`plan.renamed`).
 
     The keeper is the model whose working link is already there, else the first model in
     id order; a renamed link that works keeps its name too (when the keeper goes, say), so
-    a link an app's workflows use never changes name. A model with
-    several links in the app (a split GGUF set, whose file names tie the parts together)
-    is not renamed: it is reported instead."""
+    a link an app's workflows use never changes name. A model with several links in the
+    app (a split GGUF set, whose file names tie the parts together) is not renamed: it is
+    reported (skipped) instead."""
     claims: dict[Path, list[DesiredLink]] = {}
     link_count: dict[str, int] = {}
     wanted: dict[Path, DesiredLink] = {}
