@@ -14,6 +14,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 from cli import run_cli
 from factories import make_diffusers_sdxl
 from fakehub import FakeHub
@@ -78,7 +79,14 @@ def test_a_transformers_folder_imported_offline_is_verified_by_retry_pending(
     tmp_path: Path, fake_hub: FakeHub, fake_hub_env: dict[str, str]
 ) -> None:
     source = hf_download_folder(tmp_path / "dl")
-    fake_hub.add_repo(MINILM, repo_files(source), downloads=1000)
+    # As the Hub describes it: an embedding model (what its config.json proves stays).
+    fake_hub.add_repo(
+        MINILM,
+        repo_files(source),
+        downloads=1000,
+        pipeline_tag="sentence-similarity",
+        tags=["sentence-transformers", "bert"],
+    )
 
     online, online_calls = import_online(tmp_path, fake_hub, fake_hub_env, source, "minilm")
     assert (online["trust_level"], online["repo_id"]) == ("verified", MINILM)
@@ -95,7 +103,12 @@ def test_a_transformers_folder_imported_offline_is_verified_by_retry_pending(
     lib = tmp_path / "lib-offline-minilm"
     record = meta(lib, retried["model_id"])
     assert record["pending_online_lookup"] is False and record["repo_id"] == MINILM
-    assert retried["model_id"] == online["model_id"] == imported["model_id"]
+    # The Hub calls it an embedding; its config.json says a BERT text encoder, and that stays.
+    assert (record["model_type"], record["family"]) == ("text_encoder", "bert")
+    assert record["field_sources"]["model_type"] == record["field_sources"]["family"] == "config"
+    assert retried["model_id"] == online["model_id"] == imported["model_id"] == (
+        "text_encoder/bert/all-minilm-l6-v2"
+    )
     # Answered: not asked again.
     assert mi(lib, "retry-pending", "--json", env=fake_hub_env).json["results"] == []
 
@@ -250,3 +263,80 @@ def test_the_request_rebuilt_from_a_record_is_the_one_the_import_made(tmp_path: 
     assert [f.name for f in by_folder["loras"].files] == ["add_detail.safetensors"]
     assert len(by_folder["tiny-llama-5b"].files) == 3
     assert by_folder["vaes"].family == "sdxl"
+
+
+TINY_LLAMA = "example-org/Tiny-Llama-5B"
+
+
+def tiny_llama(tmp_path: Path, fake_hub: FakeHub, stem: str = "Tiny-Llama-5B") -> Path:
+    """A sharded set whose tensors tell neither type nor family, and the Hub repo holding it
+    (a text-generation llama)."""
+    from factories import make_sharded_safetensors
+
+    folder = tmp_path / "dl" / "Tiny-Llama-5B"
+    make_sharded_safetensors(folder, total=3, stem=stem)
+    fake_hub.add_repo(
+        TINY_LLAMA,
+        repo_files(folder),
+        downloads=100,
+        pipeline_tag="text-generation",
+        tags=["llama", "safetensors"],
+    )
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("stem", "offline_id"),
+    [
+        # Shards named after the model: its name says llama (field_sources: filename).
+        ("Tiny-Llama-5B", "unknown/llama/tiny-llama-5b"),
+        # `hf download` shard names: the folder names the model, nothing tells its family.
+        ("model", "unknown/unknown/tiny-llama-5b"),
+    ],
+)
+def test_a_set_imported_offline_is_filed_by_retry_pending_where_an_online_import_files_it(
+    tmp_path: Path, fake_hub: FakeHub, fake_hub_env: dict[str, str], stem: str, offline_id: str
+) -> None:
+    source = tiny_llama(tmp_path, fake_hub, stem)
+    online, online_calls = import_online(tmp_path, fake_hub, fake_hub_env, source, "llama")
+    assert (online["model_id"], online["trust_level"]) == ("llm/llama/tiny-llama-5b", "verified")
+
+    imported, retried, retry_calls = import_offline_then_retry(
+        tmp_path, fake_hub, fake_hub_env, source, "llama"
+    )
+    assert imported["model_id"] == offline_id
+    assert retry_calls == online_calls
+    assert (retried["status"], retried["trust_level"], retried["repo_id"]) == (
+        "enriched", "verified", TINY_LLAMA,
+    )
+    # The Hub's verified answer filled what the tensors left open: the set moves, whole.
+    assert retried["model_id"] == online["model_id"]
+    lib = tmp_path / "lib-offline-llama"
+    record = meta(lib, online["model_id"])
+    assert record["model_id"] == online["model_id"]
+    assert record["field_sources"]["model_type"] == record["field_sources"]["family"] == (
+        "hub_verified"
+    )
+    assert sorted(p.name for p in (lib / online["model_id"]).iterdir()) == sorted(
+        [*repo_files(source), "metadata.json"]
+    )
+    assert not (lib / "unknown").exists()
+    listed = mi(lib, "list", "--json").json
+    assert [m["model_id"] for m in listed["models"]] == [online["model_id"]]
+    assert mi(lib, "check", "--json").json["problems"] == []
+
+
+def test_retry_pending_never_moves_a_manual_set(
+    tmp_path: Path, fake_hub: FakeHub, fake_hub_env: dict[str, str]
+) -> None:
+    source = tiny_llama(tmp_path, fake_hub)
+    lib = tmp_path / "lib"
+    [imported] = mi(lib, "import", source, "--yes", "--offline", "--json").json["results"]
+    model_id = imported["model_id"]
+    mi(lib, "mark-manual", model_id)
+    before = (lib / model_id / "metadata.json").read_bytes()
+    fake_hub.reset_counts()
+    run = mi(lib, "retry-pending", "--json", env=fake_hub_env)
+    assert [r["status"] for r in run.json["results"]] in ([], ["manual"])
+    assert (lib / model_id / "metadata.json").read_bytes() == before
+    assert lookup_calls(fake_hub) == []
