@@ -340,3 +340,38 @@ def test_retry_pending_never_moves_a_manual_set(
     assert [r["status"] for r in run.json["results"]] in ([], ["manual"])
     assert (lib / model_id / "metadata.json").read_bytes() == before
     assert lookup_calls(fake_hub) == []
+
+
+def test_a_gguf_folder_filed_by_retry_pending_keeps_its_quantisation_in_its_id(
+    tmp_path: Path, fake_hub: FakeHub, fake_hub_env: dict[str, str]
+) -> None:
+    """A GGUF folder (model, projector, README) whose architecture tells no family: the Hub's
+    answer files it, and its id keeps the quantisation as the import's does (a GGUF's
+    precision joins its slug; the README, the record's first file, is no GGUF)."""
+    from factories import make_gguf
+
+    source = tmp_path / "dl" / "Foo-VL-7B-GGUF"
+    make_gguf(source / "foo-vl-7b.gguf", arch="foovl", name="Foo VL 7B", quant="Q8_0",
+              tensors={"token_embd.weight": [64, 64]})
+    make_gguf(source / "mmproj-foo-vl-7b-f16.gguf", arch="clip", name="projector")
+    (source / "README.md").write_text("# Foo VL 7B\n")
+    fake_hub.add_repo(
+        "example-org/Foo-VL-7B-GGUF",
+        repo_files(source),
+        downloads=10,
+        pipeline_tag="image-text-to-text",
+        tags=["gguf", "qwen2_vl"],
+    )
+    online, online_calls = import_online(tmp_path, fake_hub, fake_hub_env, source, "gguf")
+    assert (online["model_id"], online["trust_level"]) == ("llm/qwen/foo-vl-7b-q8_0", "verified")
+    imported, retried, retry_calls = import_offline_then_retry(
+        tmp_path, fake_hub, fake_hub_env, source, "gguf"
+    )
+    assert imported["model_id"] == "llm/unknown/foo-vl-7b-q8_0"
+    assert retry_calls == online_calls
+    assert (retried["status"], retried["trust_level"]) == ("enriched", "verified")
+    assert retried["model_id"] == online["model_id"]
+    lib = tmp_path / "lib-offline-gguf"
+    assert sorted(p.name for p in (lib / online["model_id"]).iterdir()) == sorted(
+        [*repo_files(source), "metadata.json"]
+    )
