@@ -7,6 +7,10 @@ Invariants:
   `<source>_error`; the model stays pending. An answer merges its match (`apply_lookup`) and
   the model stops being pending once no source owes it an answer.
 - Sources by content get one batch request for all the models of a run (`identify_many`).
+- A model is asked about as its import asked (`lookup_request_for`, rebuilt from the record
+  alone: the same weight files in the same order, folder name, names inside the files, type
+  and family), so a model imported offline ends as it would have online; a different
+  question can get a wrong answer that is final (the model stops being pending).
 - metadata.json is rewritten atomically and the index row follows under the commit lock.
 - An answer that fills a type or family the file's structure left open (a LoRA filed under
   lora/unknown/ that CivitAI says is SDXL) moves the model to the id the import would have
@@ -39,6 +43,9 @@ from modelimport.library.metadata import STRUCTURE_PRECEDENCE, apply_lookup, cho
 # answer to move the model: an identity source, over a value nothing proved.
 FILING_FIELDS = ("model_type", "family")
 FILING_SOURCES = frozenset({"civitai", "hub", "hub_verified"})
+# Where a type or family the import planned with came from: the model's config, its
+# tensors, its name, a default. Never an identity source's later answer, nor a person's.
+PLANNED_SOURCES = ("config", "file", "filename", "default")
 
 
 def lookup_request_for(record: dict[str, Any]) -> Any:
@@ -73,11 +80,6 @@ def lookup_request_for(record: dict[str, Any]) -> Any:
     )
 
 
-# Where a type or family the import planned with came from: the model's config, its
-# tensors, its name, a default. Never an identity source's later answer, nor a person's.
-PLANNED_SOURCES = ("config", "file", "filename", "default")
-
-
 def _original_name(entry: dict[str, Any]) -> str:
     return str(entry.get("original_name") or entry["name"])
 
@@ -89,11 +91,14 @@ def _looked_up_files(record: dict[str, Any]) -> list[dict[str, Any]]:
     from modelimport.bundles.detect import weights_order
     from modelimport.formats import READ_FORMATS
 
+    every = [f for f in record.get("files") or [] if f.get("format") != "index-json"]
     files = [
         f
-        for f in record.get("files") or []
+        for f in every
         if f.get("role", "weights") == "weights" and f.get("format") in READ_FORMATS
     ]
+    if not files:
+        return every  # a record no import of ours wrote so: ask about what it holds
     if record.get("bundle"):
         files.sort(key=lambda f: weights_order(PurePosixPath(_original_name(f))))
     return files
