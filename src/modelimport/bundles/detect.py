@@ -71,6 +71,13 @@ TRANSFORMERS_WEIGHTS = re.compile(
 DIFFUSERS_WEIGHTS = re.compile(r"^diffusion_pytorch_model.*\.(safetensors|bin)$", re.IGNORECASE)
 MMPROJ = re.compile(r"mmproj", re.IGNORECASE)
 
+# Files a GGUF folder may hold besides its GGUF files (LM Studio / hf download layouts).
+GGUF_COMPANIONS = re.compile(
+    r"(^readme|^license|^licence|^notice|^\.gitattributes$|^usage|\.(md|txt|json|jinja|"
+    r"png|jpe?g|webp|yaml|yml)$)",
+    re.IGNORECASE,
+)
+
 
 def weights_order(path: PurePath) -> tuple[bool, int, str]:
     """Sort key of a bundle's weight files, the model's own first: a GGUF folder's model
@@ -79,14 +86,6 @@ def weights_order(path: PurePath) -> tuple[bool, int, str]:
     paths of metadata.json) must order them alike: the key gives the same order for paths
     relative to the bundle root as for the absolute paths under it."""
     return bool(MMPROJ.search(path.name)), len(path.parts), str(path)
-
-
-# Files a GGUF folder may hold besides its GGUF files (LM Studio / hf download layouts).
-GGUF_COMPANIONS = re.compile(
-    r"(^readme|^license|^licence|^notice|^\.gitattributes$|^usage|\.(md|txt|json|jinja|"
-    r"png|jpe?g|webp|yaml|yml)$)",
-    re.IGNORECASE,
-)
 
 
 @dataclass(frozen=True)
