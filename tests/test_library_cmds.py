@@ -70,6 +70,22 @@ def test_edit_moves_the_model_when_its_id_changes_and_marks_it_manual(tmp_path: 
     assert again["status"] == "duplicate" and again["model_id"] == new_id
 
 
+def test_edit_of_a_gguf_folder_keeps_its_quantisation_in_its_id(tmp_path: Path):
+    """A GGUF folder's record lists its README first; its slug still takes the GGUF's
+    quantisation, as the import's does (`id_for_record` reads the weights' format)."""
+    lib = tmp_path / "lib"
+    folder = tmp_path / "dl" / "Foo-VL-7B-GGUF"
+    make_gguf(folder / "foo-vl-7b.gguf", arch="foovl", name="Foo VL 7B", quant="Q8_0",
+              tensors={"token_embd.weight": [64, 64]})
+    make_gguf(folder / "mmproj-foo-vl-7b-f16.gguf", arch="clip", name="projector")
+    (folder / "README.md").write_text("# Foo VL 7B\n")
+    [result] = _import(lib, folder)
+    assert result["model_id"] == "llm/unknown/foo-vl-7b-q8_0"
+    run = run_cli("--library", lib, "edit", result["model_id"], "--family", "qwen", "--json")
+    assert run.code == 0, run.stderr
+    assert run.json["model_id"] == "llm/qwen/foo-vl-7b-q8_0"
+
+
 def test_edit_never_moves_a_model_over_another(tmp_path: Path):
     lib = tmp_path / "lib"
     a = make_safetensors(tmp_path / "dl" / "alpha.safetensors", fill=b"\x01")

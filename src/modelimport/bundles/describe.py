@@ -111,6 +111,12 @@ CONFIG_MODEL_TYPES: tuple[tuple[str, str | None, str], ...] = (
 )  # fmt: skip
 
 
+# The keys of a diffusers model_index.json / component config.json kept in the record
+# (`file_says.config`). `_name_or_path` is the repo it was saved from: `retry-pending` asks
+# the Hub about it as the import did, from the record alone.
+SAID_KEYS = ("_class_name", "_diffusers_version", "_name_or_path")
+
+
 @dataclass(frozen=True)
 class BundleDescription:
     """What the bundle's own description files say; empty strings where they say nothing."""
@@ -144,7 +150,7 @@ def _describe_pipeline(root: Path) -> BundleDescription:
         model_type,
         family or "",
         _text(index.get("_name_or_path")),
-        {k: v for k in ("_class_name", "_diffusers_version") if (v := _text(index.get(k)))},
+        {k: v for k in SAID_KEYS if (v := _text(index.get(k)))},
     )
 
 
@@ -157,7 +163,7 @@ def _describe_component(config: dict[str, Any]) -> BundleDescription:
         model_type,
         family or "",
         _text(config.get("_name_or_path")),
-        {k: v for k in ("_class_name", "_diffusers_version") if (v := _text(config.get(k)))},
+        {k: v for k in SAID_KEYS if (v := _text(config.get(k)))},
     )
 
 

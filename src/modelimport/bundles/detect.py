@@ -22,7 +22,7 @@ import os
 import re
 import stat
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from modelimport.importer.shards import parse_shard_name
@@ -70,12 +70,22 @@ TRANSFORMERS_WEIGHTS = re.compile(
 )
 DIFFUSERS_WEIGHTS = re.compile(r"^diffusion_pytorch_model.*\.(safetensors|bin)$", re.IGNORECASE)
 MMPROJ = re.compile(r"mmproj", re.IGNORECASE)
+
 # Files a GGUF folder may hold besides its GGUF files (LM Studio / hf download layouts).
 GGUF_COMPANIONS = re.compile(
     r"(^readme|^license|^licence|^notice|^\.gitattributes$|^usage|\.(md|txt|json|jinja|"
     r"png|jpe?g|webp|yaml|yml)$)",
     re.IGNORECASE,
 )
+
+
+def weights_order(path: PurePath) -> tuple[bool, int, str]:
+    """Sort key of a bundle's weight files, the model's own first: a GGUF folder's model
+    before its projector, then the shallowest, then by path. The first is the one a lookup
+    is named by, so an import and a later `retry-pending` (which has only the relative
+    paths of metadata.json) must order them alike: the key gives the same order for paths
+    relative to the bundle root as for the absolute paths under it."""
+    return bool(MMPROJ.search(path.name)), len(path.parts), str(path)
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,9 @@ def retry_pending_command(
     """Look up on the Hub and CivitAI every model still pending an online lookup.
 
     Each source is asked only about the models it still owes an answer (it was down, or
-    the model was imported offline); CivitAI gets one batch request per 100 models.
+    the model was imported offline), and asked what the import would have asked (the
+    model's weights, its folder's name, the names inside its files), so a model imported
+    offline ends as it would have online; CivitAI gets one batch request per 100 models.
     Models marked manual are left as they are. Offline (--offline or HF_HUB_OFFLINE=1) it
     looks nothing up, says how many models are pending, and exits 0.
     """

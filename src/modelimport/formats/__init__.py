@@ -29,6 +29,10 @@ from modelimport.errors import InvalidModelFile, UnreadableFile
 GGUF_MAGIC = b"GGUF"
 ZIP_MAGIC = b"PK\x03\x04"
 PICKLE_PROTOCOLS = range(2, 6)
+# Every `FileFacts.format`: a file recorded in metadata.json with one of these was read by
+# `inspect_file` (the files an import looks up); any other format (a bundle's ONNX or
+# OpenVINO weights, configs) is a file carried as it is.
+READ_FORMATS = frozenset({"safetensors", "gguf", "torch-zip", "pickle"})
 
 
 @dataclass(frozen=True)

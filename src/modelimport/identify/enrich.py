@@ -7,6 +7,10 @@ Invariants:
   `<source>_error`; the model stays pending. An answer merges its match (`apply_lookup`) and
   the model stops being pending once no source owes it an answer.
 - Sources by content get one batch request for all the models of a run (`identify_many`).
+- A model is asked about as its import asked (`lookup_request_for`, rebuilt from the record
+  alone: the same weight files in the same order, folder name, names inside the files, type
+  and family), so a model imported offline ends as it would have online; a different
+  question can get a wrong answer that is final (the model stops being pending).
 - metadata.json is rewritten atomically and the index row follows under the commit lock.
 - An answer that fills a type or family the file's structure left open (a LoRA filed under
   lora/unknown/ that CivitAI says is SDXL) moves the model to the id the import would have
@@ -19,7 +23,7 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import PurePath
+from pathlib import PurePath, PurePosixPath
 from typing import Any
 
 from modelimport.errors import ModelNotFound
@@ -33,40 +37,98 @@ from modelimport.library.edits import (
 )
 from modelimport.library.layout import Library, make_model_id
 from modelimport.library.maintenance import OpenLibrary
-from modelimport.library.metadata import apply_lookup, now_iso
+from modelimport.library.metadata import STRUCTURE_PRECEDENCE, apply_lookup, choose, now_iso
 
 # Fields that are components of a model id, and where their value may come from for a late
 # answer to move the model: an identity source, over a value nothing proved.
 FILING_FIELDS = ("model_type", "family")
 FILING_SOURCES = frozenset({"civitai", "hub", "hub_verified"})
+# Where a type or family the import planned with came from: the model's config, its
+# tensors, its name, a default. Never an identity source's later answer, nor a person's.
+PLANNED_SOURCES = ("config", "file", "filename", "default")
 
 
 def lookup_request_for(record: dict[str, Any]) -> Any:
-    """A lookup request from an imported record: full SHA256s are known, so no file is read."""
+    """The lookup request the import of this model made (`importer.pipeline`), rebuilt from its
+    record: the same weight files in the same order (full SHA256s known, so nothing is read),
+    the same folder name, the same names the model gives itself and the same type and
+    family. A model imported offline is then asked about as if it had been imported online;
+    any other question can get a wrong answer that is final (a bundle's configs and README
+    sent as weights: no repo "holds" a README of other bytes, and the first file named the
+    search)."""
     from modelimport.identify.hub import LocalFile
     from modelimport.identify.hub.candidates import request_for
 
+    weights = _looked_up_files(record)
     files = tuple(
-        LocalFile(
-            f.get("original_name") or f["name"], int(f["size"]), f.get("fast_hash"), f["sha256"]
-        )
-        for f in record.get("files", [])
-        if f.get("format") != "index-json"
+        LocalFile(_original_name(f), int(f["size"]), f.get("fast_hash"), f["sha256"])
+        for f in weights
     )
-    sources = record.get("sources") or []
-    folder = PurePath(sources[0]["path"]).parent.name if sources else None
     says = record.get("file_says") or {}
-    sourced = record.get("field_sources") or {}
+    bundle = record.get("bundle") or None
+    config = says.get("config") if bundle and isinstance(says.get("config"), dict) else {}
+    name_or_path = config.get("_name_or_path") if config else ""
     return request_for(
         files,
-        folder,
+        _folder_name(record, weights),
         embedded_repos=tuple(record.get("embedded_repos") or ()),
         metadata=says.get("embedded_metadata"),
-        # What the file said, not what an earlier match filled in.
-        model_type=record.get("model_type") if sourced.get("model_type") == "file" else None,
-        family=record.get("family") if sourced.get("family") == "file" else None,
+        model_type=_as_planned(record, "model_type"),
+        family=_as_planned(record, "family"),
         whole_set=not record.get("incomplete_set"),  # a set missing shards is never verified
+        name_or_path=name_or_path if isinstance(name_or_path, str) else "",
     )
+
+
+def _original_name(entry: dict[str, Any]) -> str:
+    return str(entry.get("original_name") or entry["name"])
+
+
+def _looked_up_files(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The files the import looked up: the weights a reader of ours read (not a set's index,
+    a sidecar, a bundle's configs, tokenizers, README, nor its ONNX weights), a bundle's in
+    the order the import reads them (`bundles.detect.weights_order`)."""
+    from modelimport.bundles.detect import weights_order
+    from modelimport.formats import READ_FORMATS
+
+    every = [f for f in record.get("files") or [] if f.get("format") != "index-json"]
+    files = [
+        f
+        for f in every
+        if f.get("role", "weights") == "weights" and f.get("format") in READ_FORMATS
+    ]
+    if not files:
+        return every  # a record no import of ours wrote so: ask about what it holds
+    if record.get("bundle"):
+        files.sort(key=lambda f: weights_order(PurePosixPath(_original_name(f))))
+    return files
+
+
+def _folder_name(record: dict[str, Any], weights: list[dict[str, Any]]) -> str | None:
+    """The name of the folder the import took the model from: a bundle's own folder (its
+    files may sit in subfolders), else the folder holding its first weight file."""
+    bundle = record.get("bundle") or {}
+    if bundle.get("root"):
+        return str(bundle["root"])
+    sources = record.get("sources") or []
+    first = _original_name(weights[0]) if weights else None
+    path = next((s["path"] for s in sources if PurePath(s["path"]).name == first), None)
+    if path is None and sources:
+        path = sources[0]["path"]
+    return PurePath(path).parent.name if path else None
+
+
+def _as_planned(record: dict[str, Any], field: str) -> str | None:
+    """The type or family the import planned with: what the model itself says, before any
+    identity source filled it (`library.metadata.field_candidates`)."""
+    candidates = (record.get("field_candidates") or {}).get(field) or {}
+    own = {source: v for source, v in candidates.items() if source in PLANNED_SOURCES}
+    if own:
+        return str(choose(own, STRUCTURE_PRECEDENCE)[0])
+    # A record written before field_candidates: its value, when the model itself said it.
+    if (record.get("field_sources") or {}).get(field) in PLANNED_SOURCES:
+        return record.get(field)
+    return None
 
 
 def owes_answer(record: dict[str, Any], source: Any) -> bool:

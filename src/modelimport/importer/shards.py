@@ -238,7 +238,7 @@ def _shard_filename(example: tuple[ShardName, Path], number: int, total: int | N
 def group_bundle(bundle: Bundle) -> ModelFiles:
     """A bundle as one model: its weights (read by the probe; a GGUF folder's model before its
     projector) and the shard sets among them, so a bundle missing shards is reported."""
-    from modelimport.bundles.detect import MMPROJ
+    from modelimport.bundles.detect import weights_order
 
     weights = [f.path for f in bundle.files if f.role == "weights"]
     indexes = [f.path for f in bundle.files if f.role == "index"]
@@ -250,7 +250,7 @@ def group_bundle(bundle: Bundle) -> ModelFiles:
     )
     missing = tuple(m for g in sets for m in g.missing)
     problems = tuple(p for g in sets for p in g.problems) + bundle.problems
-    weights.sort(key=lambda p: (bool(MMPROJ.search(p.name)), len(p.parts), str(p)))
+    weights.sort(key=weights_order)
     return ModelFiles(
         files=tuple(weights),
         is_sharded=bool(sets),

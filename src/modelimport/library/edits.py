@@ -129,7 +129,13 @@ def id_for_record(
 ) -> str:
     """The id a model at `old_id` gets for what its record now says (type, family, name):
     `old_id` when that is where it already is, else a free id (never another model's)."""
-    files = [f for f in record.get("files") or [] if f.get("format") != "index-json"]
+    # The slug's format is the weights' (a GGUF's quantisation joins its slug), as the
+    # import's is: a folder's README or config may come first in `files`.
+    files = [
+        f
+        for f in record.get("files") or []
+        if f.get("format") != "index-json" and f.get("role", "weights") == "weights"
+    ]
     slug = model_slug(
         record.get("cleaned_name") or old_id.rsplit("/", 1)[-1],
         record.get("precision"),

@@ -398,9 +398,20 @@ def request_for(
     model_type: str | None = None,
     family: str | None = None,
     whole_set: bool = True,
+    name_or_path: str = "",
 ) -> LookupRequest:
     """The lookup request for a model's files, with what the file says about itself: the
-    names inside it and the base models it names (`metadata_hints`), its type and family."""
+    names inside it and the base models it names (`metadata_hints`), its type and family.
+    `name_or_path`: what a bundle's config.json / model_index.json names as the repo it was
+    saved from, a candidate and a query like any name inside a file (the weights' hashes
+    still decide)."""
+    if name_or_path:
+        from modelimport.probe.provenance import as_repo_id
+
+        repo = as_repo_id(name_or_path)
+        if repo and repo not in embedded_repos:
+            embedded_repos = (*embedded_repos, repo)
+        metadata = {**(metadata or {}), "_name_or_path": name_or_path}
     hints, base_models = metadata_hints(metadata)
     return LookupRequest.for_files(
         files,
