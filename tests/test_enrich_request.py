@@ -375,3 +375,27 @@ def test_a_gguf_folder_filed_by_retry_pending_keeps_its_quantisation_in_its_id(
     assert sorted(p.name for p in (lib / online["model_id"]).iterdir()) == sorted(
         [*repo_files(source), "metadata.json"]
     )
+
+
+def test_a_hugging_face_cache_snapshot_is_looked_up_by_its_repo_folder(
+    tmp_path: Path, fake_hub: FakeHub, fake_hub_env: dict[str, str]
+) -> None:
+    """`models--org--name/snapshots/<commit>/`: the commit hash names nothing, the repo
+    folder names the repo; the import and retry-pending ask by the repo folder (here the
+    config.json names no repo, so nothing else could find it)."""
+    downloaded = hf_download_folder(tmp_path / "hf")
+    fake_hub.add_repo(MINILM, repo_files(downloaded), downloads=1000)
+    cache = tmp_path / "hub" / "models--sentence-transformers--all-MiniLM-L6-v2"
+    snapshot = cache / "snapshots" / "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"
+    shutil.copytree(downloaded, snapshot, ignore=shutil.ignore_patterns(".cache"))
+    config = json.loads((snapshot / "config.json").read_text())
+    config.pop("_name_or_path", None)
+    (snapshot / "config.json").write_text(json.dumps(config))
+
+    online, online_calls = import_online(tmp_path, fake_hub, fake_hub_env, snapshot, "cache")
+    assert (online["trust_level"], online["repo_id"]) == ("verified", MINILM)
+    _, retried, retry_calls = import_offline_then_retry(
+        tmp_path, fake_hub, fake_hub_env, snapshot, "cache"
+    )
+    assert (retried["trust_level"], retried["repo_id"]) == ("verified", MINILM)
+    assert retry_calls == online_calls

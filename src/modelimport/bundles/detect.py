@@ -79,6 +79,19 @@ GGUF_COMPANIONS = re.compile(
 )
 
 
+HF_CACHE_REPO_FOLDER = re.compile(r"models--.+--.+")
+
+
+def search_folder_name(root: PurePath) -> str:
+    """The folder name a bundle is looked up by: its own, except for a Hugging Face cache
+    snapshot (`models--<org>--<name>/snapshots/<commit>/`), whose commit hash says nothing
+    and whose repo folder names the repo (the Hub lookup takes `models--org--name` as its
+    first candidate)."""
+    if root.parent.name == "snapshots" and HF_CACHE_REPO_FOLDER.fullmatch(root.parent.parent.name):
+        return root.parent.parent.name
+    return root.name
+
+
 def weights_order(path: PurePath) -> tuple[bool, int, str]:
     """Sort key of a bundle's weight files, the model's own first: a GGUF folder's model
     before its projector, then the shallowest, then by path. The first is the one a lookup

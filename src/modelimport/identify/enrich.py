@@ -108,9 +108,15 @@ def _folder_name(record: dict[str, Any], weights: list[dict[str, Any]]) -> str |
     """The name of the folder the import took the model from: a bundle's own folder (its
     files may sit in subfolders), else the folder holding its first weight file."""
     bundle = record.get("bundle") or {}
-    if bundle.get("root"):
-        return str(bundle["root"])
     sources = record.get("sources") or []
+    if bundle.get("root"):
+        from modelimport.bundles.detect import search_folder_name
+
+        # The bundle's folder, found on its first source's path: the name the import
+        # searched by (a Hub-cache snapshot's repo folder rather than its commit hash).
+        root = next((parent for s in sources[:1] for parent in PurePath(s["path"]).parents
+                     if parent.name == bundle["root"]), None)
+        return search_folder_name(root) if root is not None else str(bundle["root"])
     first = _original_name(weights[0]) if weights else None
     path = next((s["path"] for s in sources if PurePath(s["path"]).name == first), None)
     if path is None and sources:

@@ -464,6 +464,7 @@ def _bundle_name(root: Path, description: BundleDescription, probe: ModelProbe) 
 
 
 def _lookup_request(planned: PlannedModel) -> Any:
+    from modelimport.bundles.detect import search_folder_name
     from modelimport.identify.hub import LocalFile
     from modelimport.identify.hub.candidates import request_for
     from modelimport.probe.provenance import as_repo_id
@@ -475,7 +476,10 @@ def _lookup_request(planned: PlannedModel) -> Any:
         for name, f in zip(names, planned.facts, strict=True)
     )
     probe = planned.probe
-    folder = group.bundle.root if group.bundle is not None else group.files[0].parent
+    folder_name = (
+        search_folder_name(group.bundle.root) if group.bundle is not None
+        else group.files[0].parent.name
+    )
     embedded, metadata = probe.embedded_repos, probe.file_says.get("embedded_metadata")
     said = planned.description.name_or_path if planned.description is not None else ""
     if said:
@@ -485,7 +489,7 @@ def _lookup_request(planned: PlannedModel) -> Any:
         metadata = {**(metadata or {}), "_name_or_path": said}
     return request_for(
         files,
-        folder.name,
+        folder_name,
         embedded_repos=embedded,
         metadata=metadata,
         model_type=planned.model_type,
