@@ -427,3 +427,31 @@ def test_paths_inside_the_library_are_its_models_not_new_sources(tmp_path: Path)
         assert {r["status"] for r in results} == {"duplicate"}, results
     assert tree(lib, skip=(".modelimport",)) == before
     assert run_cli("--library", lib, "check").code == 0
+
+
+def test_links_into_the_library_met_in_a_folder_are_left_alone(tmp_path: Path):
+    """An app's folder holds links to library models (a folder link for a Hugging Face
+    folder, file links for a LoRA and its sidecars): importing that folder, even with
+    --move, takes nothing out of the library and copies nothing into a second model."""
+    lib = tmp_path / "lib"
+    hf_download_folder(tmp_path / "dl")
+    make_lora_with_sidecars(tmp_path / "dl")
+    results = import_json(lib, tmp_path / "dl")["results"]
+    ids = {r["model_id"] for r in results if r["status"] == "imported"}
+    bert = next(i for i in ids if i.startswith("text_encoder/"))
+    lora = next(i for i in ids if i.startswith("lora/"))
+    app = tmp_path / "ComfyUI" / "models"
+    (app / "text_encoders").mkdir(parents=True)
+    (app / "loras").mkdir()
+    (app / "text_encoders" / "minilm").symlink_to(lib / bert, target_is_directory=True)
+    for name in ("add_detail.safetensors", "add_detail.civitai.info"):
+        (app / "loras" / name).symlink_to(lib / lora / name)
+    before = tree(lib, skip=(".modelimport",))
+
+    report = import_json(lib, tmp_path / "ComfyUI", "--move")
+    assert report["summary"]["imported"] == 0, report["results"]
+    skipped = {Path(r["sources"][0]).name: r["error"] for r in report["results"]}
+    assert skipped["minilm"] == skipped["add_detail.safetensors"] == (
+        "a link to a model in the library")
+    assert tree(lib, skip=(".modelimport",)) == before
+    assert run_cli("--library", lib, "check").code == 0

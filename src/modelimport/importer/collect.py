@@ -59,6 +59,7 @@ def collect_paths(paths: list[Path], exclude: Path | None = None) -> Collected:
     out = Collected()
     seen_files: set[tuple[int, int]] = set()
     excluded = _identity(exclude) if exclude is not None else None
+    library_root = _resolved(exclude) if exclude is not None else None
     named_sidecars: list[tuple[Path, Path]] = []
     for given in paths:
         try:
@@ -67,7 +68,7 @@ def collect_paths(paths: list[Path], exclude: Path | None = None) -> Collected:
             out.failures.append((given, unreadable_reason(given, exc)))
             continue
         if stat.S_ISDIR(st.st_mode):
-            _walk(given, out, seen_files, {(st.st_dev, st.st_ino)}, excluded)
+            _walk(given, out, seen_files, {(st.st_dev, st.st_ino)}, excluded, library_root)
         elif not stat.S_ISREG(st.st_mode):
             out.failures.append((given, f"{given} is not a regular file."))
         elif (owner := _sidecar_owner_beside(given)) is not None:
@@ -137,12 +138,26 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino)
 
 
+def _resolved(path: Path) -> Path | None:
+    try:
+        return path.resolve()
+    except OSError:
+        return None
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """Does `path`, its links followed, lead to `root` or below it?"""
+    target = _resolved(path)
+    return target is not None and (target == root or root in target.parents)
+
+
 def _walk(
     folder: Path,
     out: Collected,
     seen_files: set[tuple[int, int]],
     seen_dirs: set[tuple[int, int]],
     excluded: tuple[int, int] | None,
+    library_root: Path | None = None,
 ) -> None:
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
@@ -171,6 +186,12 @@ def _walk(
     for entry, st in listed:
         path = Path(entry.path)
         ident = (st.st_dev, st.st_ino)
+        if library_root is not None and entry.is_symlink() and _inside(path, library_root):
+            # An app's link to a library model (what `sync` makes): that model is imported
+            # already. Walked, its files would be copied into a second model, and `--move`
+            # would take them out of the library.
+            out.skipped.append((path, "a link to a model in the library"))
+            continue
         if stat.S_ISDIR(st.st_mode):
             if entry.name in SKIPPED_DIR_NAMES or ident == excluded or ident in seen_dirs:
                 continue
@@ -178,7 +199,7 @@ def _walk(
                 out.skipped.append((path, "the Hugging Face cache's own storage"))
                 continue
             seen_dirs.add(ident)
-            _walk(path, out, seen_files, seen_dirs, excluded)
+            _walk(path, out, seen_files, seen_dirs, excluded, library_root)
         elif not stat.S_ISREG(st.st_mode):
             out.skipped.append((path, "not a regular file"))
         elif entry.name not in candidates:
