@@ -157,5 +157,9 @@ def test_an_unsafe_pickle_imported_on_purpose_stays_flagged_in_show(tmp_path: Pa
     run = run_cli("--library", lib, "import", path, "--yes", "--json", "--allow-unsafe-pickle")
     assert run.code == 0, run.stderr
     [result] = run.json["results"]
+    assert result["unsafe_pickle"] is True
+    line = run_cli("--library", tmp_path / "lib2", "import", path, "--yes", "--offline",
+                   "--allow-unsafe-pickle").stdout  # fmt: skip
+    assert "Flagged pickle: UNSAFE, would run code when loaded" in line, line
     shown = run_cli("--library", lib, "show", result["model_id"])
     assert "pickle: UNSAFE, would run code when loaded (os.system)" in shown.stdout, shown.stdout

@@ -261,7 +261,9 @@ def _detail(r: dict[str, Any]) -> str:
         else:
             label = trust_label(r.get("trust_level"))
             detail = f"{label} {r.get('repo_id') or r.get('identity_source') or ''}".strip()
-        if r.get("pickle_needs_classes"):  # harmless classes, but torch.load(weights_only)
+        if r.get("unsafe_pickle"):  # imported only because --allow-unsafe-pickle was given
+            detail += "; Flagged pickle: UNSAFE, would run code when loaded"
+        elif r.get("pickle_needs_classes"):  # harmless classes, but not weights_only
             detail += "; Flagged pickle: needs " + ", ".join(r["pickle_needs_classes"])
         return detail
     if r["status"] == "duplicate":

@@ -1142,6 +1142,7 @@ def _commit(
             "identity_source": record.get("identity_source"),
             # A pickle that needs harmless classes is imported, flagged: say so in the run too.
             "pickle_needs_classes": record.get("pickle_needs_classes") or [],
+            "unsafe_pickle": bool(record.get("unsafe_pickle")),  # --allow-unsafe-pickle
         },
     )
 
