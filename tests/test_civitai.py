@@ -143,6 +143,10 @@ def test_civitai_down_leaves_it_pending_then_retry_pending_fills_it(
     assert "… lora/sd15/epi-noiseoffset: lookup still pending" in again.stderr, again.stderr
     hub_calls = fake_hub.total
 
+    # Still down: the table says the model still waits, not what the Hub alone said.
+    still = run_cli("--library", lib, "retry-pending", env=fake_civitai_env)
+    [row] = [line for line in still.stdout.splitlines() if "epi-noiseoffset" in line]
+    assert row.rstrip().endswith("Lookup pending  -") and "No match" not in row, still.stdout
     fake_civitai.heal()
     run = run_cli("--library", lib, "retry-pending", "--json", env=fake_civitai_env)
     assert run.code == 0, run.stderr

@@ -229,3 +229,14 @@ def test_a_file_that_is_not_a_model_does_not_keep_the_originals(tmp_path: Path):
     assert run.code == 0, run.stderr
     assert run.json["originals"]["deleted"] == 2
     assert not any(p.exists() for p in sources) and notes.read_text() == "not a model"
+
+
+def test_a_library_file_named_is_never_offered_for_deletion(tmp_path: Path):
+    [source] = _batch(tmp_path / "dl", 1)
+    lib = tmp_path / "lib"
+    [result] = run_cli("--library", lib, "import", source, "--yes", "--json").json["results"]
+    inside = lib / result["model_id"] / source.name
+    run = run_cli("--library", lib, "import", inside, "--yes", "--json", "--delete-originals")
+    [kept] = run.json["originals"]["files"]
+    assert not kept["deleted"] and inside.exists()
+    assert kept["reason"] == f"it is the library's own file (of {result['model_id']})"

@@ -88,7 +88,9 @@ def _render(console: Console, results: list[dict[str, Any]]) -> None:
         (
             r["model_id"],
             r["status"] if not r["error"] else f"still pending: {r['error']}",
-            "-" if r["status"] == "manual" else trust_label(r.get("trust_level")),
+            "-" if r["status"] == "manual"
+            # Still pending: no verdict yet, whatever an earlier partial answer recorded.
+            else trust_label(None if r["status"] == "pending" else r.get("trust_level")),
             r.get("repo_id") or r.get("identity_source") or "-",
         )
         for r in results

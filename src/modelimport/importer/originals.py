@@ -55,15 +55,14 @@ def delete_originals(
     for result in results:
         if result.status == DUPLICATE:
             for source in result.sources:
+                reason = (
+                    f"it is the library's own file (of {result.model_id})"
+                    if _in_library(library, source)
+                    else f"already in the library as {result.model_id} before this run, "
+                    "which did not copy it; delete it yourself if you do not need it"
+                )
                 originals.append(
-                    OriginalFile(
-                        source,
-                        result.model_id,
-                        _size(source),
-                        reason=f"already in the library as {result.model_id} before this "
-                        "run, which did not copy it; delete it yourself if you do not need it",
-                        refused=False,
-                    )
+                    OriginalFile(source, result.model_id, _size(source), reason=reason)
                 )
         if result.status != IMPORTED or not result.model_id:
             continue
@@ -105,6 +104,15 @@ def delete_originals(
         "refused": sum(o.refused for o in originals),
         "freed_bytes": sum(o.freed for o in originals),
     }
+
+
+def _in_library(library: Library, path: str) -> bool:
+    root = library.root.resolve()
+    try:
+        resolved = Path(path).resolve()
+    except OSError:
+        return False
+    return resolved == root or root in resolved.parents
 
 
 def _size(path: str) -> int:
@@ -162,8 +170,7 @@ def _source_problem(
         return "it is no longer there"
     if path.is_symlink():
         return "it is a symlink (the file behind it belongs to someone else)"
-    root = library.root.resolve()
-    if path.resolve() == root or root in path.resolve().parents:
+    if _in_library(library, str(path)):
         return "it is inside the library"
     if (st.st_size, st.st_mtime_ns) != (source.get("size"), source.get("mtime_ns")):
         return "it changed since it was read (size or modification time)"
