@@ -125,10 +125,14 @@ def test_a_journal_recovery_cannot_read_is_reported_and_kept_not_fatal(
         ("..safetensors", "file-0.safetensors", "model"),
         ("模型.safetensors", "模型.safetensors", "模型"),
         ("ßüper.safetensors", "ßüper.safetensors", "ßüper"),
-        ("my model (v2) [final].safetensors", "my-model-v2-final.safetensors", "my-model-v2-final"),
+        # Kept as people and apps know it (A1111's <lora:my model (v2) [final]>); the id is a slug.
+        ("my model (v2) [final].safetensors", "my model (v2) [final].safetensors",
+         "my-model-v2-final"),
+        ("what? v2.safetensors", "what-v2.safetensors", "what-v2"),  # '?': Windows refuses it
+        ("🔥fire style.safetensors", "🔥fire style.safetensors", "fire-style"),
         ("x" * 240 + ".safetensors", "x" * (MAX_COMPONENT_BYTES - 12) + ".safetensors", None),
     ],
-    ids=["dots", "cjk", "german", "punctuation", "long"],
+    ids=["dots", "cjk", "german", "punctuation", "windows-reserved", "emoji", "long"],
 )
 def test_library_file_names_keep_letters_and_extension(
     tmp_path: Path, filename: str, library_name: str, slug: str | None

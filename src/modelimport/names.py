@@ -152,19 +152,26 @@ def human_size(size: int | float) -> str:
     return f"{value:.1f} TiB"
 
 
+WINDOWS_RESERVED = frozenset('<>:"|?*')
+
+
 def keep_or_sanitize_component(raw: str, fallback: str = "unnamed") -> str:
-    """A bundle's path component kept exactly when that is safe, else `sanitize_component`.
+    """A library path component kept exactly when that is safe, else `sanitize_component`.
 
     Files inside a bundle are found by name (modules.json names `1_Pooling`, an index json
     names every shard, tokenizer_config.json names its files), so a renamed file breaks the
-    loader. A name is kept when it is one component (no separator, not `.` or `..`), has no
-    control character nor undecodable byte, is NFC, and fits the bound; `.gitattributes`
-    stays `.gitattributes`. Anything else gets the library's usual treatment.
+    loader; a LoRA's file name is what A1111's `<lora:name>` and a workflow use. A name is
+    kept when it is one component (no separator, not `.` or `..`), has no control character,
+    undecodable byte nor character Windows refuses, does not end in a space or dot, is NFC,
+    and fits the bound; `.gitattributes` stays `.gitattributes`. Anything else gets the
+    library's usual treatment.
     """
     if (
         raw not in ("", ".", "..")
         and "/" not in raw
         and "\\" not in raw
+        and not any(ch in WINDOWS_RESERVED for ch in raw)  # a library on SMB, a Windows app
+        and not raw.endswith((" ", "."))
         and not _LONE_SURROGATE.search(raw)
         and all(unicodedata.category(ch)[0] != "C" for ch in raw)
         and unicodedata.normalize("NFC", raw) == raw

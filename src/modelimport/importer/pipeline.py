@@ -920,11 +920,18 @@ def _stage_files(
 
 
 def _library_name(original: str, number: int, used: set[str], in_bundle: bool) -> str:
-    """The file's path inside the model directory: each component of its relative path
-    sanitised (an untrusted name never leaves the directory), numbered if two collide. A
-    bundle's names are kept exactly where safe: its loader finds its files by name."""
-    clean = keep_or_sanitize_component if in_bundle else sanitize_component
-    safe = [clean(part, fallback=f"file-{number}") for part in original.split("/")]
+    """The file's path inside the model directory, numbered if two collide. Names are kept
+    exactly where safe, as people and apps know them (A1111's `<lora:name>`, a workflow's
+    file name, a set's index json naming its shards, a bundle's loader finding its files);
+    an unsafe component (a separator, `..`, a control character, a character Windows
+    refuses) is sanitised, so an untrusted name never leaves the directory. Outside a
+    bundle, a name starting with a dot is sanitised too (it would be hidden from apps)."""
+    safe = [
+        sanitize_component(part, fallback=f"file-{number}")
+        if not in_bundle and part.startswith(".")
+        else keep_or_sanitize_component(part, fallback=f"file-{number}")
+        for part in original.split("/")
+    ]
     name = "/".join(safe)
     if name in used or any(name.startswith(u + "/") for u in used):
         safe[-1] = f"{number}-{safe[-1]}"
