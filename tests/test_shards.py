@@ -108,3 +108,17 @@ def test_shards_command_counts_shards_without_the_index(tmp_path: Path):
     )
     assert group["index_file"] == "model.safetensors.index.json"
     assert "2 of 3" in run_cli("shards", tmp_path / "hf").stdout
+
+
+def test_a_set_keeps_the_shard_names_its_index_lists(tmp_path: Path):
+    """`My Model-00001-of-00002.safetensors`: the index json names each shard; a renamed
+    shard (spaces made dashes) would leave the set unloadable."""
+    from cli import run_cli
+
+    make_sharded_safetensors(tmp_path / "dl", total=2, stem="My Model")
+    run = run_cli("--library", tmp_path / "lib", "import", tmp_path / "dl", "--yes", "--json",
+                  "--offline")  # fmt: skip
+    [result] = run.json["results"]
+    model = tmp_path / "lib" / result["model_id"]
+    index = json.loads((model / "My Model.safetensors.index.json").read_text())
+    assert all((model / shard).is_file() for shard in set(index["weight_map"].values()))
