@@ -663,3 +663,29 @@ def test_links_of_an_app_dropped_from_the_config_by_hand_are_pruned_by_a_full_sy
         ("removed", str(dropped))
     ]
     assert not os.path.lexists(dropped) and (other / "models/loras").is_dir()
+
+
+def test_two_loras_named_alike_with_sidecars_are_linked_with_their_sidecars(
+    tmp_path: Path, lib: Path, comfy: Path
+) -> None:
+    """The second twin.safetensors is linked under its model's name, and its sidecars under
+    the same new stem, so the app still pairs its preview and info with it."""
+    mi(lib, "apps", "add", "comfy", comfy, "--kind", "comfyui")
+    for folder, fill in (("a", b"\x01"), ("b", b"\x09")):
+        models.sdxl_lora(tmp_path / "src" / folder / "twin.safetensors", fill=fill)
+        (tmp_path / "src" / folder / "twin.civitai.info").write_text(f'{{"from": "{folder}"}}')
+        (tmp_path / "src" / folder / "twin.preview.png").write_bytes(b"\x89PNG" + fill)
+    run = mi(lib, "import", tmp_path / "src", "--yes", "--json")
+    results = [r for r in run.json["results"] if r["status"] == "imported"]
+    assert len(results) == 2
+    for r in results:
+        assert {c["action"] for c in r["links"]} == {"created"}, r["links"]
+        stems = {Path(c["link_path"]).name.split(".")[0] for c in r["links"]}
+        assert len(stems) == 1, r["links"]  # the file and its sidecars share one stem
+        for change in r["links"]:
+            name = Path(change["link_path"]).name
+            ending = name[len(name.split(".")[0]):]  # .safetensors, .civitai.info, ...
+            assert_relative_link_to(Path(change["link_path"]),
+                                    lib / r["model_id"] / ("twin" + ending))
+    assert mi(lib, "sync").code == 0 and mi(lib, "check").code == 0
+    assert "not linked" not in mi(lib, "status").stdout

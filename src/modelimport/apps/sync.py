@@ -23,7 +23,7 @@ import contextlib
 import os
 import sqlite3
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ from modelimport.errors import ModelImportError, UsageError
 from modelimport.events import ProgressEvent, ProgressSink, Stage, ignore_progress
 from modelimport.library import index
 from modelimport.library.layout import Library
+from modelimport.names import MODEL_EXTENSIONS
 
 # Actions, as reports and --json name them.
 CREATED, REPAIRED, REMOVED, ADOPTED, FORGOTTEN, SKIPPED, FAILED = (
@@ -234,24 +235,49 @@ def _assign_paths(
         keeper = next((link for link in links if link.model_id == holder), links[0])
         wanted[path] = keeper
         losers += [(link, keeper.model_id) for link in links if link is not keeper]
+    lost: dict[str, list[DesiredLink]] = {}
+    for link, _ in losers:
+        lost.setdefault(link.model_id, []).append(link)
+    def free(alt: DesiredLink) -> bool:
+        return (
+            alt.link_path not in claims
+            and alt.link_path not in wanted
+            and not _held_by_other(db, registered.get(alt.link_path), alt.model_id)
+        )
+
     for link, owner in losers:
         renamed = None
         if link_count[link.model_id] == 1:
+            renamed = next((alt for alt in plan_renamed(link) if free(alt)), None)
+        elif len(lost[link.model_id]) == link_count[link.model_id]:
+            # A file with its sidecars (twin.safetensors, twin.civitai.info, twin.preview.png)
+            # lost every name: renamed together, so the app still pairs them by stem.
             renamed = next(
-                (
-                    alt
-                    for alt in plan_renamed(link)
-                    if alt.link_path not in claims
-                    and alt.link_path not in wanted
-                    and not _held_by_other(db, registered.get(alt.link_path), link.model_id)
-                ),
-                None,
+                (alt for alt in _renamed_with_stem(link, lost[link.model_id]) if free(alt)), None
             )
         if renamed is None:
             report.add(_skip(link, f"the link of {owner} has this name"))
             continue
         wanted[renamed.link_path] = renamed
     return wanted
+
+
+def _renamed_with_stem(link: DesiredLink, group: list[DesiredLink]) -> list[DesiredLink]:
+    """`link`'s other names when its model's links are one file and its sidecars, all in one
+    folder and named after the file's stem: the file's renamed stem, with each sidecar's own
+    ending (twin-2.civitai.info beside twin-2.safetensors). [] for any other group (a split
+    set, whose names tie its parts together, is not renamed)."""
+    weights = [g for g in group if g.link_path.suffix.lower() in MODEL_EXTENSIONS]
+    if len(weights) != 1 or any(g.link_path.parent != link.link_path.parent for g in group):
+        return []
+    stem = weights[0].link_path.stem
+    if not all(g.link_path.name.startswith(stem) for g in group):
+        return []
+    ending = link.link_path.name[len(stem):]
+    return [
+        replace(link, link_path=link.link_path.with_name(alt.link_path.stem + ending))
+        for alt in plan_renamed(weights[0])
+    ]
 
 
 def _kept_renamed(
