@@ -689,3 +689,12 @@ def test_two_loras_named_alike_with_sidecars_are_linked_with_their_sidecars(
                                     lib / r["model_id"] / ("twin" + ending))
     assert mi(lib, "sync").code == 0 and mi(lib, "check").code == 0
     assert "not linked" not in mi(lib, "status").stdout
+
+
+def test_an_app_folder_inside_the_library_is_refused(tmp_path: Path, lib: Path) -> None:
+    inside = lib / "my-app"
+    inside.mkdir(parents=True)
+    run = mi(lib, "apps", "add", "inlib", inside, "--kind", "folder", "--map", "lora=l")
+    assert run.code == 2, run.stderr
+    assert "is inside the library" in run.stderr and len(run.stderr.strip().splitlines()) == 1
+    assert "inlib" not in mi(lib, "apps", "list").stdout

@@ -37,9 +37,10 @@ def test_each_command_shows_only_the_options_it_uses():
     lookup = _options(_help("lookup"))  # lookup never opens a library nor asks
     assert "--offline" in lookup and "--library" not in lookup and "--yes" not in lookup
     assert {"--move", "--yes", "--quiet", "--offline"} <= _options(_help("import"))
-    # The app commands use the same mechanism: the registry needs no library, sync and
-    # remove do; only remove asks, so only it takes --yes.
-    assert _options(_help("apps add")) == {"--kind", "--map", "--subfolders", "--json", "--help"}
+    # The app commands use the same mechanism: apps add checks the folder is outside the
+    # library, sync and remove work on it; only remove asks, so only it takes --yes.
+    assert _options(_help("apps add")) == {
+        "--kind", "--map", "--subfolders", "--library", "--json", "--help"}
     assert _options(_help("apps list")) == {"--json", "--help"}
     assert _options(_help("apps remove")) == {"--unlink", "--library", "--json", "--help"}
     assert _options(_help("sync")) == {"--app", "--dry-run", "--library", "--json", "--verbose",

@@ -38,7 +38,7 @@ Examples:
 
 
 @apps_app.command("add", epilog=ADD_EXAMPLES)
-@global_options("json")
+@global_options("library", "json")
 def apps_add(
     opts: GlobalOptions,
     name: Annotated[str, typer.Argument(metavar="NAME", help="A name for this app (e.g. comfy).")],
@@ -80,6 +80,7 @@ def apps_add(
     once; to change an app, `apps remove NAME --unlink` it and add it again.
     """
     from modelimport.apps.targets import SUBFOLDER_MODES, AppTarget, add_target, parse_mappings
+    from modelimport.config import resolve_library_root
 
     out = Output(opts.json, opts.verbose)
     if subfolders not in SUBFOLDER_MODES:
@@ -87,6 +88,12 @@ def apps_add(
     target = AppTarget(
         name, kind.lower(), path.expanduser().resolve(), subfolders, parse_mappings(mapping or [])
     )
+    library = resolve_library_root(opts.library).resolve()
+    if target.path == library or library in target.path.parents:
+        # Its links would be files in the library that no model lists (check would adopt
+        # them as copies); an app's folder is outside the library.
+        raise UsageError(f"{target.path} is inside the library ({library}); an app's folder "
+                         "must be outside it.")
     config = add_target(target)
     data = {"config": str(config), "app": target.to_json()}
     out.result(
