@@ -92,6 +92,8 @@ def test_check_repair_adopts_a_hand_dropped_model_file(tmp_path: Path):
     [problem] = run.json["problems"]
     assert problem["kind"] == "stray_model_file"
     assert problem["path"] == str(dropped)
+    human = run_cli("--library", lib, "check").stdout
+    assert "[repairable]" in human and "fixes those marked [repairable]" in human, human
 
     repaired = run_cli("--library", lib, "check", "--repair", "--json")
     assert repaired.code == 0, repaired.stdout

@@ -115,6 +115,9 @@ def test_mark_manual_and_undo(tmp_path: Path):
     meta_path = lib / r["model_id"] / "metadata.json"
     assert run_cli("--library", lib, "mark-manual", r["model_id"]).code == 0
     assert json.loads(meta_path.read_text())["match_source"] == "manual"
+    # Not pending for list, and show agrees: a person's record, not a lookup waiting.
+    shown = run_cli("--library", lib, "show", r["model_id"]).stdout
+    assert "trust: manual" in shown and "lookup pending" not in shown, shown
     undo = run_cli("--library", lib, "mark-manual", r["model_id"], "--undo", "--json")
     assert undo.code == 0 and undo.json["results"][0]["status"] == "unmarked"
     assert json.loads(meta_path.read_text())["match_source"] == "auto"

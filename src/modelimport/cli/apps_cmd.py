@@ -361,7 +361,8 @@ def _render_show(console: Console, data: dict[str, Any]) -> None:
     p(f"{data['model_id']}", markup=False)
     p(f"  path: {data['path']}", markup=False)
     trust = data["trust_level"] or (
-        "lookup pending" if record.get("pending_online_lookup") else "-"
+        "manual (a person's record; not looked up)" if record.get("match_source") == "manual"
+        else "lookup pending" if record.get("pending_online_lookup") else "-"
     )
     p(f"  trust: {trust}", markup=False)
     if record.get("unsafe_pickle"):  # imported only because --allow-unsafe-pickle was given

@@ -501,7 +501,7 @@ def check(
     listed file is there with its size, no import is left in staging, no stray files, and
     every app link resolves. Exit 1 when something is off.
     """
-    from modelimport.library.integrity import check_library
+    from modelimport.library.integrity import REPAIRABLE, check_library
 
     out = Output(opts.json, opts.verbose)
     opened = open_for(opts, out, create=False, read_only_ok=True)
@@ -510,6 +510,8 @@ def check(
     def render(console: Console) -> None:
         for p in data["problems"]:
             line = p["message"] + (f" {p['repair'].capitalize()}." if p["repair"] else "")
+            if not repair and REPAIRABLE.get(p["kind"]):
+                line += " [repairable]"
             console.print(("repaired: " if p["repaired"] else "problem: ") + line, markup=False)
         if data["ok"]:
             fixed = len(data["problems"])
@@ -520,7 +522,8 @@ def check(
         else:
             console.print(
                 f"{data['remaining']} problem(s) in {data['library']}"
-                + ("." if repair else " (check --repair fixes those marked repairable).")
+                + ("." if repair or not any(REPAIRABLE.get(p["kind"]) for p in data["problems"])
+                   else " (check --repair fixes those marked [repairable]).")
             )
 
     out.result(data, render)
