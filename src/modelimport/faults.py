@@ -46,7 +46,9 @@ def fault_point(point: str, value: int = 0) -> None:
             with open(marker, "w") as fh:
                 fh.write(point)
         while action == "hang":
-            time.sleep(3600)
+            # Short sleeps, as a busy process would be: the kernel may hand a Ctrl-C to any
+            # thread, and only the main thread's next bytecode, not a long sleep, notices it.
+            time.sleep(0.05)
         while marker and os.path.exists(marker):
             time.sleep(0.01)
         del plan[point]  # a pause happens once
