@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from modelimport.cli.app import app
-from modelimport.cli.common import complete_model_id, human_size, open_for
+from modelimport.cli.common import ModelIdsArg, complete_model_id, human_size, open_for
 from modelimport.cli.options import GlobalOptions, flag, global_options
 from modelimport.cli.output import Output
 from modelimport.errors import UsageError
@@ -256,14 +256,7 @@ Examples:
 @global_options("library", "json", "yes")
 def remove_command(
     opts: GlobalOptions,
-    model_ids: Annotated[
-        list[str],
-        typer.Argument(
-            metavar="MODEL_ID",
-            help="Model ids (type/family/slug, as `list` shows them).",
-            autocompletion=complete_model_id,
-        ),
-    ],
+    model_ids: ModelIdsArg,
     keep_files: Annotated[
         bool,
         flag(

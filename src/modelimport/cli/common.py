@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.text import Text
@@ -152,3 +152,14 @@ def complete_model_id(ctx: typer.Context, incomplete: str) -> list[str]:
     except Exception:  # noqa: BLE001 - completion must never break the shell
         return []
     return [r[0] for r in rows]
+
+
+# The MODEL_ID... argument of commands acting on library models (remove, mark-manual).
+ModelIdsArg = Annotated[
+    list[str],
+    typer.Argument(
+        metavar="MODEL_ID",
+        help="Model ids (type/family/slug, as `list` shows them).",
+        autocompletion=complete_model_id,
+    ),
+]

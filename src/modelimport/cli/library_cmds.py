@@ -11,6 +11,7 @@ from rich.table import Table
 
 from modelimport.cli.app import app
 from modelimport.cli.common import (
+    ModelIdsArg,
     aligned_columns,
     complete_model_id,
     human_size,
@@ -131,14 +132,7 @@ MARK_EXAMPLES = """Examples:
 @global_options("library", "json")
 def mark_manual(
     opts: GlobalOptions,
-    model_ids: Annotated[
-        list[str],
-        typer.Argument(
-            metavar="MODEL_ID",
-            help="Model ids (type/family/slug, as `list` shows them).",
-            autocompletion=complete_model_id,
-        ),
-    ],
+    model_ids: ModelIdsArg,
     undo: Annotated[
         bool, flag("--undo", help="Make the models automatic again (retry-pending may update).")
     ] = False,

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import re
 import sqlite3
@@ -131,7 +132,12 @@ class PlannedModel:
             self.lookup = batch.result(index)
             self.lookup_ticket = None
     description: BundleDescription | None = None  # what a bundle's config files say
-    probe_facts: list[FileFacts] = field(default_factory=list)  # the files the probe read
+
+    @functools.cached_property
+    def lookup_request(self) -> Any:
+        """What the identity sources are asked about this model (built once: the Hub's
+        lookup and the content sources' `asks_about` both need it)."""
+        return _lookup_request(self)
 
     @property
     def sources(self) -> list[str]:
@@ -240,7 +246,7 @@ def plan_import(
     if hub_session is not None and not options.offline and plan.models:
         from modelimport.identify.batch import LookupBatch
 
-        requests = [_lookup_request(planned) for planned in plan.models]
+        requests = [planned.lookup_request for planned in plan.models]
         plan.lookups = LookupBatch(hub_session, requests, budget_s=options.lookup_budget)
         for index, planned in enumerate(plan.models):
             planned.lookup_ticket = (plan.lookups, index)
@@ -377,7 +383,6 @@ def _plan_model(group: ModelFiles) -> PlannedModel:
         name=model_name_for(group.files[0]) if is_generic_name(group.files[0].name) else probe.name,
         model_type=probe.model_type,
         family=probe.family,
-        probe_facts=facts,
     )
 
 
@@ -408,7 +413,6 @@ def _plan_bundle(group: ModelFiles) -> PlannedModel:
     )
     probe = probe_model(probe_facts, display_name=probe_facts[0].path.name)
     facts = _without_tensor_tables(facts)
-    probe_facts = [f for f in facts if any(f.path == read.path for read in probe_facts)]
     description = describe_bundle(bundle)
     return PlannedModel(
         group=group,
@@ -419,7 +423,6 @@ def _plan_bundle(group: ModelFiles) -> PlannedModel:
         model_type=description.model_type or probe.model_type,
         family=description.family or probe.family,
         description=description,
-        probe_facts=probe_facts,
     )
 
 
@@ -643,9 +646,8 @@ def execute_plan(
         while plan.models:
             planned = plan.models.pop()
             if awaiting:
-                request = _lookup_request(planned)
                 planned.awaiting_sources = tuple(
-                    s.name for s in content_sources if s.asks_about(request)
+                    s.name for s in content_sources if s.asks_about(planned.lookup_request)
                 )
             result = import_model(planned, library, db, options, progress)
             if hub_session is not None and result.status == IMPORTED:
