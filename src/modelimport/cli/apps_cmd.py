@@ -81,6 +81,7 @@ def apps_add(
     """
     from modelimport.apps.targets import SUBFOLDER_MODES, AppTarget, add_target, parse_mappings
     from modelimport.config import resolve_library_root
+    from modelimport.library.layout import is_within
 
     out = Output(opts.json, opts.verbose)
     if subfolders not in SUBFOLDER_MODES:
@@ -88,8 +89,8 @@ def apps_add(
     target = AppTarget(
         name, kind.lower(), path.expanduser().resolve(), subfolders, parse_mappings(mapping or [])
     )
-    library = resolve_library_root(opts.library).resolve()
-    if target.path == library or library in target.path.parents:
+    library = resolve_library_root(opts.library)
+    if is_within(target.path, library):
         # Its links would be files in the library that no model lists (check would adopt
         # them as copies); an app's folder is outside the library.
         raise UsageError(f"{target.path} is inside the library ({library}); an app's folder "

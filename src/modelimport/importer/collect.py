@@ -24,6 +24,7 @@ from pathlib import Path
 from modelimport.bundles import Bundle, detect_bundle, read_bundle
 from modelimport.bundles.sidecars import model_stem, sidecar_owner_stem, sidecars_of
 from modelimport.importer.shards import INDEX_SUFFIX, parse_shard_name
+from modelimport.library.layout import is_within
 from modelimport.names import MODEL_EXTENSIONS
 
 SKIPPED_DIR_NAMES = {".modelimport", ".git", "__pycache__"}
@@ -59,7 +60,7 @@ def collect_paths(paths: list[Path], exclude: Path | None = None) -> Collected:
     out = Collected()
     seen_files: set[tuple[int, int]] = set()
     excluded = _identity(exclude) if exclude is not None else None
-    library_root = _resolved(exclude) if exclude is not None else None
+    library_root = exclude
     named_sidecars: list[tuple[Path, Path]] = []
     for given in paths:
         try:
@@ -138,19 +139,6 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino)
 
 
-def _resolved(path: Path) -> Path | None:
-    try:
-        return path.resolve()
-    except OSError:
-        return None
-
-
-def _inside(path: Path, root: Path) -> bool:
-    """Does `path`, its links followed, lead to `root` or below it?"""
-    target = _resolved(path)
-    return target is not None and (target == root or root in target.parents)
-
-
 def _walk(
     folder: Path,
     out: Collected,
@@ -186,7 +174,7 @@ def _walk(
     for entry, st in listed:
         path = Path(entry.path)
         ident = (st.st_dev, st.st_ino)
-        if library_root is not None and entry.is_symlink() and _inside(path, library_root):
+        if library_root is not None and entry.is_symlink() and is_within(path, library_root):
             # An app's link to a library model (what `sync` makes): that model is imported
             # already. Walked, its files would be copied into a second model, and `--move`
             # would take them out of the library.

@@ -25,7 +25,7 @@ from typing import Any
 
 from modelimport.events import ProgressEvent, ProgressSink, Stage, ignore_progress
 from modelimport.faults import fault_point
-from modelimport.library.layout import Library
+from modelimport.library.layout import Library, is_within
 
 
 @dataclass
@@ -57,7 +57,7 @@ def delete_originals(
             for source in result.sources:
                 reason = (
                     f"it is the library's own file (of {result.model_id})"
-                    if _in_library(library, source)
+                    if is_within(source, library.root)
                     else f"already in the library as {result.model_id} before this run, "
                     "which did not copy it; delete it yourself if you do not need it"
                 )
@@ -104,15 +104,6 @@ def delete_originals(
         "refused": sum(o.refused for o in originals),
         "freed_bytes": sum(o.freed for o in originals),
     }
-
-
-def _in_library(library: Library, path: str) -> bool:
-    root = library.root.resolve()
-    try:
-        resolved = Path(path).resolve()
-    except OSError:
-        return False
-    return resolved == root or root in resolved.parents
 
 
 def _size(path: str) -> int:
@@ -170,7 +161,7 @@ def _source_problem(
         return "it is no longer there"
     if path.is_symlink():
         return "it is a symlink (the file behind it belongs to someone else)"
-    if _in_library(library, str(path)):
+    if is_within(path, library.root):
         return "it is inside the library"
     if (st.st_size, st.st_mtime_ns) != (source.get("size"), source.get("mtime_ns")):
         return "it changed since it was read (size or modification time)"

@@ -51,7 +51,7 @@ from modelimport.importer.collect import collect_paths
 from modelimport.importer.shards import ModelFiles, group_bundle, group_files
 from modelimport.library import index, staging
 from modelimport.library.ids import model_slug, unique_model_id
-from modelimport.library.layout import METADATA_NAME, Library, fsync_dir
+from modelimport.library.layout import METADATA_NAME, Library, fsync_dir, is_within
 from modelimport.library.metadata import new_record, now_iso, resolve_fields, set_candidate
 from modelimport.names import (
     clean_model_name,
@@ -300,12 +300,9 @@ def _models_holding(library: Library, path: Path) -> list[str] | None:
     second one (and `--move` would take it apart). None for a path outside the library, and
     for one inside it that holds no model (a file or folder dropped there by hand), which is
     imported like any other (`check --repair` adopts such files so)."""
-    try:
-        resolved, root = path.resolve(), library.root.resolve()
-    except OSError:
+    if not is_within(path, library.root):
         return None
-    if resolved != root and root not in resolved.parents:
-        return None
+    resolved, root = path.resolve(), library.root.resolve()
     for folder in (resolved, *resolved.parents):
         if folder == root:
             break

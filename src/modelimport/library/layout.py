@@ -66,6 +66,17 @@ def _umask() -> int:
     return mask
 
 
+def is_within(path: Path | str, root: Path) -> bool:
+    """Does `path`, its links followed, lead to `root` or below it? (False if it cannot be
+    resolved.) What keeps the library's own files from being taken as new sources, deleted
+    as originals, or made an app's folder."""
+    try:
+        target, base = Path(path).resolve(), root.resolve()
+    except OSError:
+        return False
+    return target == base or base in target.parents
+
+
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
