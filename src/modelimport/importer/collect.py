@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelimport.bundles import Bundle, detect_bundle, read_bundle
+from modelimport.bundles.detect import HF_CACHE_REPO_FOLDER
 from modelimport.bundles.sidecars import model_stem, sidecar_owner_stem, sidecars_of
 from modelimport.importer.shards import INDEX_SUFFIX, parse_shard_name
 from modelimport.library.layout import is_within
@@ -31,7 +31,6 @@ SKIPPED_DIR_NAMES = {".modelimport", ".git", "__pycache__"}
 # The Hugging Face cache keeps a repo as models--<org>--<name>/ with snapshots/<commit>/ (the
 # files, as symlinks) beside its own storage: blobs/ (what the links point to), refs/ and
 # .no_exist/. Only the snapshots are models; the storage is left out once, not file by file.
-HF_CACHE_REPO = re.compile(r"models--.+--.+")
 HF_CACHE_STORAGE = {"blobs", "refs", ".no_exist"}
 
 
@@ -168,7 +167,7 @@ def _walk(
     if found is not None:
         out.bundles.append(read_bundle(folder, *found, exclude=excluded))
         return
-    cache_repo = "snapshots" in dir_names and HF_CACHE_REPO.fullmatch(folder.name) is not None
+    cache_repo = "snapshots" in dir_names and bool(HF_CACHE_REPO_FOLDER.fullmatch(folder.name))
     candidates = {name for name in file_names if is_candidate_name(name)}
     owners = {model_stem(name): name for name in sorted(candidates, reverse=True)}
     for entry, st in listed:
