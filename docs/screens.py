@@ -5,7 +5,7 @@
 Runs the real CLI on a pseudo-terminal (100 x 30) in a temporary folder, feeds what it
 prints into a terminal emulator (pyte) and prints the screen at three moments: the review
 (waiting for an answer), the progress (while a large file is copied) and the summary (when
-the import has ended). Paste the output into README.md.
+the import has ended). Paste the output into docs/importing.md.
 """
 
 from __future__ import annotations
