@@ -345,7 +345,7 @@ def _check_policies(planned: PlannedModel, options: ImportOptions) -> None:
             )
         if planned.probe.unsafe_pickle and not options.allow_unsafe_pickle:
             raise InvalidModelFile(
-                f"{root} holds a pickle that imports code-executing globals; "
+                f"{root} holds a pickle that {_pickle_refusal(planned.probe)}; "
                 "pass --allow-unsafe-pickle to import it anyway."
             )
         return
@@ -356,10 +356,17 @@ def _check_policies(planned: PlannedModel, options: ImportOptions) -> None:
         )
     if planned.probe.unsafe_pickle and not options.allow_unsafe_pickle:
         raise InvalidModelFile(
-            f"{group.display_name} is a pickle that would run code when loaded "
-            f"({', '.join(planned.probe.pickle_dangerous) or 'unvettable globals'}); "
+            f"{group.display_name} is a pickle that {_pickle_refusal(planned.probe)}; "
             "pass --allow-unsafe-pickle to import it anyway."
         )
+
+
+def _pickle_refusal(probe: ModelProbe) -> str:
+    """Why a pickle is refused: what would run code, else what we cannot vouch for."""
+    if probe.pickle_dangerous:
+        return f"would run code when loaded ({', '.join(probe.pickle_dangerous)})"
+    return (f"imports globals this tool does not know to be harmless "
+            f"({', '.join(probe.pickle_unknown) or 'unvettable globals'})")
 
 
 def _plan_model(group: ModelFiles) -> PlannedModel:
