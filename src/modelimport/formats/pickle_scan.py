@@ -29,8 +29,9 @@ from modelimport.formats.pickle_verdict import COMPUTED, resolve_global
 MAX_PICKLE_BYTES = 256 * 1024 * 1024
 MAX_ARGUMENT_BYTES = 64 * 1024 * 1024
 MAX_LINE_BYTES = 64 * 1024
-# A checkpoint costs ~20 opcodes per tensor: 1 M opcodes is 50,000 tensors, beyond any model.
-MAX_OPCODES = 1_000_000
+# A checkpoint costs ~20 opcodes per tensor: 500,000 is 25,000 tensors (SDXL has ~2,500), and
+# scanning that many takes ~2 s here, inside the 5 s a hostile file may cost.
+MAX_OPCODES = 500_000
 MAX_STACK = 100_000
 MAX_MEMO = 500_000
 MAX_NESTING = 1_000
@@ -103,8 +104,10 @@ class BoundedReader:
     """A read-only view of a stream that refuses to go past `limit` bytes in all, refuses any
     single read above MAX_ARGUMENT_BYTES and any text line above MAX_LINE_BYTES."""
 
-    def __init__(self, stream: BinaryIO, limit: int = MAX_PICKLE_BYTES) -> None:
+    def __init__(self, stream: BinaryIO, limit: int = MAX_PICKLE_BYTES,
+                 available: int | None = None) -> None:
         self.stream, self.limit, self.position = stream, limit, 0
+        self.available = available  # the file's size, when known
 
     def tell(self) -> int:
         return self.position
@@ -115,6 +118,9 @@ class BoundedReader:
 
     def _room(self, wanted: int) -> int:
         room = self.limit - self.position
+        if self.available is not None and wanted > self.available - self.position:
+            # pickle.load would fail here too, before doing anything with it
+            raise PickleError(f"an argument of {wanted} bytes runs past the end of the file")
         if wanted > MAX_ARGUMENT_BYTES:
             raise PickleLimit(f"an opcode argument of {wanted} bytes")
         if wanted > room:

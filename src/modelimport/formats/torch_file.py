@@ -133,7 +133,7 @@ def inspect_pickle(path: Path, size: int, require_tensors: bool = True) -> FileF
     `require_tensors=False` scans a pickle that is not a model (a bundle's training_args.bin)."""
     name = path.name
     with open(path, "rb") as fh:
-        reader = BoundedReader(fh)
+        reader = BoundedReader(fh, MAX_PICKLE_BYTES, size)
         first = _scan_stream(name, reader, "its pickle")
         if isinstance(first, PickleError):
             if not first.globals:
@@ -188,15 +188,25 @@ def is_tar(head: bytes) -> bool:
     return stored in (unsigned, signed)
 
 
-def runs_as_pickle(path: Path) -> bool:
-    """Whether `pickle.load` of the file would import or call anything (it reaches a global,
-    or a STOP past at least one opcode), whatever the protocol: such a file must be scanned
-    like a checkpoint, or refused."""
+def runs_as_pickle(path: Path, size: int) -> bool:
+    """Whether `pickle.load` of the file, whatever its protocol, would import a global before
+    it stops or breaks: such a file must be scanned like a checkpoint, or refused. (A pickle
+    of constants only runs nothing.)"""
     with open(path, "rb") as fh:
         try:
-            result = run_pickle(BoundedReader(fh))
+            result = run_pickle(BoundedReader(fh, min(size, MAX_PICKLE_BYTES), size))
         except PickleError as exc:
             return bool(exc.globals)
         except PickleLimit:
             return True  # too big to judge: what torch.load would do with it is unknown
-    return bool(result.globals) or result.opcodes > 1
+    return bool(result.globals)
+
+
+def scan_folder_pickle(path: Path) -> FileFacts | None:
+    """A file of a folder model that no reader claims (any name, any protocol): the facts of
+    its pickle if `pickle.load` of it would import anything, else None. Its loader may
+    `torch.load` it, so it is judged like the model's own weights."""
+    size = path.stat().st_size
+    if not runs_as_pickle(path, size):
+        return None
+    return inspect_pickle(path, size, require_tensors=False)
