@@ -200,5 +200,8 @@ def test_limits_are_clear_refusals():
         run_pickle(io.BytesIO(b"\x80\x02" + b"]" * deep + b"a" * (deep - 1) + b"."))
     with pytest.raises(PickleLimit, match="argument"):
         run_pickle(io.BytesIO(b"\x80\x04\x8e" + (1 << 40).to_bytes(8, "little") + b"."))
+    with pytest.raises(PickleLimit, match="distinct globals"):
+        run_pickle(io.BytesIO(b"\x80\x02" + b"".join(b"cm\nn%d\n0" % i for i in range(10_010))))
+    assert verdict_of(checkpoint_with(b"cm\n" + b"x" * 2000 + b"\n0N"))["verdict"] == "unsafe"
     with pytest.raises(PickleError, match="line"):
         run_pickle(io.BytesIO(b"\x80\x02c" + b"a" * (1 << 17) + b"\n"))

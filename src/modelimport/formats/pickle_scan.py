@@ -26,9 +26,13 @@ from typing import Any, BinaryIO
 from modelimport.formats import TensorInfo
 from modelimport.formats.pickle_verdict import COMPUTED, resolve_global
 
-MAX_PICKLE_BYTES = 256 * 1024 * 1024
-MAX_ARGUMENT_BYTES = 64 * 1024 * 1024
+# What a scan keeps is bounded by what it reads: a data.pkl or a legacy file's pickles are
+# kilobytes to a few MiB (tensor data lives outside them).
+MAX_PICKLE_BYTES = 64 * 1024 * 1024
+MAX_ARGUMENT_BYTES = 16 * 1024 * 1024
 MAX_LINE_BYTES = 64 * 1024
+MAX_GLOBALS = 10_000  # distinct globals; a checkpoint names a few dozen
+MAX_GLOBAL_NAME = 1024  # a longer module or name is not vetted: unsafe
 # A checkpoint costs ~20 opcodes per tensor: 500,000 is 25,000 tensors (SDXL has ~2,500), and
 # scanning that many takes ~2 s here, inside the 5 s a hostile file may cost.
 MAX_OPCODES = 500_000
@@ -45,6 +49,8 @@ STORAGE_DTYPES = {
     "Float8_e4m3fnStorage": "F8_E4M3", "Float8_e5m2Storage": "F8_E5M2",
     "QInt8Storage": "I8", "QUInt8Storage": "U8",
 }
+
+
 @dataclass(frozen=True)
 class Global:
     module: str
@@ -167,7 +173,8 @@ class _Machine:
     def __init__(self) -> None:
         self.stack: list[Any] = []
         self.memo: dict[Any, Any] = {}
-        self.found: list[tuple[str, str]] = []
+        self.found: list[tuple[str, str]] = []  # each global once, in first-use order
+        self.seen: set[tuple[str, str]] = set()
         self.called: set[tuple[str, str]] = set()
         # id of a container -> how deep it nests; containers stay referenced (stack, memo,
         # or a parent) while their id is looked up, and each new one overwrites its entry.
@@ -220,11 +227,16 @@ class _Machine:
         raise PickleError("MARK missing")
 
     def add_global(self, module: Any, name: Any) -> Global:
-        if isinstance(module, str) and isinstance(name, str):
+        if (isinstance(module, str) and isinstance(name, str)
+                and len(module) + len(name) <= MAX_GLOBAL_NAME):
             glob = resolve_global(module, name)
         else:
-            glob = COMPUTED  # built from computed values: cannot be vetted
-        self.found.append(glob)
+            glob = COMPUTED  # built from computed values (or absurdly long): cannot be vetted
+        if glob not in self.seen:
+            if len(self.seen) >= MAX_GLOBALS:
+                raise PickleLimit(f"more than {MAX_GLOBALS:,} distinct globals")
+            self.seen.add(glob)
+            self.found.append(glob)
         return Global(*glob)
 
     def call(self, func: Any, args: Any, invokes: bool = True) -> Any:

@@ -191,13 +191,16 @@ def _reaches_dangerous(glob: tuple[str, str]) -> bool:
     module_parts = module.split(".")
     parts = module_parts + name.split(".")
     for start in (0, *range(len(module_parts), len(parts))):
-        for end in range(start + 1, len(parts) + 1):
+        for end in range(start + 1, min(len(parts), start + _LONGEST_ENTRY) + 1):
             names = DANGEROUS_GLOBALS.get(".".join(parts[start:end]))
             if names == "*":
                 return True
             if isinstance(names, set) and end < len(parts) and parts[end] in names:
                 return True
     return False
+
+
+_LONGEST_ENTRY = max(key.count(".") + 1 for key in DANGEROUS_GLOBALS)
 
 
 def _loader_package(module: str) -> str | None:
