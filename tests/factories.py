@@ -230,11 +230,15 @@ def make_torch_zip(
 
 
 def evil_pickle_bytes(command: str = "echo pwned", stack_global: bool = False) -> bytes:
-    """A pickle that would call os.system(command) if loaded. Only ever written, never loaded."""
+    """A checkpoint (one real tensor) whose "x" entry would be os.system(command) if loaded, as
+    an attacker hides a payload in a working model. Only ever written, never loaded here."""
+    state = torch_state_dict_pickle({"weight": ("F16", [4, 4])})
     if stack_global:  # protocol 4 spelling
         call = b"\x8c\x02os\x8c\x06system\x93"
-        return b"\x80\x04" + call + _p_str(command) + b"\x85R."
-    return b"\x80\x02" + _p_global("os", "system") + _p_str(command) + b"\x85R."
+        state = b"\x80\x04" + state[2:]
+    else:
+        call = _p_global("os", "system")
+    return state[:-2] + _p_str("x") + call + _p_str(command) + b"\x85Ru."
 
 
 def make_evil_pickle(path: Path, stack_global: bool = False) -> Path:

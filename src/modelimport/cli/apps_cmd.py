@@ -361,8 +361,11 @@ def _render_show(console: Console, data: dict[str, Any]) -> None:
     p(f"  trust: {trust}", markup=False)
     if record.get("unsafe_pickle"):  # imported only because --allow-unsafe-pickle was given
         scan = (record.get("file_says") or {}).get("pickle_scan") or {}
-        calls = ", ".join(scan.get("dangerous") or []) or "unvettable globals"
-        p(f"  pickle: UNSAFE, would run code when loaded ({calls})", markup=False)
+        calls = ", ".join(scan.get("dangerous") or [])
+        unknown = ", ".join(scan.get("unknown") or []) or "unvettable globals"
+        p(f"  pickle: UNSAFE, would run code when loaded ({calls})" if calls else
+          f"  pickle: REFUSED by the scan, imports what is not known harmless ({unknown})",
+          markup=False)
     for key in SHOW_FIELDS:
         value = record.get(key)
         if value not in (None, "", [], False):

@@ -103,6 +103,8 @@ PICKLE_VERDICT_TEXT = {
     "safe": "a plain state dict (torch.load(weights_only=True) loads it)",
     "needs_classes": "harmless, importable; a loader needs {classes} "
     "(torch.load(weights_only=True) refuses it)",
+    "unknown": "REFUSED: imports {unknown}, not known to be harmless; import refuses it "
+    "unless --allow-unsafe-pickle",
     "unsafe": "UNSAFE: {dangerous} would run code when loaded; import refuses it unless "
     "--allow-unsafe-pickle",
 }
@@ -135,6 +137,7 @@ def _render(console: Console, reports: list[dict[str, Any]]) -> None:
             text = PICKLE_VERDICT_TEXT[pickle["verdict"]].format(
                 classes=", ".join(pickle["needs_classes"]),
                 dangerous=", ".join(pickle["dangerous"]) or "unvettable globals",
+                unknown=", ".join(pickle.get("unknown", [])),
             )
             console.print(f"  Pickle: {text}", markup=False)
         if report["hub_error"]:

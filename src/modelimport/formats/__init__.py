@@ -63,14 +63,15 @@ class FileFacts:
     tensors: dict[str, TensorInfo] = field(default_factory=dict, repr=False, compare=False)
 
 
-def inspect_file(path: Path) -> FileFacts:
+def inspect_file(path: Path, *, require_tensors: bool = True) -> FileFacts:
     """Validate `path` by content and read its header; raise `InvalidModelFile` if it is not
-    a model file we can import."""
+    a model file we can import. `require_tensors=False` reads a pickle that holds no tensors
+    (a folder model's training_args.bin) for its scan instead of refusing it."""
     path = Path(path)
     try:
         size = path.stat().st_size
         with open(path, "rb") as fh:
-            head = fh.read(8)
+            head = fh.read(TAR_HEADER_BYTES)
     except IsADirectoryError as exc:
         raise InvalidModelFile(f"{path.name} is a folder, not a model file.") from exc
     except PermissionError as exc:
@@ -80,30 +81,39 @@ def inspect_file(path: Path) -> FileFacts:
         raise UnreadableFile(f"{path.name} could not be read ({reason}).") from exc
     if size == 0:
         raise InvalidModelFile(f"{path.name} is empty.")
+    from modelimport.formats.torch_file import is_tar
+
+    if is_tar(head):  # whatever else it parses as, torch.load reads it as a tar
+        raise InvalidModelFile(_TAR.format(name=path.name))
+    head = head[:8]
     if head[:4] == GGUF_MAGIC:
         from modelimport.formats.gguf_file import inspect_gguf
 
-        return inspect_gguf(path, size)
+        return _one_format(inspect_gguf(path, size))
     if head[:4] == ZIP_MAGIC:
         from modelimport.formats.torch_file import inspect_torch_zip
 
-        return inspect_torch_zip(path, size)
+        return inspect_torch_zip(path, size, require_tensors)
     if len(head) >= 2 and head[0] == 0x80 and head[1] in PICKLE_PROTOCOLS:
         from modelimport.formats.safetensors_file import inspect_safetensors
         from modelimport.formats.torch_file import inspect_pickle
 
         # A safetensors header of 640, 896, 1152 or 1408 bytes (plus any multiple of 65536)
         # starts with the same bytes as a pickle: a file that parses as safetensors is one.
+        facts = None
         if len(head) == 8:
             with contextlib.suppress(InvalidModelFile):
-                return inspect_safetensors(path, size, head)
-        return inspect_pickle(path, size)
+                facts = inspect_safetensors(path, size, head)
+        return _one_format(facts) if facts else inspect_pickle(path, size, require_tensors)
     if len(head) == 8:
         from modelimport.formats.safetensors_file import inspect_safetensors
+        from modelimport.formats.torch_file import inspect_pickle, runs_as_pickle
 
         try:
-            return inspect_safetensors(path, size, head)
+            facts = inspect_safetensors(path, size, head)
         except InvalidModelFile:
+            if runs_as_pickle(path, size):  # a protocol 0 or 1 pickle: torch.load reads it
+                return inspect_pickle(path, size, require_tensors)
             text = _text_file(path)
             if text:
                 raise InvalidModelFile(text) from None
@@ -111,7 +121,26 @@ def inspect_file(path: Path) -> FileFacts:
                 # Named like a checkpoint: saying it is "not valid safetensors" would mislead.
                 raise InvalidModelFile(_NOT_A_MODEL.format(name=path.name)) from None
             raise
+        return _one_format(facts)
     raise InvalidModelFile(_text_file(path) or _NOT_A_MODEL.format(name=path.name))
+
+
+TAR_HEADER_BYTES = 512
+_TAR = ("{name} is a tar archive: torch.load would unpickle its members (PyTorch's oldest "
+        "format), which this tool does not import.")
+
+
+def _one_format(facts: FileFacts) -> FileFacts:
+    """`facts`, unless the file also runs as a pickle: `torch.load` of it (named .ckpt) would
+    then unpickle what our reader of the other format never looked at."""
+    from modelimport.formats.torch_file import runs_as_pickle
+
+    if runs_as_pickle(facts.path, facts.size):
+        raise InvalidModelFile(
+            f"{facts.path.name} parses both as {facts.format} and as a pickle; "
+            "a file that is two formats at once is refused."
+        )
+    return facts
 
 
 # Files that sit beside models, by extension -> what to call them once their content has

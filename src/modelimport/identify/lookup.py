@@ -286,6 +286,7 @@ def _pickle_verdict(probe: Any) -> dict[str, Any] | None:
     return {
         "verdict": scan["verdict"],
         "dangerous": scan.get("dangerous", []),
+        "unknown": scan.get("unknown", []),
         "needs_classes": scan.get("needs_classes", []),
         "loader_packages": scan.get("loader_packages", []),
     }

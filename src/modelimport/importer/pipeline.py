@@ -45,6 +45,7 @@ from modelimport.errors import (
 from modelimport.events import ProgressEvent, ProgressSink, Stage, ignore_progress
 from modelimport.faults import fault_point
 from modelimport.formats import GGUF_MAGIC, PICKLE_PROTOCOLS, ZIP_MAGIC, FileFacts, inspect_file
+from modelimport.formats.torch_file import scan_folder_pickle
 from modelimport.hashing import FileDigests, copy_and_hash, fast_hash, hash_file
 from modelimport.identify.batch import LOOKUP_BUDGET_S
 from modelimport.importer.collect import collect_paths
@@ -345,7 +346,7 @@ def _check_policies(planned: PlannedModel, options: ImportOptions) -> None:
             )
         if planned.probe.unsafe_pickle and not options.allow_unsafe_pickle:
             raise InvalidModelFile(
-                f"{root} holds a pickle that imports code-executing globals; "
+                f"{root} holds a pickle that {_pickle_refusal(planned.probe)}; "
                 "pass --allow-unsafe-pickle to import it anyway."
             )
         return
@@ -356,10 +357,17 @@ def _check_policies(planned: PlannedModel, options: ImportOptions) -> None:
         )
     if planned.probe.unsafe_pickle and not options.allow_unsafe_pickle:
         raise InvalidModelFile(
-            f"{group.display_name} is a pickle that would run code when loaded "
-            f"({', '.join(planned.probe.pickle_dangerous) or 'unvettable globals'}); "
+            f"{group.display_name} is a pickle that {_pickle_refusal(planned.probe)}; "
             "pass --allow-unsafe-pickle to import it anyway."
         )
+
+
+def _pickle_refusal(probe: ModelProbe) -> str:
+    """Why a pickle is refused: what would run code, else what we cannot vouch for."""
+    if probe.pickle_dangerous:
+        return f"would run code when loaded ({', '.join(probe.pickle_dangerous)})"
+    return (f"imports globals this tool does not know to be harmless "
+            f"({', '.join(probe.pickle_unknown) or 'unvettable globals'})")
 
 
 def _plan_model(group: ModelFiles) -> PlannedModel:
@@ -408,7 +416,11 @@ def _plan_bundle(group: ModelFiles) -> PlannedModel:
     probe_facts = (
         [f for f in facts if f.path == group.files[0]] if bundle.kind == "gguf-folder" else facts
     )
-    probe = probe_model(probe_facts, display_name=probe_facts[0].path.name)
+    # Every other file that is a pickle counts in the verdict: its loader may torch.load it.
+    weights = set(group.files)
+    companions = [f for b in bundle.files if b.path not in weights
+                  if (f := _bundle_pickle(b.path, bundle.root))]
+    probe = probe_model(probe_facts + companions, display_name=probe_facts[0].path.name)
     facts = _without_tensor_tables(facts)
     description = describe_bundle(bundle)
     return PlannedModel(
@@ -429,7 +441,7 @@ def _inspect_bundle_weights(path: Path, root: Path) -> FileFacts | None:
     checkpoint, safetensors or GGUF must read correctly: a damaged or unscannable one
     rejects the bundle (its pickle could run code, its loader would fail)."""
     if not path.name.lower().endswith((".safetensors", ".gguf", ".bin", ".pt", ".pth", ".ckpt")):
-        return None
+        return _bundle_pickle(path, root)
     try:
         with open(path, "rb") as fh:
             head = fh.read(8)
@@ -443,11 +455,23 @@ def _inspect_bundle_weights(path: Path, root: Path) -> FileFacts | None:
         or path.name.lower().endswith((".safetensors", ".gguf"))
     )
     if not recognised:
-        return None
+        return _bundle_pickle(path, root)  # a protocol 0 or 1 pickle runs on torch.load too
     try:
-        return inspect_file(path)
+        return inspect_file(path, require_tensors=False)
     except InvalidModelFile as exc:
         raise InvalidModelFile(f"{root.name}/{path.relative_to(root).as_posix()}: {exc}") from exc
+
+
+def _bundle_pickle(path: Path, root: Path) -> FileFacts | None:
+    """The scan of a bundle's file that no reader claims, if it is a pickle of any protocol."""
+    try:
+        return scan_folder_pickle(path)
+    except InvalidModelFile as exc:
+        raise InvalidModelFile(f"{root.name}/{path.relative_to(root).as_posix()}: {exc}") from exc
+    except OSError as exc:
+        raise InvalidModelFile(
+            f"{path.relative_to(root)} in {root} could not be read ({exc.strerror or exc})."
+        ) from exc
 
 
 def _bundle_name(root: Path, description: BundleDescription, probe: ModelProbe) -> str:

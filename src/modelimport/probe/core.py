@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from modelimport.formats import FileFacts, TensorInfo
+from modelimport.formats.pickle_verdict import REFUSED_VERDICTS
 from modelimport.names import clean_model_name
 from modelimport.probe.provenance import embedded_repos
 from modelimport.probe.rules import KeyText, first_matching_rule
@@ -33,7 +34,7 @@ from modelimport.probe.tables import (
     REFINABLE_FAMILIES,
 )
 
-PICKLE_VERDICT_ORDER = ("safe", "needs_classes", "unsafe")
+PICKLE_VERDICT_ORDER = ("safe", "needs_classes", "unknown", "unsafe")
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,8 @@ class ModelProbe:
     pickle_needs: tuple[str, ...] = ()
     # Dangerous globals (pickles only): what would run code on load.
     pickle_dangerous: tuple[str, ...] = ()
+    # Globals outside the allowlist that are not known to run code: refused all the same.
+    pickle_unknown: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -117,13 +120,15 @@ def probe_model(files: list[FileFacts], display_name: str | None = None) -> Mode
         name=name,
         file_says=file_says,
         embedded_repos=embedded_repos(first, metadata),
-        unsafe_pickle=bool(pickle_scan and pickle_scan["verdict"] == "unsafe"),
+        # Refused unless --allow-unsafe-pickle: what runs code, and what we cannot vouch for.
+        unsafe_pickle=bool(pickle_scan and pickle_scan["verdict"] in REFUSED_VERDICTS),
         field_sources=sources,
         parameter_count=params,
         pickle_globals=tuple(pickle_scan["globals"]) if pickle_scan else (),
         subtype=subtype,
         pickle_needs=tuple(pickle_scan["needs_classes"]) if pickle_scan else (),
         pickle_dangerous=tuple(pickle_scan["dangerous"]) if pickle_scan else (),
+        pickle_unknown=tuple(pickle_scan.get("unknown", [])) if pickle_scan else (),
     )
 
 
@@ -251,9 +256,9 @@ def _merged_scan(scans: list[dict[str, Any]]) -> dict[str, Any] | None:
     if not scans:
         return None
     verdict = max((s.get("verdict", "unsafe") for s in scans),
-                  key=lambda v: PICKLE_VERDICT_ORDER.index(v) if v in PICKLE_VERDICT_ORDER else 2)
+                  key=lambda v: PICKLE_VERDICT_ORDER.index(v) if v in PICKLE_VERDICT_ORDER else 3)
     merged: dict[str, Any] = {"verdict": verdict}
-    for key in ("globals", "dangerous", "needs_classes", "loader_packages"):
+    for key in ("globals", "dangerous", "unknown", "needs_classes", "loader_packages"):
         merged[key] = sorted({g for s in scans for g in s.get(key, [])})
     return merged
 
