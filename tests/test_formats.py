@@ -121,7 +121,7 @@ def test_header_over_the_cap_is_refused(tmp_path, monkeypatch):
         (b'{"a": {"dtype": "F16", "shape": [-1], "data_offsets": [0, 0]}}', "malformed shape"),
         (b'{"a": {"shape": [2], "data_offsets": [0, 4]}}', "lacks a dtype"),
         (b'{"a": 5}', "not described by a JSON object"),
-        (b"\xff\xfe{}", "not a JSON object"),
+        (b"\xff\xfe{}", "not valid JSON"),
         (b'{"a": {"dtype": "F16", "shape": [2], "data_of\xff": [0, 4]}}', "not valid JSON"),
     ],
 )

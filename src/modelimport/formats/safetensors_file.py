@@ -2,7 +2,7 @@
 
 Only the header is read. A file is judged by its structure first: only once it fails to parse
 as safetensors may its first bytes call it a text page. What the format's own loader
-(`safetensors.safe_open`) refuses, we refuse: a header that does not start with `{`, metadata
+(`safetensors.safe_open`) refuses, we refuse: a header that is not a JSON object, metadata
 that is not strings, an unknown dtype, a shape whose size differs from its byte range, and
 byte ranges that overlap, leave gaps or do not cover the data exactly. The read limits
 (header bytes, JSON values, tensors) are checked before anything of that size is parsed; see
@@ -72,8 +72,6 @@ def _read(path: Path, size: int, head: bytes) -> FileFacts:
     with open(path, "rb") as fh:
         fh.seek(8)
         raw = fh.read(length)
-    if raw[:1] != b"{":  # the loader refuses a header that does not open with "{" at once
-        raise invalid("its header is not a JSON object")
     items = raw.count(b",") + raw.count(b"[") + raw.count(b"{")
     if items > MAX_SAFETENSORS_JSON_ITEMS:
         raise invalid(f"its header holds over {MAX_SAFETENSORS_JSON_ITEMS:,} JSON values, "
