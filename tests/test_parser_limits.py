@@ -151,6 +151,16 @@ def test_more_tensors_than_the_limit_are_refused(tmp_path):
     assert f"{MAX_TENSORS + 1:,} tensors, beyond the limit" in refused(path)
 
 
+def test_tensor_names_beyond_their_budget_are_refused(tmp_path):
+    # 72 names of 128 KiB: 9 MiB of names for the probe to search, in a 9 MiB header.
+    header = {f"{i:03d}" + "n" * (128 << 10): {"dtype": "U8", "shape": [0],
+                                               "data_offsets": [0, 0]} for i in range(72)}
+    path = raw_safetensors(tmp_path / "names.safetensors", header, b"")
+    assert "tensor names take over 8 MiB" in refused(path)
+    gguf = build_gguf(tmp_path / "name.gguf", [ARCH], [(b"w" * 513, [4], F32, 0)], bytes(16))
+    assert "tensor name of 513 bytes is longer than the 512 allowed" in refused(gguf)
+
+
 def test_a_header_of_a_million_json_values_is_refused_unparsed(tmp_path):
     header = {"__metadata__": {"x": "," * 1_100_000},
               "w": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]}}

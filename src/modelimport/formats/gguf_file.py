@@ -30,6 +30,7 @@ from modelimport.formats.limits import (
     MAX_GGUF_TENSOR_NAME_BYTES,
     MAX_KEPT_ARRAY_ITEMS,
     MAX_KEPT_VALUE_CHARS,
+    MAX_TENSOR_NAMES_BYTES,
     MAX_TENSORS,
     KeptMetadata,
 )
@@ -64,12 +65,13 @@ class _Reader:
 
     def __init__(self, fh: BinaryIO, size: int, endian: str) -> None:
         self.fh, self.size, self.endian = fh, size, endian
+        self.pos = fh.tell()  # kept here: fh.tell() is a system call, and this runs per field
         self.walked = 0
         self.cut = 0  # strings kept shorter than the file has them
 
     @property
     def left(self) -> int:
-        return self.size - self.fh.tell()
+        return self.size - self.pos
 
     def walk(self, count: int = 1) -> None:
         self.walked += count
@@ -78,14 +80,19 @@ class _Reader:
                            "(keys, strings and arrays in arrays, tensors), beyond the limit")
 
     def take(self, count: int) -> bytes:
-        if count > self.left:
+        if count > self.size - self.pos:
             raise _Truncated
-        return self.fh.read(count)
+        data = self.fh.read(count)
+        if len(data) != count:  # the file shrank while we read it
+            raise _Truncated
+        self.pos += count
+        return data
 
     def skip(self, count: int) -> None:
-        if count > self.left:
+        if count > self.size - self.pos:
             raise _Truncated
         self.fh.seek(count, 1)
+        self.pos += count
 
     def scalar(self, code: str, width: int) -> Any:
         return struct.unpack(self.endian + code, self.take(width))[0]
@@ -196,7 +203,7 @@ def inspect_gguf(path: Path, size: int) -> FileFacts:
                                f"{MAX_GGUF_KEYS:,}")
             kept, alignment = _read_metadata(reader, kv_count)
             raw_tensors = _read_tensor_infos(reader, tensor_count)
-            header_end = fh.tell()
+            header_end = reader.pos
         except (_Truncated, struct.error) as exc:
             raise InvalidModelFile(
                 f"{name} is a truncated or corrupt GGUF file: a declared length runs past its end."
@@ -249,10 +256,15 @@ def _seen_before(seen: set[int], key: str) -> bool:
 def _read_tensor_infos(reader: _Reader, tensor_count: int) -> list[tuple[str, tuple, int, int]]:
     raw_tensors = []
     names: set[str] = set()
+    names_bytes = 0
     layouts = {n: struct.Struct(f"{reader.endian}{n}QIQ") for n in range(MAX_GGUF_DIMS + 1)}
     for _ in range(tensor_count):
         reader.walk()
         tname = reader.name("a tensor name", MAX_GGUF_TENSOR_NAME_BYTES)
+        names_bytes += len(tname)
+        if names_bytes > MAX_TENSOR_NAMES_BYTES:
+            raise _Refused(f"its tensor names take over {MAX_TENSOR_NAMES_BYTES >> 20} MiB, "
+                           "beyond the limit")
         if tname in names:
             raise _Refused(f"the tensor {tname[:64]!r} appears twice")
         names.add(tname)

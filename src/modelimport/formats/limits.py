@@ -26,6 +26,10 @@ MAX_SAFETENSORS_JSON_ITEMS = 1_000_000
 # machine). The largest real single files hold a few thousand (a sharded model's shards
 # fewer); 65,536 is ten times beyond them.
 MAX_TENSORS = 65_536
+# Bytes of all tensor names of one file together. The probe searches every name with ~100
+# patterns (probe/key_rules.toml), ~0.1 s per MiB of names; real files hold well under 1 MiB
+# (3,000 names of 60 bytes), 8 MiB is 65,536 names of 128 bytes.
+MAX_TENSOR_NAMES_BYTES = 8 * 1024 * 1024
 # GGUF header entries walked one by one: key/value pairs, items of string arrays and nested
 # arrays, tensor infos (arrays of numbers are skipped in one step and not counted). The biggest
 # real headers (a 262,144-token vocabulary and its merges) walk about 1 million; each costs

@@ -22,6 +22,7 @@ from modelimport.formats import FileFacts, TensorInfo
 from modelimport.formats.limits import (
     MAX_SAFETENSORS_HEADER_BYTES,
     MAX_SAFETENSORS_JSON_ITEMS,
+    MAX_TENSOR_NAMES_BYTES,
     MAX_TENSORS,
     KeptMetadata,
 )
@@ -90,6 +91,9 @@ def _read(path: Path, size: int, head: bytes) -> FileFacts:
         raise invalid("its __metadata__ is not a JSON object of strings")
     if len(header) > MAX_TENSORS:
         raise invalid(f"it lists {len(header):,} tensors, beyond the limit of {MAX_TENSORS:,}")
+    if sum(map(len, header)) > MAX_TENSOR_NAMES_BYTES:
+        raise invalid(f"its tensor names take over {MAX_TENSOR_NAMES_BYTES >> 20} MiB, "
+                      "beyond the limit")
     data_size = size - 8 - length
     tensors = {key: _tensor(invalid, key, entry, data_size) for key, entry in header.items()}
     _check_layout(invalid, header, data_size)
