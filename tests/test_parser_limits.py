@@ -194,7 +194,7 @@ def test_a_long_value_is_cut_and_noted(tmp_path):
     path = make_safetensors(tmp_path / "l.safetensors", metadata={"ss_tag_frequency": "t" * 9000})
     facts = inspect_file(path)
     assert len(facts.details["metadata"]["ss_tag_frequency"]) == MAX_KEPT_VALUE_CHARS
-    assert facts.details["metadata_note"] == "1 values cut to 4,096 characters."
+    assert facts.details["metadata_note"] == "1 value cut to 4,096 characters."
 
 
 # --- GGUF: gguf's reader's rules, llama.cpp's, and the limits

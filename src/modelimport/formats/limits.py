@@ -110,7 +110,8 @@ class KeptMetadata:
                          f"(at most {MAX_KEPT_METADATA_ENTRIES} are kept, keys of at most "
                          f"{MAX_KEPT_KEY_CHARS} characters)")
         if self.cut:
-            parts.append(f"{self.cut:,} values cut to {MAX_KEPT_VALUE_CHARS:,} characters")
+            values = "value" if self.cut == 1 else "values"
+            parts.append(f"{self.cut:,} {values} cut to {MAX_KEPT_VALUE_CHARS:,} characters")
         if not parts:
             return None
         sentence = "; ".join(parts)
