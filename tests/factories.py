@@ -23,11 +23,17 @@ def make_safetensors(
     """Write a valid safetensors file: `tensors` maps name -> (dtype, shape).
 
     `fill` patterns the tensor bytes so files with equal headers can still differ;
-    `padding` adds extra bytes to the last tensor's data to reach a wanted size;
+    `padding` adds that many bytes to the file to reach a wanted size, as one more tensor of
+    the last tensor's dtype (data outside every tensor would make the file invalid);
     `header_size` pads the JSON header with spaces to exactly that many bytes (as the
     safetensors writer pads to a multiple of 8).
     """
-    tensors = tensors or {"weight": ("F16", [4, 4])}
+    tensors = dict(tensors or {"weight": ("F16", [4, 4])})
+    header_extra = 0
+    if padding:
+        dtype = list(tensors.values())[-1][0]
+        tensors["padding"] = (dtype, [padding // _DTYPE_SIZES[dtype]])
+        header_extra = padding % _DTYPE_SIZES[dtype]
     header: dict[str, object] = {}
     offset = 0
     for name, (dtype, shape) in tensors.items():
@@ -42,17 +48,15 @@ def make_safetensors(
         assert len(raw) <= header_size, f"header needs {len(raw)} bytes"
         raw += b" " * (header_size - len(raw))
     else:
-        raw += b" " * (-len(raw) % 8)
+        raw += b" " * (-len(raw) % 8 + header_extra)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as fh:
         fh.write(struct.pack("<Q", len(raw)))
         fh.write(raw)
         if fill.strip(b"\x00"):
             fh.write((fill * (offset // len(fill) + 1))[:offset])
-            if padding:
-                fh.write(fill[:1] * padding)
         else:  # zeros: a hole, so real shapes (a 4096 x 32128 embedding) cost no disk
-            fh.truncate(fh.tell() + offset + padding)
+            fh.truncate(fh.tell() + offset)
     return path
 
 

@@ -107,7 +107,7 @@ def test_header_of_2_pow_60_is_refused_without_allocating(tmp_path):
 def test_header_over_the_cap_is_refused(tmp_path, monkeypatch):
     from modelimport.formats import safetensors_file
 
-    monkeypatch.setattr(safetensors_file, "MAX_HEADER_BYTES", 16)
+    monkeypatch.setattr(safetensors_file, "MAX_SAFETENSORS_HEADER_BYTES", 16)
     path = raw_safetensors(tmp_path / "capped.safetensors", b'{"__metadata__": {"a": "bbbbbb"}}')
     assert "limit" in refused(path)
 
@@ -123,6 +123,7 @@ def test_header_over_the_cap_is_refused(tmp_path, monkeypatch):
         (b'{"a": {"shape": [2], "data_offsets": [0, 4]}}', "lacks a dtype"),
         (b'{"a": 5}', "not described by a JSON object"),
         (b"\xff\xfe{}", "not valid JSON"),
+        (b'{"a": {"dtype": "F16", "shape": [2], "data_of\xff": [0, 4]}}', "not valid JSON"),
     ],
 )
 def test_lying_or_broken_safetensors_headers_are_refused(tmp_path, header, expected):

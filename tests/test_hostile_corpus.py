@@ -13,8 +13,17 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
 from cli import cli_env, library_files
 from factories import make_gguf, make_safetensors, torch_state_dict_pickle
+from hostile_headers import (
+    gguf_with_huge_key,
+    gguf_with_huge_strings,
+    gguf_with_many_strings,
+    gguf_with_nested_arrays,
+    safetensors_with_many_metadata,
+    safetensors_with_many_tensors,
+)
 
 MEMORY_LIMIT = 1536 << 20  # address space: far below what trusting any lying size would take
 
@@ -132,3 +141,77 @@ def test_lookup_of_the_hostile_corpus_is_bounded_too(tmp_path: Path):
     )  # fmt: skip
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr and "Internal error" not in proc.stderr
+
+
+# --- headers built to exhaust a reader (issue 19, High 6): each in a batch with two good files
+
+RSS_LIMIT = 300 << 20  # the budget every hostile header is held to (docs/safety.md)
+
+
+# Runs the CLI as its child and writes that child's peak memory to the file named first: a
+# process forked from pytest would count pytest's own memory, held at the fork, as its own.
+MEASURE = """
+import resource, subprocess, sys
+code = subprocess.call([sys.executable, "-m", "modelimport", *sys.argv[2:]])
+with open(sys.argv[1], "w") as out:
+    out.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024))
+sys.exit(code)
+"""
+
+
+def _run_measured(args: list[str], lib: Path) -> tuple[subprocess.CompletedProcess, int]:
+    """Run the CLI; return its result and its peak resident memory in bytes."""
+    peak = lib.parent / "peak-rss"
+    done = subprocess.run(
+        [sys.executable, "-c", MEASURE, str(peak), *args], capture_output=True, text=True,
+        env=cli_env(), stdin=subprocess.DEVNULL, timeout=120,  # a hang guard, not a timing
+    )  # fmt: skip
+    return done, int(peak.read_text())
+
+
+# name -> (writer, whether the file is imported (metadata cut, with a note) or refused)
+HOSTILE_HEADERS = {
+    "nested-arrays.gguf": (gguf_with_nested_arrays, False),
+    "huge-strings.gguf": (gguf_with_huge_strings, True),
+    "huge-key.gguf": (gguf_with_huge_key, False),
+    "million-strings.gguf": (gguf_with_many_strings, False),
+    "many-tensors.safetensors": (safetensors_with_many_tensors, False),
+    "many-metadata.safetensors": (safetensors_with_many_metadata, False),
+    "100k-metadata.safetensors": (lambda p: safetensors_with_many_metadata(p, 100_000), True),
+}
+
+
+@pytest.mark.parametrize("name", HOSTILE_HEADERS)
+def test_a_hostile_header_costs_little_and_spares_the_batch(tmp_path: Path, name: str):
+    write, imported = HOSTILE_HEADERS[name]
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    hostile = write(folder / name)
+    make_safetensors(folder / "good-lora.safetensors", {"lora_unet_x.lora_down.weight":
+                                                        ("F16", [4, 8])})  # fmt: skip
+    make_gguf(folder / "good-llm.gguf")
+    lib = tmp_path / "lib"
+
+    lookup, lookup_rss = _run_measured(["lookup", str(hostile), "--json", "--offline"], lib)
+    assert "Traceback" not in lookup.stderr and "Internal error" not in lookup.stderr
+    assert lookup.returncode == (0 if imported else 1), lookup.stderr[-2000:]
+    assert lookup_rss < RSS_LIMIT, lookup_rss
+
+    batch, batch_rss = _run_measured(["--library", str(lib), "import", str(folder), "--yes",
+                                      "--json", "--offline"], lib)  # fmt: skip
+    assert "Traceback" not in batch.stderr and "Internal error" not in batch.stderr
+    assert batch_rss < RSS_LIMIT, batch_rss
+    results = {os.path.basename(r["sources"][0]): r for r in json.loads(batch.stdout)["results"]}
+    assert results["good-lora.safetensors"]["status"] == "imported"
+    assert results["good-llm.gguf"]["status"] == "imported"
+    if imported:
+        assert batch.returncode == 0 and results[name]["status"] == "imported"
+        record = lib / results[name]["model_id"] / "metadata.json"
+        assert record.stat().st_size < 256 * 1024  # a 100 MB header kept as a few KB
+        assert json.loads(record.read_text())["file_says"]["embedded_metadata_note"]
+    else:
+        assert batch.returncode == 1
+        error = results[name]["error"]
+        assert results[name]["status"] == "rejected" and error.startswith(name), error
+        assert "\n" not in error, error
+        assert any(word in error for word in ("beyond", "limit", "allowed")), error

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from modelimport.formats import FileFacts, TensorInfo
+from modelimport.formats.limits import KeptMetadata
 from modelimport.formats.pickle_verdict import REFUSED_VERDICTS
 from modelimport.names import clean_model_name
 from modelimport.probe.provenance import embedded_repos
@@ -245,10 +246,21 @@ def _name(first: FileFacts, filename: str) -> tuple[str, str]:
 
 
 def _merged_metadata(files: list[FileFacts]) -> dict[str, Any]:
-    merged: dict[str, Any] = {}
+    """Every file's kept metadata in one dict, the first file's value winning, within the same
+    keep limits as one file (a set of 1,000 shards must not multiply them)."""
+    merged = KeptMetadata()
     for facts in files:
-        merged.update(facts.details.get("metadata") or {})
-    return merged
+        for key, value in (facts.details.get("metadata") or {}).items():
+            if key not in merged.entries and merged.wants(key):
+                merged.keep(key, value)
+    return merged.entries
+
+
+def _metadata_note(files: list[FileFacts]) -> str | None:
+    """What the readers left out of the files' metadata, in one sentence per distinct note."""
+    notes = dict.fromkeys(f.details["metadata_note"] for f in files
+                          if f.details.get("metadata_note"))
+    return " ".join(notes) or None
 
 
 def _merged_scan(scans: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -280,6 +292,9 @@ def _file_says(files: list[FileFacts], params: int, metadata: dict[str, Any],
             says[key] = first.details[key]
     if metadata:
         says["embedded_metadata"] = metadata
+    note = _metadata_note(files)
+    if note:
+        says["embedded_metadata_note"] = note
     if pickle_scan:
         says["pickle_scan"] = pickle_scan
     return says
