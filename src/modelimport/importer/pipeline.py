@@ -804,7 +804,7 @@ def import_model(
     bundle = bundle_details(planned.group)
     try:
         txn = staging.begin(library, "move" if options.move else "copy")
-    except OSError as exc:  # a full disk, a library made read-only meanwhile
+    except (OSError, ModelImportError) as exc:  # a full disk, a planted staging folder
         error = _describe_error(exc, item)
         progress(ProgressEvent(Stage.ERROR, item, message=error, key=key))
         return ItemResult(FAILED, planned.sources, error=error, details=bundle)

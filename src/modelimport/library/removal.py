@@ -164,6 +164,8 @@ def move_kept_files(model: Path, kept: Path) -> None:
             continue
         dest = kept / path.relative_to(model)
         dest.parent.mkdir(parents=True, exist_ok=True)
+        if os.path.lexists(dest):  # rename would replace it: whatever is there stays
+            raise FileExistsError(errno.EEXIST, "a file is already there", str(dest))
         try:
             os.rename(path, dest)
         except OSError as exc:
