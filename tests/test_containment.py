@@ -205,3 +205,121 @@ def test_a_link_in_place_of_the_library_meta_folder_stops_recovery(tmp_path: Pat
     run = run_cli("--library", lib, "status")
     assert "Traceback" not in run.stderr
     assert (victim / "staging" / "0123456789abcdef" / "keep").read_text() == "k"
+
+
+# --- files[].name in a hand-edited metadata.json
+
+
+def _plant_name(tmp_path: Path, lib: Path, model_id: str, how: str) -> Path:
+    """Add to the model's metadata.json a file entry that names `secret.txt` outside the
+    library (with its true size and hashes, so only containment can refuse it)."""
+    import hashlib
+
+    import blake3
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("the private bytes")
+    model_dir = lib / model_id
+    if how == "dotdot":
+        name = "../../../../secret.txt"  # <lib>/<type>/<family>/<slug>/ + 4 x ..
+    elif how == "absolute":
+        name = str(secret)
+    else:  # a folder of the model that is a link to a folder outside
+        (model_dir / "sub").symlink_to(tmp_path, target_is_directory=True)
+        name = "sub/secret.txt"
+    data = secret.read_bytes()
+    meta_path = model_dir / "metadata.json"
+    record = json.loads(meta_path.read_text())
+    record["files"].append(
+        {
+            "name": name,
+            "role": "weights",
+            "size": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "blake3": blake3.blake3(data).hexdigest(),
+            "format": "safetensors",
+        }
+    )
+    meta_path.write_text(json.dumps(record))
+    return secret
+
+
+NAMES = ["dotdot", "absolute", "linked_folder"]
+
+
+@pytest.mark.parametrize("how", NAMES)
+def test_verify_never_reads_a_file_named_outside_the_library(tmp_path: Path, how: str):
+    lib, model_id = _library(tmp_path)
+    _plant_name(tmp_path, lib, model_id, how)
+    run = run_cli("--library", lib, "verify", "--json")
+    assert "Traceback" not in run.stderr
+    assert run.code == 1
+    [result] = run.json["results"]
+    assert result["status"] == "corrupted"
+    [bad] = result["files"]
+    assert "not followed" in bad["problem"]
+    assert run.json["summary"]["files"] == 1  # only the real model file was read
+
+
+@pytest.mark.parametrize("how", NAMES)
+def test_check_reports_a_file_named_outside_the_library(tmp_path: Path, how: str):
+    lib, model_id = _library(tmp_path)
+    _plant_name(tmp_path, lib, model_id, how)
+    run_cli("--library", lib, "rescan")  # the index agrees with the edited record
+    run = run_cli("--library", lib, "check", "--json")
+    assert "Traceback" not in run.stderr
+    kinds = {p["kind"] for p in run.json["problems"]}
+    assert "outside_library" in kinds
+    [problem] = [p for p in run.json["problems"] if p["kind"] == "outside_library"]
+    assert "not followed" in problem["message"]
+
+
+@pytest.mark.parametrize("how", NAMES)
+def test_sync_never_links_an_app_to_a_file_named_outside_the_library(tmp_path: Path, how: str):
+    from app_models import sdxl_lora
+
+    lib = tmp_path / "lib"
+    comfy = tmp_path / "ComfyUI"
+    (comfy / "models" / "loras").mkdir(parents=True)
+    assert run_cli("--library", lib, "apps", "add", "comfy", comfy, "--kind", "comfyui").code == 0
+    run = run_cli(
+        "--library", lib, "import", sdxl_lora(tmp_path / "src" / "lora.safetensors"), "--yes",
+        "--json",
+    )  # fmt: skip
+    model_id = run.json["results"][0]["model_id"]
+    secret = _plant_name(tmp_path, lib, model_id, how)
+    synced = run_cli("--library", lib, "sync", "--json")
+    assert "Traceback" not in synced.stderr
+    linked = [p for p in (comfy / "models" / "loras").iterdir()]
+    assert [p.name for p in linked] == ["lora.safetensors"]
+    assert all(os.path.realpath(p) != str(secret) for p in linked)
+    failed = [c for c in synced.json["changes"] if c["action"] == "failed"]
+    assert len(failed) == 1 and "not followed" in failed[0]["reason"]
+
+
+@pytest.mark.parametrize("how", NAMES)
+def test_remove_and_show_never_touch_a_file_named_outside_the_library(
+    tmp_path: Path, how: str
+):
+    lib, model_id = _library(tmp_path)
+    secret = _plant_name(tmp_path, lib, model_id, how)
+    shown = run_cli("--library", lib, "show", model_id, "--json")
+    assert shown.code == 0, shown.stderr
+    [outside] = [f for f in shown.json["files"] if f["path"] is None]
+    assert outside["present"] is False
+    removed = run_cli("--library", lib, "remove", model_id, "--yes", "--json")
+    assert removed.code == 0, removed.stderr
+    assert secret.read_text() == "the private bytes"
+    assert not (lib / model_id).exists()
+
+
+def test_a_model_whose_type_folder_is_a_link_is_not_removed_through_it(tmp_path: Path):
+    lib, model_id = _library(tmp_path)
+    type_dir = lib / model_id.split("/")[0]
+    elsewhere = tmp_path / "elsewhere"
+    os.rename(type_dir, elsewhere)
+    type_dir.symlink_to(elsewhere, target_is_directory=True)
+    removed = run_cli("--library", lib, "remove", model_id, "--yes", "--json")
+    assert "Traceback" not in removed.stderr
+    assert removed.code != 0
+    assert (elsewhere / model_id.split("/", 1)[1] / "metadata.json").is_file()

@@ -74,9 +74,13 @@ def inside(base: Path, name: object, what: str = "") -> Path:
 
 
 def open_inside(base: Path, name: object, what: str = "", flags: int = os.O_RDONLY) -> int:
-    """A descriptor for `inside(base, name)`, opened without following a link at the end (a
-    link swapped in after the check is refused by the kernel, ELOOP)."""
-    path = inside(base, name, what)
+    """A descriptor for `inside(base, name)`; see `open_no_link`."""
+    return open_no_link(inside(base, name, what), flags)
+
+
+def open_no_link(path: Path, flags: int = os.O_RDONLY) -> int:
+    """A descriptor for `path`, which an lstat check found no link: opened without following
+    a link at the end, so a link swapped in after the check is refused by the kernel."""
     try:
         return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
@@ -102,3 +106,11 @@ def planted_folder_problem(path: Path) -> str:
         f"{path} is not a folder modelimport made (a symbolic link or a file is there); "
         "nothing in it is followed or changed. Remove it and run the command again."
     )
+
+
+def model_file(root: Path, model_id: str, name: object) -> Path:
+    """Where file `name` of model `model_id` (as its metadata.json lists it) is, refused
+    (OutsideLibrary) if the name or a folder on the way would lead out of the library: the
+    one check for every `files[].name` joined onto a library path."""
+    what = f"the metadata.json of {model_id}"
+    return inside(inside(root, model_id, what), name, what)

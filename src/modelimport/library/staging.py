@@ -47,6 +47,7 @@ from modelimport.faults import fault_point
 from modelimport.library.contained import (
     OutsideLibrary,
     inside,
+    model_file,
     name_parts,
     open_inside,
     own_folder,
@@ -422,7 +423,7 @@ def _same_bytes(
     the library could have written, and naming a file is no proof we copied it."""
     from modelimport.hashing import blake3_file
 
-    copy = inside(library.root / model_id, staged, f"the journal of {model_id}")
+    copy = model_file(library.root, model_id, staged)
     if not copy.is_file() or copy.stat().st_size != source.stat().st_size:
         return False
     return blake3_file(source) == blake3_of.get(staged) == blake3_file(copy)
