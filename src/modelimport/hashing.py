@@ -113,16 +113,19 @@ def _consume(
 
 
 def _pipeline(
-    source: Path,
+    source: Path | int,
     sinks: list[Callable[[memoryview], None]],
     on_bytes: BytesCallback | None,
 ) -> int:
-    """Read `source` once and feed every chunk to each sink; return the number of bytes.
+    """Read `source` (a path, or a descriptor the caller opened and checked, read from its
+    start and left open) once and feed every chunk to each sink; return the number of bytes.
 
     A file of at most one chunk is handled in the calling thread (three thread start-ups
     would cost more than its hashing); a bigger one gets one thread per sink.
     """
-    with open(source, "rb", buffering=0) as fh:
+    if isinstance(source, int):
+        os.lseek(source, 0, os.SEEK_SET)
+    with open(source, "rb", buffering=0, closefd=not isinstance(source, int)) as fh:
         _advise_sequential(fh.fileno())
         size = os.fstat(fh.fileno()).st_size
         if size <= SMALL_FILE:
@@ -316,17 +319,20 @@ def _set_direct(fd: int, on: bool) -> bool:
 
 
 def copy_and_hash(
-    source: Path, destination: Path, on_bytes: BytesCallback | None = None
+    source: Path | int, destination: Path, on_bytes: BytesCallback | None = None
 ) -> FileDigests:
-    """Copy `source` to a new file `destination` (must not exist), hashing in the same read.
+    """Copy `source` (a path, or a descriptor the caller opened and checked) to a new file
+    `destination` (must not exist), hashing in the same read.
 
     The destination is fsynced before returning, so a later rename publishes whole bytes.
+    Its mode is never wider than the source's: a private (0600) file stays private.
     """
     sha = hashlib.sha256()
     b3 = blake3.blake3()
+    source_mode = os.fstat(source).st_mode if isinstance(source, int) else os.stat(source).st_mode
     # O_DIRECT is set afterwards: on some filesystems open(O_CREAT|O_DIRECT) creates the
     # file and then fails.
-    fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL, copy_mode(source_mode))
     try:
         if CLONE and _clone(source, fd):
             # The clone shares the source's blocks: hashing it is the one read of those bytes.
@@ -339,10 +345,16 @@ def copy_and_hash(
     return FileDigests(size, sha.hexdigest(), b3.hexdigest())
 
 
-def _clone(source: Path, fd: int) -> bool:
+def copy_mode(source_mode: int) -> int:
+    """The mode of a library copy: readable and writable by its owner, readable by group and
+    others only where the source is (then the umask applies, as for any new file)."""
+    return 0o600 | (source_mode & 0o044)
+
+
+def _clone(source: Path | int, fd: int) -> bool:
     """Make the empty file `fd` a copy-on-write clone of `source`; False where unsupported."""
     try:
-        with open(source, "rb", buffering=0) as src:
+        with open(source, "rb", buffering=0, closefd=not isinstance(source, int)) as src:
             fcntl.ioctl(fd, _FICLONE, src.fileno())
     except OSError:
         # EOPNOTSUPP/EINVAL (ext4, tmpfs), EXDEV (another filesystem), anything else: copy.
@@ -379,7 +391,7 @@ class _CloneProgress:
         fault_point("copy.bytes", self.total)
 
 
-def hash_file(path: Path, on_bytes: BytesCallback | None = None) -> FileDigests:
+def hash_file(path: Path | int, on_bytes: BytesCallback | None = None) -> FileDigests:
     """SHA256 and BLAKE3 of a file in one read (used by same-filesystem moves)."""
     sha = hashlib.sha256()
     b3 = blake3.blake3()
@@ -387,9 +399,10 @@ def hash_file(path: Path, on_bytes: BytesCallback | None = None) -> FileDigests:
     return FileDigests(size, sha.hexdigest(), b3.hexdigest())
 
 
-def blake3_file(path: Path, on_bytes: BytesCallback | None = None) -> str:
-    """BLAKE3 of a file, re-read for `verify`: here BLAKE3 is the only work, so its own
-    thread pool hashes each 8 MiB chunk on every core while the next chunk is read."""
+def blake3_file(path: Path | int, on_bytes: BytesCallback | None = None) -> str:
+    """BLAKE3 of a file (a path or an open descriptor), re-read for `verify`: here BLAKE3 is
+    the only work, so its own thread pool hashes each 8 MiB chunk on every core while the
+    next chunk is read."""
     b3 = blake3.blake3(max_threads=blake3.blake3.AUTO)
     _pipeline(path, [b3.update], on_bytes)
     return b3.hexdigest()

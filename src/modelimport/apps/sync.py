@@ -43,6 +43,7 @@ from modelimport.apps.targets import AppsConfigError, AppTarget, load_targets
 from modelimport.errors import ModelImportError, UsageError
 from modelimport.events import ProgressEvent, ProgressSink, Stage, ignore_progress
 from modelimport.library import index
+from modelimport.library.contained import OutsideLibrary, inside
 from modelimport.library.layout import Library
 from modelimport.names import MODEL_EXTENSIONS
 
@@ -211,6 +212,7 @@ def _assign_paths(
     wanted: dict[Path, DesiredLink] = {}
     for model_id, record in records:
         links = desired_links(target, library_root, model_id, record)
+        links = _contained(links, library_root, report)
         link_count[model_id] = len(links)
         for link in links:
             kept = _kept_renamed(db, link, registered) if len(links) == 1 else None
@@ -260,6 +262,26 @@ def _assign_paths(
             continue
         wanted[renamed.link_path] = renamed
     return wanted
+
+
+def _contained(
+    links: list[DesiredLink], library_root: Path, report: SyncReport
+) -> list[DesiredLink]:
+    """The links whose target stays inside the library with no link on the way; the others
+    (a hand-edited metadata.json naming `../../secret.txt`, a folder made a symlink) are
+    reported and never made."""
+    kept = []
+    for link in links:
+        # An absolute name replaced the whole path: it is no longer below the library at all.
+        relative = os.path.relpath(link.target, library_root)
+        try:
+            inside(library_root, relative, f"the metadata.json of {link.model_id}")
+        except OutsideLibrary as exc:
+            path = str(link.link_path)
+            report.add(LinkChange(FAILED, link.app, link.model_id, path, None, reason=str(exc)))
+            continue
+        kept.append(link)
+    return kept
 
 
 def _renamed_with_stem(link: DesiredLink, group: list[DesiredLink]) -> list[DesiredLink]:

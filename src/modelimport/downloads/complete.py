@@ -37,6 +37,7 @@ from modelimport.faults import fault_point
 from modelimport.hashing import FileDigests, fast_hash
 from modelimport.identify.hub.records import CONFIDENCE
 from modelimport.library import index, staging
+from modelimport.library.contained import inside
 from modelimport.library.layout import METADATA_NAME, Library, fsync_dir, write_json_atomic
 from modelimport.library.metadata import now_iso, resolve_fields
 
@@ -361,6 +362,7 @@ def _commit(
         if not fetched:  # another process added them meanwhile
             return record, []
         for f in fetched:
+            inside(model_dir, f.item.dest, f"the files of {model_id}")  # or OutsideLibrary
             if os.path.lexists(model_dir / f.item.dest):
                 raise DownloadFailed(
                     f"{model_dir / f.item.dest} exists but metadata.json does not list it; "

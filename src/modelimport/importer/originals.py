@@ -25,6 +25,7 @@ from typing import Any
 
 from modelimport.events import ProgressEvent, ProgressSink, Stage, ignore_progress
 from modelimport.faults import fault_point
+from modelimport.library.contained import OutsideLibrary, model_file
 from modelimport.library.layout import Library, is_within
 
 
@@ -121,7 +122,10 @@ def _library_copies_intact(
 
     fault_point("originals.reread")
     for entry in files:
-        path = library.root / model_id / entry["name"]
+        try:
+            path = model_file(library.root, model_id, entry["name"])
+        except OutsideLibrary as exc:
+            return str(exc).rstrip(".")
         item, total = f"{model_id}/{entry['name']}", entry.get("size") or 0
 
         def on_bytes(done: int, item: str = item, total: int = total) -> None:

@@ -50,7 +50,9 @@ from modelimport.hashing import FileDigests, copy_and_hash, fast_hash, hash_file
 from modelimport.identify.batch import LOOKUP_BUDGET_S
 from modelimport.importer.collect import collect_paths
 from modelimport.importer.shards import ModelFiles, group_bundle, group_files
+from modelimport.importer.sources import SourceStamp, open_as_reviewed, replaced, stamp_source
 from modelimport.library import index, staging
+from modelimport.library.contained import OutsideLibrary, model_file
 from modelimport.library.ids import model_slug, unique_model_id
 from modelimport.library.layout import METADATA_NAME, Library, fsync_dir, is_within
 from modelimport.library.metadata import new_record, now_iso, resolve_fields, set_candidate
@@ -125,6 +127,8 @@ class PlannedModel:
     awaiting_sources: tuple[str, ...] = ()
     # (LookupBatch, index) while the lookup runs in the background; see `resolve_lookup`.
     lookup_ticket: Any = field(default=None, repr=False)
+    # Each source as collected, before it was read: the copy takes only that very file.
+    stamps: dict[Path, SourceStamp] = field(default_factory=dict, repr=False)
 
     def resolve_lookup(self) -> None:
         """Take this model's lookup result, waiting at most until the batch's budget ends."""
@@ -208,7 +212,9 @@ def plan_import(
     for group in groups:
         progress(ProgressEvent(Stage.IDENTIFYING, group.display_name, key=_key_of(group)))
         try:
+            stamps = {path: stamp_source(path) for path in group.all_paths}
             planned = _plan_model(group)
+            planned.stamps = stamps
             # Duplicates first: a file already in the library is "there", whatever the
             # policies below would say about importing it (re-importing the library itself
             # must not call its incomplete sets and allowed pickles "rejected").
@@ -580,8 +586,8 @@ def _in_library(library: Library, model_id: str, name: str, size: int) -> bool:
     """The index says `model_id` holds the file; is it really there, whole? A file deleted or
     truncated by hand must not make a new copy a "duplicate" that the user then deletes."""
     try:
-        return (library.root / model_id / name).stat().st_size == size
-    except OSError:
+        return model_file(library.root, model_id, name).stat().st_size == size
+    except (OSError, OutsideLibrary):
         return False
 
 
@@ -828,7 +834,7 @@ def import_model(
     bundle = bundle_details(planned.group)
     try:
         txn = staging.begin(library, "move" if options.move else "copy")
-    except OSError as exc:  # a full disk, a library made read-only meanwhile
+    except (OSError, ModelImportError) as exc:  # a full disk, a planted staging folder
         error = _describe_error(exc, item)
         progress(ProgressEvent(Stage.ERROR, item, message=error, key=key))
         return ItemResult(FAILED, planned.sources, error=error, details=bundle)
@@ -908,28 +914,37 @@ def _stage_files(
         if "/" in name:
             staged.parent.mkdir(parents=True, exist_ok=True)
 
-        source_stat = source.stat()
-        # A symlink is never renamed (that would move the link, not the file) nor deleted:
-        # the bytes behind it are copied and both the link and its target stay as they are.
-        rename = options.move and source_stat.st_dev == staging_dev and not source.is_symlink()
-        stage = Stage.HASHING if rename else Stage.COPYING
+        # Opened as reviewed (the same file, no link swapped in) and read from that descriptor.
+        reviewed = planned.stamps.get(source) or stamp_source(source)
+        fd = open_as_reviewed(source, reviewed)
+        try:
+            source_stat = os.fstat(fd)
+            # A symlink is never renamed (that would move the link, not the file) nor deleted:
+            # the bytes behind it are copied and both the link and its target stay as they are.
+            rename = options.move and source_stat.st_dev == staging_dev and not reviewed.is_link
+            stage = Stage.HASHING if rename else Stage.COPYING
 
-        def on_bytes(done: int, base: int = done_before, stage: Stage = stage) -> None:
-            progress(ProgressEvent(stage, item, base + done, total, key=planned.key))
+            def on_bytes(done: int, base: int = done_before, stage: Stage = stage) -> None:
+                progress(ProgressEvent(stage, item, base + done, total, key=planned.key))
 
-        if rename:
-            digests = hash_file(source, on_bytes)
-            txn.record(source, name, moved=True)
-            fault_point("move.before_rename", number + 1)
-            os.rename(source, staged)
-            moved += 1
-            fault_point("move.after_rename", moved)
-            _check_unchanged(source, source_stat, staged.stat(), digests)
-        else:
-            txn.record(source, name, moved=False)
-            fault_point("copy.before_copy", number + 1)
-            digests = copy_and_hash(source, staged, on_bytes)
-            _check_unchanged(source, source_stat, source.stat(), digests)
+            if rename:
+                digests = hash_file(fd, on_bytes)
+                txn.record(source, name, moved=True)
+                fault_point("move.before_rename", number + 1)
+                os.rename(source, staged)
+                moved += 1
+                fault_point("move.after_rename", moved)
+                after = os.lstat(staged)
+                if (after.st_dev, after.st_ino) != (source_stat.st_dev, source_stat.st_ino):
+                    raise replaced(source)  # another file took its place before the rename
+                _check_unchanged(source, source_stat, after, digests)
+            else:
+                txn.record(source, name, moved=False)
+                fault_point("copy.before_copy", number + 1)
+                digests = copy_and_hash(fd, staged, on_bytes)
+                _check_unchanged(source, source_stat, os.fstat(fd), digests)
+        finally:
+            os.close(fd)
         done_before += digests.size
         files.append(_file_entry(planned, source, name, digests))
         sources.append(

@@ -25,6 +25,7 @@ from typing import Any
 from modelimport.errors import UsageError
 from modelimport.faults import fault_point
 from modelimport.library import index
+from modelimport.library.contained import inside
 from modelimport.library.ids import model_slug, unique_model_id
 from modelimport.library.layout import Library, fsync_dir, validate_model_id
 from modelimport.library.maintenance import OpenLibrary
@@ -183,7 +184,9 @@ def refile_record(
 
 def _move_model_dir(library: Library, old_id: str, new_id: str) -> None:
     root = library.root
-    source, dest = root / old_id, root / new_id
+    # Both ends inside the library: a type or family folder made a link would move a folder
+    # from elsewhere in (or the model out).
+    source, dest = inside(root, old_id), inside(root, new_id)
     dest.parent.mkdir(parents=True, exist_ok=True)
     os.rename(source, dest)  # one rename: the model is whole at one place or the other
     fsync_dir(dest.parent)

@@ -28,6 +28,7 @@ from typing import Any
 from modelimport.events import ProgressEvent, ProgressSink, Stage, ignore_progress
 from modelimport.importer.collect import is_candidate_name
 from modelimport.library import index
+from modelimport.library.contained import OutsideLibrary, model_file, open_no_link
 from modelimport.library.layout import META_DIR, METADATA_NAME, Library, write_json_atomic
 from modelimport.library.maintenance import OpenLibrary, _read_record
 from modelimport.library.metadata import now_iso
@@ -58,6 +59,7 @@ REPAIRABLE = {
     "staging_left": False,
     "stray_file": False,
     "model_id_mismatch": False,
+    "outside_library": False,  # a name in metadata.json leads out of the library: not followed
     "app_link": False,
 }
 
@@ -137,10 +139,13 @@ def _check_model_files(
     library: Library, model_id: str, record: dict[str, Any], listed: set[Path]
 ) -> list[Problem]:
     problems = []
-    model_dir = library.root / model_id
     for entry in record.get("files") or []:
         name = entry["name"]
-        path = model_dir / name
+        try:
+            path = model_file(library.root, model_id, name)
+        except OutsideLibrary as exc:
+            problems.append(Problem("outside_library", f"{model_id}: {exc}", model_id))
+            continue
         listed.add(path)
         try:
             size = path.stat().st_size
@@ -224,7 +229,12 @@ def _strays(library: Library, listed: set[Path]) -> list[Problem]:
             inside = next((d for d in model_dirs if d == here or d in here.parents), None)
             if name.startswith(f".{METADATA_NAME}.") and name.endswith(".tmp"):
                 kind, what = "temp_file", "a temporary file left by an interrupted write"
-            elif inside is None and is_candidate_name(name) and path.is_file():
+            elif (
+                inside is None
+                and is_candidate_name(name)
+                and path.is_file()
+                and not path.is_symlink()  # adopting it would copy what it points at
+            ):
                 kind, what = "stray_model_file", "a model file that no model lists"
             else:
                 kind, what = "stray_file", "a file that no model lists"
@@ -386,8 +396,7 @@ def verify_library(
             continue
         bad = []
         for entry in record.get("files") or []:
-            name = entry.get("name")
-            path = library.root / model_id / name
+            name = entry.get("name") if isinstance(entry, dict) else None
             item = f"{model_id}/{name}"
 
             def on_bytes(done: int, item: str = item, total: int = entry.get("size") or 0) -> None:
@@ -395,13 +404,25 @@ def verify_library(
 
             progress(ProgressEvent(Stage.VERIFYING, item, 0, entry.get("size") or 0))
             try:
-                digest = blake3_file(path, on_bytes)
+                fd = open_no_link(model_file(library.root, model_id, name))
+            except OutsideLibrary as exc:
+                bad.append({"name": name, "problem": str(exc)})
+                progress(ProgressEvent(Stage.ERROR, item, message="not followed"))
+                continue
             except OSError as exc:
                 bad.append({"name": name, "problem": f"cannot be read ({exc.strerror or exc})"})
                 progress(ProgressEvent(Stage.ERROR, item, message="unreadable"))
                 continue
+            try:
+                digest = blake3_file(fd, on_bytes)
+                bytes_read += os.fstat(fd).st_size
+            except OSError as exc:
+                bad.append({"name": name, "problem": f"cannot be read ({exc.strerror or exc})"})
+                progress(ProgressEvent(Stage.ERROR, item, message="unreadable"))
+                continue
+            finally:
+                os.close(fd)
             files_read += 1
-            bytes_read += path.stat().st_size
             if digest != entry.get("blake3"):
                 bad.append({"name": name, "problem": "its BLAKE3 differs from metadata.json"})
                 progress(ProgressEvent(Stage.ERROR, item, message="CORRUPTED"))

@@ -17,6 +17,7 @@ from modelimport.errors import LibraryError
 from modelimport.events import ProgressEvent, ProgressSink, Stage, ignore_progress
 from modelimport.faults import fault_point
 from modelimport.library import index
+from modelimport.library.contained import OutsideLibrary, inside, model_file
 from modelimport.library.filesystems import filesystem_type, is_network
 from modelimport.library.layout import Library, validate_model_id, write_json_atomic
 from modelimport.library.metadata import now_iso
@@ -281,7 +282,10 @@ def _files_not_whole(model_dir: Path, record: dict[str, Any]) -> list[str]:
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
             continue
         try:
-            size = (model_dir / entry["name"]).stat().st_size
+            size = inside(model_dir, entry["name"], "metadata.json").stat().st_size
+        except OutsideLibrary as exc:
+            found.append(str(exc).rstrip("."))
+            continue
         except OSError:
             found.append(f"{entry['name']} is missing")
             continue
@@ -367,7 +371,11 @@ def model_details(opened: OpenLibrary, model_id: str) -> dict[str, Any]:
     for entry in record.get("files") or []:
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
             continue
-        path = model_dir / entry["name"]
+        try:
+            path = model_file(opened.library.root, model_id, entry["name"])
+        except OutsideLibrary as exc:
+            files.append({**entry, "path": None, "present": False, "problem": str(exc)})
+            continue
         files.append({**entry, "path": str(path), "present": path.is_file()})
     links = [
         {**row, "state": str(link_state(Path(row["link_path"]), Path(row["target"])))}

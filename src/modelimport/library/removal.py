@@ -25,6 +25,7 @@ from typing import Any
 from modelimport.errors import ModelImportError, UsageError
 from modelimport.faults import fault_point
 from modelimport.library import index, staging
+from modelimport.library.contained import OutsideLibrary, inside
 from modelimport.library.layout import METADATA_NAME, fsync_dir, validate_model_id
 from modelimport.library.maintenance import OpenLibrary
 
@@ -62,13 +63,22 @@ def plan_removal(opened: OpenLibrary, model_ids: list[str]) -> list[PlannedRemov
         except ModelImportError as exc:
             plans.append(PlannedRemoval(raw, error=str(exc)))
             continue
+        try:
+            # The model folder goes whole; a link on the way would take a folder elsewhere.
+            model_dir = inside(opened.library.root, model_id)
+        except OutsideLibrary as exc:
+            plans.append(PlannedRemoval(model_id, error=str(exc)))
+            continue
         plan = PlannedRemoval(model_id, record, links=index.links(opened.db, model_id=model_id))
-        model_dir = opened.library.root / model_id
         ours = [Path(r["link_path"]) for r in plan.links if r["kind"] == "hardlink"]
         for entry in record.get("files") or []:
             if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
                 continue
-            path = model_dir / entry["name"]
+            try:
+                path = inside(model_dir, entry["name"], f"the metadata.json of {model_id}")
+            except OutsideLibrary as exc:
+                plan.warnings.append(f"{exc} It stays where it is.")
+                continue
             others = _other_hard_links(path, ours)
             plan.files.append(
                 {"name": entry["name"], "path": str(path), "size": entry.get("size"),
@@ -136,7 +146,7 @@ def _failed(plan: PlannedRemoval, error: str | None = None) -> dict[str, Any]:
 
 def _remove_one(opened: OpenLibrary, model_id: str, kept: Path | None) -> None:
     library = opened.library
-    model_dir = library.root / model_id
+    model_dir = inside(library.root, model_id)
     with library.lock("commit"):
         txn = staging.begin(library, staging.REMOVE)
         txn.extra.update(removing=model_id, keep_to=str(kept) if kept else None)
@@ -164,6 +174,8 @@ def move_kept_files(model: Path, kept: Path) -> None:
             continue
         dest = kept / path.relative_to(model)
         dest.parent.mkdir(parents=True, exist_ok=True)
+        if os.path.lexists(dest):  # rename would replace it: whatever is there stays
+            raise FileExistsError(errno.EEXIST, "a file is already there", str(dest))
         try:
             os.rename(path, dest)
         except OSError as exc:

@@ -37,13 +37,30 @@ import fcntl
 import json
 import os
 import shutil
+import stat
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from modelimport.faults import fault_point
-from modelimport.library.layout import METADATA_NAME, Library, fsync_dir, write_json_atomic
+from modelimport.library.contained import (
+    OutsideLibrary,
+    inside,
+    model_file,
+    name_parts,
+    open_inside,
+    own_folder,
+    planted_folder_problem,
+)
+from modelimport.library.layout import (
+    METADATA_NAME,
+    Library,
+    fsync_dir,
+    is_within,
+    validate_model_id,
+    write_json_atomic,
+)
 
 JOURNAL = "journal.json"
 ADD_FILES = "add-files"
@@ -113,6 +130,10 @@ class StagingTxn:
 
 
 def begin(library: Library, mode: str) -> StagingTxn:
+    for folder in (library.meta_dir, library.staging_dir):
+        # A link planted in place of our own folder would stage the model outside the library.
+        if os.path.lexists(folder) and not own_folder(folder):
+            raise OutsideLibrary(planted_folder_problem(folder))
     txn_id = uuid.uuid4().hex[:16]
     path = library.staging_dir / txn_id
     path.mkdir(parents=True)
@@ -139,14 +160,18 @@ def rollback(txn: StagingTxn) -> None:
     txn.close()
 
 
-def _restore_moved_sources(path: Path, entries: list[dict[str, Any]]) -> list[str]:
+def _restore_moved_sources(
+    path: Path, entries: list[dict[str, Any]], library: Library | None = None
+) -> list[str]:
     problems = []
     for entry in entries:
         if not entry.get("moved"):
             continue
-        staged = path / "model" / entry["staged"]
-        source = Path(entry["source"])
-        if os.path.lexists(staged):  # a moved symlink counts even if it dangles here
+        # The journal is as untrusted as any file in the library: its names stay inside the
+        # transaction, and a source is a plain absolute path outside the library.
+        staged = inside(path / "model", entry.get("staged"), f"the journal of {path}")
+        source = _source_path(entry.get("source"), library)
+        if os.path.lexists(staged):
             if source.exists():
                 problems.append(f"{source} exists again; the moved copy stays at {staged}")
                 continue
@@ -155,6 +180,19 @@ def _restore_moved_sources(path: Path, entries: list[dict[str, Any]]) -> list[st
             fsync_dir(source.parent)
             fault_point("recover.source_back")
     return problems
+
+
+def _source_path(raw: Any, library: Library | None) -> Path:
+    """A journal's `source`: where a moved file goes back to. Always an absolute path (what
+    `record` writes), never inside the library (nothing is imported from there)."""
+    if (
+        not isinstance(raw, str)
+        or not os.path.isabs(raw)
+        or "\x00" in raw
+        or (library is not None and is_within(raw, library.root))
+    ):
+        raise OutsideLibrary(f"The journal names {raw!r} as a source, which no import writes.")
+    return Path(raw)
 
 
 @dataclass(frozen=True)
@@ -174,17 +212,26 @@ def recover(library: Library, reindex: Any, forget: Any = None) -> RecoveryRepor
     is left as it is and reported as a problem: recovery runs before every command, so one
     odd transaction must never stop the others, nor the command.
     """
-    if not library.staging_dir.is_dir():
+    if not os.path.lexists(library.staging_dir):
         return RecoveryReport()
+    for folder in (library.meta_dir, library.staging_dir):
+        if not own_folder(folder):
+            return RecoveryReport(problems=(planted_folder_problem(folder),))
     rolled_back = completed = restored = 0
     problems: list[str] = []
-    for path in sorted(p for p in library.staging_dir.iterdir() if p.is_dir()):
+    for path in _transactions(library.staging_dir, problems):
         lock_path = path / "lock"
         try:
-            fd = os.open(lock_path, os.O_RDWR)
+            fd = os.open(lock_path, os.O_RDWR | _NOFOLLOW)
         except FileNotFoundError:
             # Crashed between mkdir and lock creation: nothing was staged yet.
-            shutil.rmtree(path, ignore_errors=True)
+            if not any(path.iterdir()):
+                path.rmdir()
+            else:
+                problems.append(_not_ours(path, "it has no lock file"))
+            continue
+        except OSError as exc:
+            problems.append(_not_ours(path, f"its lock file cannot be opened: {_reason(exc)}"))
             continue
         try:
             try:
@@ -192,6 +239,7 @@ def recover(library: Library, reindex: Any, forget: Any = None) -> RecoveryRepor
             except BlockingIOError:
                 continue  # a live process owns it
             try:
+                _check_shape(path)
                 journal = _read_journal(path)
                 fault_point("recover.txn")
                 if journal.get("mode") == ADD_FILES:
@@ -210,9 +258,11 @@ def recover(library: Library, reindex: Any, forget: Any = None) -> RecoveryRepor
                     shutil.rmtree(path, ignore_errors=True)
                     continue
                 dest = journal.get("dest")
+                if dest is not None:
+                    dest = validate_model_id(str(dest))
                 committed = (
                     dest is not None
-                    and not (path / "model").exists()
+                    and not os.path.lexists(path / "model")
                     and _committed_by(library, dest, journal.get("txn"))
                 )
                 if committed:
@@ -223,7 +273,9 @@ def recover(library: Library, reindex: Any, forget: Any = None) -> RecoveryRepor
                         _finish_move(library, dest, journal)
                 else:
                     moved = [e for e in journal.get("entries", []) if e.get("moved")]
-                    txn_problems = _restore_moved_sources(path, journal.get("entries", []))
+                    txn_problems = _restore_moved_sources(
+                        path, journal.get("entries", []), library
+                    )
                     fault_point("recover.restored")
                     if txn_problems:
                         # Keep the directory: it still holds the only copy of a moved file.
@@ -243,6 +295,40 @@ def recover(library: Library, reindex: Any, forget: Any = None) -> RecoveryRepor
     return RecoveryReport(rolled_back, completed, restored, tuple(problems))
 
 
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _transactions(staging_dir: Path, problems: list[str]) -> list[Path]:
+    """The transaction folders in staging; anything else there (a link, a file) was not made
+    by an import: reported and left alone."""
+    found = []
+    with os.scandir(staging_dir) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                found.append(Path(entry.path))
+            else:
+                problems.append(_not_ours(Path(entry.path), "it is not a folder"))
+    return sorted(found)
+
+
+def _check_shape(path: Path) -> None:
+    """A transaction holds what `begin` made: a regular journal and lock, a real `model`
+    folder. A link in their place is never followed (OutsideLibrary, reported by recover)."""
+    for name, is_dir in ((JOURNAL, False), ("lock", False), ("model", True)):
+        try:
+            mode = os.lstat(path / name).st_mode
+        except FileNotFoundError:
+            continue
+        if not (stat.S_ISDIR(mode) if is_dir else stat.S_ISREG(mode)):
+            raise OutsideLibrary(
+                f"{path / name} is not what modelimport wrote there (a symbolic link?)"
+            )
+
+
+def _not_ours(path: Path, why: str) -> str:
+    return f"{path} is not an import modelimport started ({why}); it is left as it is."
+
+
 def undo_added_files(txn: StagingTxn) -> None:
     """Take back the files an add-files transaction of this process placed before it failed
     (its commit point not reached): the model is as it was."""
@@ -255,9 +341,9 @@ def _recover_added_files(library: Library, path: Path, journal: dict[str, Any]) 
     target = journal.get("target")
     if journal.get("state") != "committing" or not isinstance(target, str):
         return False  # nothing was placed into the model yet
-    model_dir = library.root / target
+    model_dir = inside(library.root, validate_model_id(target), f"the journal of {path}")
     try:
-        record = json.loads((model_dir / METADATA_NAME).read_text(encoding="utf-8"))
+        record = _read_record(library, target)
     except FileNotFoundError:
         return False  # the model is gone; what was placed into it went with it
     if record.get("amend_txn") == journal.get("txn"):
@@ -265,23 +351,28 @@ def _recover_added_files(library: Library, path: Path, journal: dict[str, Any]) 
     listed = {f.get("name") for f in record.get("files") or [] if isinstance(f, dict)}
     for placement in journal.get("placements") or []:
         dest = placement.get("dest")
-        if not _relative(dest) or dest in listed:
+        if name_parts(dest) is None or dest in listed:
             continue
-        placed = model_dir / dest
+        placed = inside(model_dir, dest, f"the journal of {path}")
         if os.path.lexists(placed):
             os.unlink(placed)
     for created in reversed(journal.get("created_dirs") or []):
-        if _relative(created):
+        if name_parts(created) is not None:
             # not empty or gone: then it is not ours to remove
             with contextlib.suppress(OSError):
-                (model_dir / created).rmdir()
+                inside(model_dir, created, f"the journal of {path}").rmdir()
     fsync_dir(model_dir)
     return False
 
 
-def _relative(name: Any) -> bool:
-    """A journal's name stays inside the model folder: relative, no `.`/`..` components."""
-    return isinstance(name, str) and all(p not in ("", ".", "..") for p in name.split("/"))
+def _read_record(library: Library, model_id: str) -> dict[str, Any]:
+    """A model's metadata.json, read without following a link (FileNotFoundError if gone)."""
+    fd = open_inside(library.root, f"{validate_model_id(model_id)}/{METADATA_NAME}")
+    with os.fdopen(fd, encoding="utf-8") as fh:
+        record = json.load(fh)
+    if not isinstance(record, dict):
+        raise ValueError(f"the metadata.json of {model_id} is not a JSON object")
+    return record
 
 
 def _finish_removal(path: Path, journal: dict[str, Any], forget: Any) -> bool:
@@ -290,12 +381,12 @@ def _finish_removal(path: Path, journal: dict[str, Any], forget: Any) -> bool:
     from modelimport.library.removal import move_kept_files
 
     model = path / "model"
-    if not model.is_dir() or not any(model.iterdir()):
+    if not own_folder(model) or not any(model.iterdir()):
         return False
     if isinstance(journal.get("removing"), str) and forget is not None:
         forget(journal["removing"])
-    if isinstance(journal.get("keep_to"), str):
-        move_kept_files(model, Path(journal["keep_to"]))
+    if journal.get("keep_to") is not None:
+        move_kept_files(model, _source_path(journal["keep_to"], None))
     return True
 
 
@@ -304,21 +395,38 @@ def _finish_move(library: Library, model_id: str, journal: dict[str, Any]) -> No
     that are still exactly as they were read (size and mtime in the record's `sources`;
     never a symlink), then remove the emptied folders of a bundle."""
     try:
-        record = json.loads((library.root / model_id / METADATA_NAME).read_text("utf-8"))
+        record = _read_record(library, model_id)
         as_read = {s["path"]: (s["size"], s["mtime_ns"]) for s in record.get("sources") or []}
+        blake3_of = {f["name"]: f["blake3"] for f in record.get("files") or []}
     except (OSError, ValueError, KeyError, TypeError):
         return  # keeping a source is always safe
     entries = journal.get("entries", [])
     for entry in entries:
-        source = Path(entry["source"])
-        if entry.get("moved") or source.is_symlink():
-            continue
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            source = _source_path(entry.get("source"), library)
+            if entry.get("moved") or source.is_symlink():
+                continue
             st = source.stat()
-            if as_read.get(str(source)) == (st.st_size, st.st_mtime_ns):
+            if as_read.get(str(source)) == (st.st_size, st.st_mtime_ns) and _same_bytes(
+                source, library, model_id, entry.get("staged"), blake3_of
+            ):
                 source.unlink()
     if journal.get("source_root"):
         prune_emptied_folders(entries, Path(journal["source_root"]))
+
+
+def _same_bytes(
+    source: Path, library: Library, model_id: str, staged: Any, blake3_of: dict[str, str]
+) -> bool:
+    """Does the library hold exactly `source`'s bytes as `staged`? Recovery deletes a source
+    outside the library only then: the journal and the record are files anyone who can write
+    the library could have written, and naming a file is no proof we copied it."""
+    from modelimport.hashing import blake3_file
+
+    copy = model_file(library.root, model_id, staged)
+    if not copy.is_file() or copy.stat().st_size != source.stat().st_size:
+        return False
+    return blake3_file(source) == blake3_of.get(staged) == blake3_file(copy)
 
 
 def prune_emptied_folders(entries: list[dict[str, Any]], root: Path) -> None:
@@ -345,7 +453,8 @@ def _read_journal(path: Path) -> dict[str, Any]:
     deleting the only copy of a moved file.
     """
     try:
-        text = (path / JOURNAL).read_text(encoding="utf-8")
+        with os.fdopen(open_inside(path, JOURNAL), encoding="utf-8") as fh:
+            text = fh.read()
     except FileNotFoundError:
         model = path / "model"
         if model.is_dir() and any(model.iterdir()):
@@ -365,7 +474,7 @@ def _reason(exc: Exception) -> str:
 
 def _committed_by(library: Library, model_id: str, txn_id: str | None) -> bool:
     try:
-        meta = json.loads((library.root / model_id / METADATA_NAME).read_text(encoding="utf-8"))
+        meta = _read_record(library, model_id)
     except (OSError, ValueError):
         return False
     return meta.get("import_txn") == txn_id
