@@ -41,6 +41,8 @@ from modelimport.errors import (
     ModelImportError,
     SourceChanged,
     UnreadableFile,
+    beyond_windows_path_limit,
+    raise_if_in_use,
 )
 from modelimport.events import ProgressEvent, ProgressSink, Stage, ignore_progress
 from modelimport.faults import fault_point
@@ -266,7 +268,8 @@ def check_free_space(plan: ImportPlan, library: Library, options: ImportOptions)
     import shutil
 
     from modelimport.errors import NotEnoughSpace
-    from modelimport.hashing import CLONE, can_clone
+    from modelimport.fastpaths import can_clone
+    from modelimport.hashing import CLONE
     from modelimport.names import human_size
 
     staging_dev = library.staging_dir.stat().st_dev
@@ -897,7 +900,11 @@ def _stage_files(
             digests = hash_file(source, on_bytes)
             txn.record(source, name, moved=True)
             fault_point("move.before_rename", number + 1)
-            os.rename(source, staged)
+            try:
+                os.rename(source, staged)
+            except OSError as exc:
+                raise_if_in_use(exc, source)  # Windows: an app has it open; rolled back
+                raise
             moved += 1
             fault_point("move.after_rename", moved)
             _check_unchanged(source, source_stat, staged.stat(), digests)
@@ -1173,6 +1180,12 @@ def _describe_error(exc: BaseException, item: str) -> str:
         return f"The disk is full while importing {item}{where}."
     if exc.errno in (errno.EACCES, errno.EPERM):
         return f"Permission denied while importing {item}{where}."
+    if exc.errno == errno.ENOENT and beyond_windows_path_limit(exc.filename):
+        return (
+            f"The path of {item} in the library is longer than the 260 characters Windows "
+            f"allows{where}; turn on long paths (LongPathsEnabled, the Python installer's "
+            "\"Disable path length limit\") or use a library folder with a shorter path."
+        )
     if exc.errno == errno.ENOENT:
         return f"A file of {item} disappeared during the import{where}."
     return f"Importing {item} failed: {exc.strerror or exc}{where}."
