@@ -42,6 +42,20 @@ def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+SIMULATE_ENV = "MODELIMPORT_TEST_SIMULATE"
+SIMULATED_OS = Path(__file__).with_name("simulated_os.py")
+
+
+def cli_command() -> list[str]:
+    """How to start the CLI. With MODELIMPORT_TEST_SIMULATE set (e.g. `windows`, or a JSON
+    object: tests/simulated_os.py), every CLI a test starts runs with what the simulated
+    system lacks taken away: `MODELIMPORT_TEST_SIMULATE=windows pytest` runs the suite so."""
+    simulation = os.environ.get(SIMULATE_ENV)
+    if simulation:
+        return [sys.executable, str(SIMULATED_OS), simulation]
+    return [sys.executable, "-m", "modelimport"]
+
+
 def run_cli(
     *args: str | Path,
     env: dict[str, str] | None = None,
@@ -49,7 +63,7 @@ def run_cli(
     cwd: Path | None = None,
 ) -> CliRun:
     proc = subprocess.run(
-        [sys.executable, "-m", "modelimport", *map(str, args)],
+        [*cli_command(), *map(str, args)],
         capture_output=True,
         text=True,
         env=cli_env(env),
@@ -62,7 +76,7 @@ def run_cli(
 
 def start_cli(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "modelimport", *map(str, args)],
+        [*cli_command(), *map(str, args)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,

@@ -18,6 +18,11 @@ from fakehub import FakeHub
 NO_HUB = "http://127.0.0.1:9"  # nothing listens there: a stray Hub call fails at once
 
 
+def _is_root() -> bool:
+    """Root on Linux (loop mounts, other users); never on Windows, which has no geteuid."""
+    return getattr(os, "geteuid", lambda: -1)() == 0
+
+
 @pytest.fixture(autouse=True)
 def _isolated_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """No test reaches huggingface.co, and each gets its own Hub lookup cache.
@@ -106,7 +111,7 @@ def reflink_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     if given:
         yield Path(given)
         return
-    if os.geteuid() != 0 or not shutil.which("mkfs.xfs"):
+    if not _is_root() or not shutil.which("mkfs.xfs"):
         pytest.skip("needs root and mkfs.xfs (apt-get install xfsprogs) for an XFS loop mount")
     base = tmp_path_factory.mktemp("xfs")
     image, mount = base / "xfs.img", base / "mnt"
@@ -168,7 +173,7 @@ def other_user() -> Iterator[OtherUser]:
     """A non-root user made for the tests (useradd; needs root and setpriv, skips otherwise)."""
     import tempfile
 
-    if os.geteuid() != 0 or not shutil.which("setpriv") or not shutil.which("useradd"):
+    if not _is_root() or not shutil.which("setpriv") or not shutil.which("useradd"):
         pytest.skip("needs root, useradd and setpriv to run the CLI as a non-root user")
     for _ in range(20):  # useradd fails while another process holds /etc/passwd's lock
         made = subprocess.run(
@@ -201,7 +206,7 @@ def other_user() -> Iterator[OtherUser]:
 def small_fs(tmp_path: Path) -> Iterator[Path]:
     """A real, small (64 MiB) ext4 filesystem, loop-mounted, for disk-full tests (needs
     root and mkfs.ext4; falls back to a 64 MiB tmpfs; skips where neither can be mounted)."""
-    if os.geteuid() != 0:
+    if not _is_root():
         pytest.skip("needs root to mount a small filesystem")
     mount = tmp_path / "small"
     mount.mkdir()

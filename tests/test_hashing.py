@@ -147,11 +147,12 @@ def test_einval_on_direct_write_falls_back(
     tmp_path: Path, small_chunks: int, monkeypatch: pytest.MonkeyPatch
 ):
     """A filesystem that accepts O_DIRECT but refuses the write: rewritten buffered."""
+    fcntl = pytest.importorskip("fcntl", reason="O_DIRECT is a Linux flag")
     real_write = os.write
     refused: list[int] = []
 
     def write(fd: int, data) -> int:
-        if hashing.fcntl.fcntl(fd, hashing.fcntl.F_GETFL) & getattr(os, "O_DIRECT", 0):
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & getattr(os, "O_DIRECT", 0):
             refused.append(len(data))
             raise OSError(errno.EINVAL, "Invalid argument")
         return real_write(fd, data)

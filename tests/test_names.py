@@ -12,6 +12,7 @@ from modelimport.names import (
     MAX_COMPONENT_BYTES,
     clean_model_name,
     is_generic_name,
+    keep_or_sanitize_component,
     model_name_for,
     sanitize_component,
     slugify,
@@ -133,3 +134,33 @@ def test_generic_names_take_their_folder_name(filename: str):
 def test_specific_names_keep_their_own_name():
     assert not is_generic_name("Meta-Llama-3-8B-Instruct-Q4_K_M.gguf")
     assert model_name_for(PurePath("/dl/x/anime-mix-v3.safetensors")) == "anime-mix-v3"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        # Windows takes these for devices, whatever the case or the extension.
+        ("CON", "CON_"),
+        ("nul.safetensors", "nul_.safetensors"),
+        ("com1.tar.gz", "com1_.tar.gz"),
+        ("LPT9.ckpt", "LPT9_.ckpt"),
+        ("aux ", "aux_"),  # Windows drops the trailing space and sees AUX
+        # Windows drops trailing dots and spaces, so two names would become one.
+        ("model. ", "model"),
+        ("lora...", "lora"),
+        # Characters Windows refuses in a name.
+        ('a<b>:c"d|e?f*.pt', "a-b-c-d-e-f.pt"),
+        # Not devices: longer words, COM10.
+        ("console.pt", "console.pt"),
+        ("com10.ckpt", "com10.ckpt"),
+    ],
+)
+def test_names_are_valid_on_windows_too(raw: str, expected: str):
+    assert sanitize_component(raw) == expected
+    assert keep_or_sanitize_component(raw) == expected
+
+
+def test_a_device_name_is_never_kept_as_it_is_in_a_bundle_either():
+    assert keep_or_sanitize_component("nul.json") == "nul_.json"
+    assert keep_or_sanitize_component("config.json") == "config.json"
+    assert slugify("PRN") == "prn_"

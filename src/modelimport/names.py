@@ -56,6 +56,9 @@ _SUFFIXES = tuple(re.compile(rf"(?:\.[A-Za-z0-9]{{1,16}}){{{n}}}$") for n in (3,
 # What os.fsdecode makes of bytes that are not UTF-8 (\udc80-\udcff), and any other lone
 # surrogate a JSON header may smuggle in: not text, and SQLite and UTF-8 files refuse them.
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# Names Windows keeps for devices, with or without an extension (learn.microsoft.com, "Naming
+# Files, Paths, and Namespaces"); the superscript digits count too.
+_WINDOWS_DEVICE = re.compile(r"(?i)^(con|prn|aux|nul|conin\$|conout\$|(com|lpt)[0-9¹²³])$")
 
 
 def sanitize_component(
@@ -80,7 +83,16 @@ def sanitize_component(
         if not fallback:
             return ""
         stem = fallback
-    return stem + suffix
+    return _not_a_windows_device(stem + suffix)
+
+
+def _not_a_windows_device(name: str) -> str:
+    """`con.safetensors` -> `con_.safetensors`: Windows takes CON, NUL, COM1 ... (any case, any
+    extension) for devices, not files. Done on every system, so ids are the same on all."""
+    base = name.split(".", 1)[0]
+    if _WINDOWS_DEVICE.match(base):
+        return base + "_" + name[len(base) :]
+    return name
 
 
 def _split_suffix(text: str) -> tuple[str, str]:
@@ -162,7 +174,8 @@ def keep_or_sanitize_component(raw: str, fallback: str = "unnamed") -> str:
     names every shard, tokenizer_config.json names its files), so a renamed file breaks the
     loader; a LoRA's file name is what A1111's `<lora:name>` and a workflow use. A name is
     kept when it is one component (no separator, not `.` or `..`), has no control character,
-    undecodable byte nor character Windows refuses, does not end in a space or dot, is NFC,
+    undecodable byte nor character Windows refuses, is no Windows device name (`nul.pt`),
+    does not end in a space or dot, is NFC,
     and fits the bound; `.gitattributes` stays `.gitattributes`. Anything else gets the
     library's usual treatment.
     """
@@ -172,6 +185,7 @@ def keep_or_sanitize_component(raw: str, fallback: str = "unnamed") -> str:
         and "\\" not in raw
         and not any(ch in WINDOWS_RESERVED for ch in raw)  # a library on SMB, a Windows app
         and not raw.endswith((" ", "."))
+        and _not_a_windows_device(raw) == raw
         and not _LONE_SURROGATE.search(raw)
         and all(unicodedata.category(ch)[0] != "C" for ch in raw)
         and unicodedata.normalize("NFC", raw) == raw

@@ -76,6 +76,7 @@ def _register() -> None:
 
 def main() -> None:
     """Console entry point: runs the app and turns every known error into one sentence."""
+    utf8_console()
     _register()
     command = typer.main.get_command(app)
     plain_argument_help(command)
@@ -106,6 +107,18 @@ def main() -> None:
     if code == 130:
         _interrupted()  # typer turns Ctrl-C inside a command into Exit(130)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def utf8_console() -> None:
+    """Model names are often not ASCII (a Chinese or Japanese author's LoRA, an accented
+    folder). Where stdout or stderr cannot show them (Windows piped to a file or another
+    program writes its ANSI code page, cp1252; LANG=C; PYTHONIOENCODING=ascii), they write
+    UTF-8 instead, and anything still unencodable becomes "?", never a UnicodeEncodeError.
+    The Windows console itself is UTF-8 already (Python writes it as UTF-16)."""
+    for stream in (sys.stdout, sys.stderr):
+        encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
+        if encoding not in ("utf8", "utf_8") and hasattr(stream, "reconfigure"):
+            stream.reconfigure(encoding="utf-8", errors="replace")
 
 
 def plain_argument_help(command: Any) -> None:

@@ -33,6 +33,8 @@ Examples:
 
   modelimport apps add lms ~/.lmstudio/models --kind lmstudio
 
+  modelimport apps add lms --kind lmstudio      # its usual folder on this system
+
   modelimport apps add mine /data/models --kind folder --map lora=loras --map llm=llm
 """
 
@@ -42,20 +44,22 @@ Examples:
 def apps_add(
     opts: GlobalOptions,
     name: Annotated[str, typer.Argument(metavar="NAME", help="A name for this app (e.g. comfy).")],
-    path: Annotated[
-        Path,
-        typer.Argument(
-            metavar="FOLDER",
-            help="The app's folder: ComfyUI's or A1111/Forge's install folder (the one "
-            "holding models/), LM Studio's models folder, or any folder for --kind folder.",
-        ),
-    ],
     kind: Annotated[
         str,
         typer.Option(
             "--kind", metavar="KIND", help="comfyui, a1111 (also Forge), lmstudio or folder."
         ),
     ],
+    path: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="[FOLDER]",
+            help="The app's folder: ComfyUI's or A1111/Forge's install folder (the one "
+            "holding models/), LM Studio's models folder, or any folder for --kind folder. "
+            "Left out for lmstudio or comfyui: the app's usual folder on this system "
+            "(~/.lmstudio/models; ComfyUI Desktop's or Stability Matrix's ComfyUI).",
+        ),
+    ] = None,
     mapping: Annotated[
         list[str] | None,
         typer.Option(
@@ -86,6 +90,9 @@ def apps_add(
     out = Output(opts.json, opts.verbose)
     if subfolders not in SUBFOLDER_MODES:
         raise UsageError("--subfolders must be none or family.")
+    found_by = ""
+    if path is None:
+        path, found_by = _default_folder(kind.lower())
     target = AppTarget(
         name, kind.lower(), path.expanduser().resolve(), subfolders, parse_mappings(mapping or [])
     )
@@ -100,11 +107,23 @@ def apps_add(
     out.result(
         data,
         lambda c: c.print(
-            f"Added {name} ({target.kind}) at {target.path} to {config}. "
+            f"Added {name} ({target.kind}) at {target.path}{found_by} to {config}. "
             "Run `modelimport sync` to link the models already in the library.",
             markup=False,
         ),
     )
+
+
+def _default_folder(kind: str) -> tuple[Path, str]:
+    """The app's usual folder on this system, for `apps add` without a FOLDER."""
+    from modelimport.apps.locations import default_folders, existing_default
+
+    found = existing_default(kind)
+    if found is not None:
+        return found[1], f" ({found[0]}'s usual folder)"
+    looked = ", ".join(str(p) for _, p in default_folders(kind))
+    where = f"none of its usual folders exists ({looked})" if looked else "it has no usual folder"
+    raise UsageError(f"Give the app's FOLDER: for --kind {kind} {where}.")
 
 
 @apps_app.command(

@@ -147,7 +147,11 @@ def _library_copies_intact(
 
 def _drop_cached_pages(path: Path) -> None:
     """Make the next read come from the disk, not from the pages the copy left in memory
-    (they are clean after the fsync, so the kernel may drop them)."""
+    (they are clean after the fsync, so the kernel may drop them). Where the system offers
+    no such advice (Windows, macOS), the re-read may come from memory: still a re-read of
+    the file as the library holds it."""
+    if not hasattr(os, "posix_fadvise"):
+        return
     fd = os.open(path, os.O_RDONLY)
     try:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
@@ -190,7 +194,8 @@ def _delete(original: OriginalFile) -> None:
             f"it had {st.st_nlink} hard links; the others keep its bytes, so no space was freed"
         )
     else:
-        original.freed = st.st_blocks * 512 if st.st_blocks else st.st_size
+        blocks = getattr(st, "st_blocks", 0)  # not on Windows
+        original.freed = blocks * 512 if blocks else st.st_size
 
 
 def _remove_empty_folders(paths: list[Path], root_name: str) -> None:

@@ -41,6 +41,8 @@ from modelimport.errors import (
     ModelImportError,
     SourceChanged,
     UnreadableFile,
+    beyond_windows_path_limit,
+    raise_if_in_use,
 )
 from modelimport.events import ProgressEvent, ProgressSink, Stage, ignore_progress
 from modelimport.faults import fault_point
@@ -273,7 +275,8 @@ def check_free_space(plan: ImportPlan, library: Library, options: ImportOptions)
     import shutil
 
     from modelimport.errors import NotEnoughSpace
-    from modelimport.hashing import CLONE, can_clone
+    from modelimport.fastpaths import can_clone
+    from modelimport.hashing import CLONE
     from modelimport.names import human_size
 
     staging_dev = library.staging_dir.stat().st_dev
@@ -929,9 +932,17 @@ def _stage_files(
 
             if rename:
                 digests = hash_file(fd, on_bytes)
+                # Windows renames no file we hold open: the descriptor goes, and the inode
+                # check after the rename stands in for it.
+                os.close(fd)
+                fd = -1
                 txn.record(source, name, moved=True)
                 fault_point("move.before_rename", number + 1)
-                os.rename(source, staged)
+                try:
+                    os.rename(source, staged)
+                except OSError as exc:
+                    raise_if_in_use(exc, source)  # Windows: an app has it open; rolled back
+                    raise
                 moved += 1
                 fault_point("move.after_rename", moved)
                 after = os.lstat(staged)
@@ -944,7 +955,8 @@ def _stage_files(
                 digests = copy_and_hash(fd, staged, on_bytes)
                 _check_unchanged(source, source_stat, os.fstat(fd), digests)
         finally:
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
         done_before += digests.size
         files.append(_file_entry(planned, source, name, digests))
         sources.append(
@@ -1212,6 +1224,12 @@ def _describe_error(exc: BaseException, item: str) -> str:
         return f"The disk is full while importing {item}{where}."
     if exc.errno in (errno.EACCES, errno.EPERM):
         return f"Permission denied while importing {item}{where}."
+    if exc.errno == errno.ENOENT and beyond_windows_path_limit(exc.filename):
+        return (
+            f"The path of {item} in the library is longer than the 260 characters Windows "
+            f"allows{where}; turn on long paths (LongPathsEnabled, the Python installer's "
+            "\"Disable path length limit\") or use a library folder with a shorter path."
+        )
     if exc.errno == errno.ENOENT:
         return f"A file of {item} disappeared during the import{where}."
     return f"Importing {item} failed: {exc.strerror or exc}{where}."

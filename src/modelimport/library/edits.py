@@ -22,7 +22,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from modelimport.errors import UsageError
+from modelimport.errors import FileInUse, UsageError, raise_if_in_use
 from modelimport.faults import fault_point
 from modelimport.library import index
 from modelimport.library.contained import inside
@@ -156,12 +156,17 @@ def commit_record(
     is never lost), then the folder moves by one rename (the model is whole at one place or
     the other), then the index follows in one transaction. App links follow with
     `relink_moved_model`, outside the commit lock."""
+    before = library.read_metadata(old_id)
     record["model_id"] = new_id
     library.write_metadata(old_id, record)
     if new_id == old_id:
         index.upsert_model(db, old_id, record)
         return
-    _move_model_dir(library, old_id, new_id)
+    try:
+        _move_model_dir(library, old_id, new_id)
+    except FileInUse:
+        library.write_metadata(old_id, before)  # the edit is all or nothing
+        raise
     _reindex_moved(db, old_id, new_id, record)
 
 
@@ -188,7 +193,11 @@ def _move_model_dir(library: Library, old_id: str, new_id: str) -> None:
     # from elsewhere in (or the model out).
     source, dest = inside(root, old_id), inside(root, new_id)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    os.rename(source, dest)  # one rename: the model is whole at one place or the other
+    try:
+        os.rename(source, dest)  # one rename: the model is whole at one place or the other
+    except OSError as exc:
+        raise_if_in_use(exc, source)
+        raise
     fsync_dir(dest.parent)
     fsync_dir(source.parent)
     for empty in (source.parent, source.parent.parent):  # family, then type folder

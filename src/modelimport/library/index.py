@@ -15,6 +15,7 @@ Invariants:
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 import urllib.parse
@@ -176,7 +177,7 @@ def set_aside(path: Path, suffix: str) -> Path:
     for extra in ("", "-wal", "-shm"):
         source = path.with_name(path.name + extra)
         if source.exists():
-            source.rename(kept.with_name(kept.name + extra))
+            os.replace(source, kept.with_name(kept.name + extra))  # over an older one, anywhere
     return kept
 
 

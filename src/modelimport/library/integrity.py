@@ -32,6 +32,7 @@ from modelimport.library.contained import OutsideLibrary, model_file, open_no_li
 from modelimport.library.layout import META_DIR, METADATA_NAME, Library, write_json_atomic
 from modelimport.library.maintenance import OpenLibrary, _read_record
 from modelimport.library.metadata import now_iso
+from modelimport.locks import try_lock, unlock_and_close
 
 VERIFIED_STATE = "verified.json"  # in .modelimport: when the whole library was last verified
 
@@ -182,8 +183,6 @@ def _index_agrees(
 def _check_staging(library: Library) -> list[Problem]:
     """Recovery ran when the library was opened; what is left is a live import's (its lock
     is held) or one recovery could not finish (already reported, kept on purpose)."""
-    import fcntl
-
     problems = []
     try:
         txns = sorted(p for p in library.staging_dir.iterdir() if p.is_dir())
@@ -195,14 +194,11 @@ def _check_staging(library: Library) -> list[Problem]:
         except OSError:
             fd = -1
         try:
-            if fd >= 0:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue  # a running import
+            if fd >= 0 and not try_lock(fd, txn / "lock", blocking=False):
+                continue  # a running import
         finally:
             if fd >= 0:
-                os.close(fd)
+                unlock_and_close(fd)
         problems.append(
             Problem(
                 "staging_left",

@@ -13,14 +13,13 @@ Invariants:
 - Every path component comes from `sanitize_component`; a model id is exactly three such
   components, so no id can point outside the root.
 - Destinations are chosen and claimed under the commit lock (an flock), never by checking
-  first and writing later without it.
+  first and writing later without it (`modelimport.locks`: flock, or LockFileEx on Windows).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import functools
 import json
 import os
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from modelimport.errors import LibraryError, ModelNotFound
+from modelimport.locks import try_lock, unlock_and_close
 from modelimport.names import sanitize_component
 
 METADATA_NAME = "metadata.json"
@@ -50,7 +50,8 @@ def write_json_atomic(path: Path, data: Any) -> None:
             fh.flush()
             os.fsync(fh.fileno())
             # mkstemp makes the file 0600; a record is as readable as the model beside it.
-            os.fchmod(fh.fileno(), 0o666 & ~_umask())
+            if hasattr(os, "fchmod"):  # not on Windows before Python 3.13 (no modes there)
+                os.fchmod(fh.fileno(), 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -78,6 +79,11 @@ def is_within(path: Path | str, root: Path) -> bool:
 
 
 def fsync_dir(path: Path) -> None:
+    """Make the names in `path` (a rename, a new file) durable. Windows has no O_DIRECTORY and
+    cannot open a folder as a file: there NTFS's journal keeps a rename whole or undone (it
+    may reach the disk a moment later), which is all the invariants need."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -178,14 +184,14 @@ class Library:
 
     @contextlib.contextmanager
     def lock(self, name: str, blocking: bool = True) -> Iterator[bool]:
-        """Exclusive flock on `.modelimport/<name>.lock`; yields False if non-blocking and busy."""
+        """Exclusive lock on `.modelimport/<name>.lock`; yields False if non-blocking and busy."""
         path = self.meta_dir / f"{name}.lock"
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
                 raise
-            # A read-only library: flock works on a descriptor opened for reading, and a
+            # A read-only library: a lock works on a descriptor opened for reading, and a
             # lock file nobody could create is a lock nobody holds.
             try:
                 fd = os.open(path, os.O_RDONLY)
@@ -193,14 +199,9 @@ class Library:
                 yield True
                 return
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-            except BlockingIOError:
-                yield False
-                return
-            yield True
+            yield try_lock(fd, path, blocking)
         finally:
-            os.close(fd)
+            unlock_and_close(fd)
 
 
 def _subdirs(path: Path) -> Iterator[Path]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelimport.errors import ModelImportError, UsageError
+from modelimport.errors import FileInUse, ModelImportError, UsageError, raise_if_in_use
 from modelimport.faults import fault_point
 from modelimport.library import index, staging
 from modelimport.library.contained import OutsideLibrary, inside
@@ -112,7 +112,7 @@ def remove_models(
 ) -> list[dict[str, Any]]:
     """Remove the planned models; with `keep_to`, each model's files are moved to
     `keep_to/<slug>/` instead of deleted. One result per model, failures included."""
-    from modelimport.apps import unlink_model
+    from modelimport.apps import link_new_models, unlink_model
 
     results = []
     for plan in plans:
@@ -124,7 +124,12 @@ def remove_models(
             if kept is not None and os.path.lexists(kept):
                 raise UsageError(f"{kept} already exists; the files of {plan.model_id} stay.")
             changes = unlink_model(opened.library, opened.db, plan.model_id)
-            _remove_one(opened, plan.model_id, kept)
+            try:
+                _remove_one(opened, plan.model_id, kept)
+            except FileInUse:
+                # Windows: an app holds one of its files; the model stays, and so do its links.
+                link_new_models(opened.library, opened.db, [plan.model_id])
+                raise
         except (OSError, ModelImportError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             results.append(_failed(plan, f"Removing {plan.model_id} failed: {reason}"))
@@ -154,6 +159,10 @@ def _remove_one(opened: OpenLibrary, model_id: str, kept: Path | None) -> None:
         fault_point("remove.before_rename")
         try:
             os.rename(model_dir, txn.model_path)
+        except OSError as exc:
+            txn.close()
+            raise_if_in_use(exc, model_dir)
+            raise
         except BaseException:
             txn.close()
             raise

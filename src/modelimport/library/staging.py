@@ -2,7 +2,8 @@
 
 Each model imports in its own transaction directory `staging/<txn>/`:
     journal.json   intent log: mode, sources, where each staged file came from, destination
-    lock           flock held by the live process for the life of the transaction
+    lock           locked by the live process for the life of the transaction (flock, or
+                   LockFileEx on Windows: freed by the system when the process dies)
     model/         the model directory being assembled; renamed into the library to commit
 
 Invariants:
@@ -33,7 +34,6 @@ carries `amend_txn` = this transaction's id; files are renamed into the model be
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -61,6 +61,7 @@ from modelimport.library.layout import (
     validate_model_id,
     write_json_atomic,
 )
+from modelimport.locks import try_lock, unlock_and_close
 
 JOURNAL = "journal.json"
 ADD_FILES = "add-files"
@@ -117,16 +118,33 @@ class StagingTxn:
         """Let go of a committed transaction whose indexing did not happen: the journal stays,
         so the next command's recovery indexes the model (see `recover`)."""
         if self.lock_fd >= 0:
-            os.close(self.lock_fd)
+            unlock_and_close(self.lock_fd)
             self.lock_fd = -1
 
     def close(self) -> None:
         """Forget the transaction: remove what is left of its directory and release the lock."""
         if self.lock_fd < 0:
             return
-        shutil.rmtree(self.path, ignore_errors=True)
-        os.close(self.lock_fd)
+        _remove_txn_dir(self.path, self.lock_fd)
         self.lock_fd = -1
+
+
+def _remove_txn_dir(path: Path, lock_fd: int) -> None:
+    """Remove a finished transaction's directory, then release its lock. Windows refuses to
+    delete a file that is open, so the lock file goes last, after its descriptor is closed:
+    with its journal gone first, a folder holding only a lock is inert (recovery just drops
+    it)."""
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(path):
+            if entry.name == "lock":
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+    unlock_and_close(lock_fd)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def begin(library: Library, mode: str) -> StagingTxn:
@@ -140,16 +158,17 @@ def begin(library: Library, mode: str) -> StagingTxn:
     lock_fd = -1
     try:
         lock_fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        try_lock(lock_fd, path / "lock")
         txn = StagingTxn(library, txn_id, path, mode, lock_fd)
         (path / "model").mkdir()
         fault_point("staging.begin")
         txn.save()
     except BaseException:
         # Nothing is staged yet (a full disk, most likely): leave no trace.
-        shutil.rmtree(path, ignore_errors=True)
         if lock_fd >= 0:
-            os.close(lock_fd)
+            _remove_txn_dir(path, lock_fd)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
         raise
     return txn
 
@@ -233,11 +252,11 @@ def recover(library: Library, reindex: Any, forget: Any = None) -> RecoveryRepor
         except OSError as exc:
             problems.append(_not_ours(path, f"its lock file cannot be opened: {_reason(exc)}"))
             continue
+        locked = False
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+            if not try_lock(fd, lock_path, blocking=False):
                 continue  # a live process owns it
+            locked = True
             try:
                 _check_shape(path)
                 journal = _read_journal(path)
@@ -291,7 +310,9 @@ def recover(library: Library, reindex: Any, forget: Any = None) -> RecoveryRepor
                 continue
             shutil.rmtree(path, ignore_errors=True)
         finally:
-            os.close(fd)
+            unlock_and_close(fd)
+            if locked:
+                _drop_if_only_lock(path)
     return RecoveryReport(rolled_back, completed, restored, tuple(problems))
 
 
@@ -327,6 +348,14 @@ def _check_shape(path: Path) -> None:
 
 def _not_ours(path: Path, why: str) -> str:
     return f"{path} is not an import modelimport started ({why}); it is left as it is."
+
+
+def _drop_if_only_lock(path: Path) -> None:
+    """Where the system refused to delete the lock file while it was open (Windows), the
+    folder is left with the lock alone once it is closed: remove that too."""
+    with contextlib.suppress(OSError):
+        if os.listdir(path) == ["lock"]:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def undo_added_files(txn: StagingTxn) -> None:
