@@ -107,9 +107,27 @@ class StagingTxn:
         """Forget the transaction: remove what is left of its directory and release the lock."""
         if self.lock_fd < 0:
             return
-        shutil.rmtree(self.path, ignore_errors=True)
-        os.close(self.lock_fd)
+        remove_txn_dir(self.path, self.lock_fd)
         self.lock_fd = -1
+
+
+def remove_txn_dir(path: Path, lock_fd: int) -> None:
+    """Remove a transaction's directory, closing its lock file before deleting it: an open
+    file cannot be deleted on Windows, and on FUSE filesystems (exFAT, NTFS) it becomes a
+    `.fuse_hidden` file that keeps the directory from going. Everything else goes first,
+    under the lock; a recovery that takes the lock in between finds no journal and nothing
+    staged, and removes what is left."""
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(path):
+            if entry.name == "lock":
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+    os.close(lock_fd)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def begin(library: Library, mode: str) -> StagingTxn:
@@ -126,9 +144,9 @@ def begin(library: Library, mode: str) -> StagingTxn:
         txn.save()
     except BaseException:
         # Nothing is staged yet (a full disk, most likely): leave no trace.
-        shutil.rmtree(path, ignore_errors=True)
         if lock_fd >= 0:
             os.close(lock_fd)
+        shutil.rmtree(path, ignore_errors=True)
         raise
     return txn
 
@@ -200,14 +218,16 @@ def recover(library: Library, reindex: Any, forget: Any = None) -> RecoveryRepor
                         completed += 1
                     else:
                         rolled_back += 1
-                    shutil.rmtree(path, ignore_errors=True)
+                    remove_txn_dir(path, fd)
+                    fd = -1
                     continue
                 if journal.get("mode") == REMOVE:
                     if _finish_removal(path, journal, forget):
                         completed += 1
                     else:
                         rolled_back += 1
-                    shutil.rmtree(path, ignore_errors=True)
+                    remove_txn_dir(path, fd)
+                    fd = -1
                     continue
                 dest = journal.get("dest")
                 committed = (
@@ -237,9 +257,11 @@ def recover(library: Library, reindex: Any, forget: Any = None) -> RecoveryRepor
                     f"({_reason(exc)}); it is left as it is and tried again by the next command."
                 )
                 continue
-            shutil.rmtree(path, ignore_errors=True)
+            remove_txn_dir(path, fd)
+            fd = -1
         finally:
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
     return RecoveryReport(rolled_back, completed, restored, tuple(problems))
 
 
