@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,6 +32,9 @@ from modelimport.apps.layouts import TABLES
 from modelimport.apps.links import (
     LinkError,
     LinkState,
+    NoLinksPossible,
+    is_link,
+    link_kind,
     link_state,
     make_link,
     points_into,
@@ -39,6 +43,7 @@ from modelimport.apps.links import (
 )
 from modelimport.apps.plan import DesiredLink, desired_links
 from modelimport.apps.plan import renamed as plan_renamed
+from modelimport.apps.serving import NoLinks, Refusals, serve_by_config, served_by
 from modelimport.apps.targets import AppsConfigError, AppTarget, load_targets
 from modelimport.errors import ModelImportError, UsageError
 from modelimport.events import ProgressEvent, ProgressSink, Stage, ignore_progress
@@ -60,7 +65,7 @@ class LinkChange:
     model_id: str | None
     link_path: str
     target: str | None = None
-    kind: str | None = None  # symlink | hardlink, for links made
+    kind: str | None = None  # symlink | hardlink | junction, for links made
     reason: str = ""
 
     def to_json(self) -> dict[str, Any]:
@@ -86,6 +91,7 @@ class AppCounts:
     missing: int = 0  # should be there and is not
     conflicts: int = 0  # the path is taken by something that is not ours
     clashes: int = 0  # not linked: another model's link has the name (a split set)
+    no_links: int = 0  # not linked: the app's folder takes no kind of link (exFAT, ...)
 
 
 @dataclass
@@ -94,6 +100,8 @@ class SyncReport:
     changes: list[LinkChange] = field(default_factory=list)
     counts: dict[str, AppCounts] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)  # e.g. an unreadable config file
+    no_links: list[NoLinks] = field(default_factory=list)  # per app and model type
+    configs: list[dict[str, str]] = field(default_factory=list)  # config files written
 
     def add(self, change: LinkChange) -> None:
         self.changes.append(change)
@@ -111,6 +119,8 @@ class SyncReport:
             "summary": {a: self.count(a) for a in (*CHANGES, SKIPPED, FAILED)},
             "apps": {name: vars(c) for name, c in self.counts.items()},
             "problems": list(self.problems),
+            "no_links": [n.to_json() for n in self.no_links],
+            "configs": list(self.configs),
         }
 
 
@@ -162,8 +172,15 @@ def reconcile(
                 )
                 continue
             registered = {Path(row["link_path"]): row for row in index.links(db, app=target.name)}
+            refusals = Refusals(target.name, target.kind, target.path)
+            served = records
+            if target.via == "config":
+                served = []  # no links: links made before are stale
+                done, problem = serve_by_config(target, library.root, dry_run)
+                report.configs += [done] if done else []
+                report.problems += [problem] if problem else []
             before = len(report.changes)
-            wanted = _assign_paths(db, target, library.root, records, registered, prune, report)
+            wanted = _assign_paths(db, target, library.root, served, registered, prune, report)
             counts.clashes += sum(1 for c in report.changes[before:] if c.action == SKIPPED)
             if prune:
                 for path, row in registered.items():
@@ -173,7 +190,11 @@ def reconcile(
                         _handle_stale(db, library, row, report, dry_run)
             for path, link in wanted.items():
                 row = registered.get(path)
-                _handle_wanted(db, library, link, row, report, counts, dry_run)
+                _handle_wanted(db, library, link, row, report, counts, dry_run, refusals)
+            for no_links in refusals.by_type.values():
+                counts.no_links += len(no_links.models)
+                report.no_links.append(no_links)
+                report.problems.append(no_links.sentence())
             if prune and model_ids is None:
                 known = set(wanted) | set(registered)
                 for path in _dangling_into_library(target, library.root):
@@ -206,7 +227,7 @@ def _assign_paths(
     a link an app's workflows use never changes name. A model with several links in the
     app (a split GGUF set, whose file names tie the parts together) is not renamed: it is
     reported (skipped) instead."""
-    claims: dict[Path, list[DesiredLink]] = {}
+    claims: dict[str, list[DesiredLink]] = {}  # by the case-folded path
     link_count: dict[str, int] = {}
     wanted: dict[Path, DesiredLink] = {}
     for model_id, record in records:
@@ -217,13 +238,15 @@ def _assign_paths(
             if kept is not None:  # linked under its own name before: that name stays
                 wanted[kept.link_path] = kept
             else:
-                claims.setdefault(link.link_path, []).append(link)
+                claims.setdefault(_fold(link.link_path), []).append(link)
+    wanted_folded = {_fold(path): link for path, link in wanted.items()}
+    registered_folded = {_fold(path): row for path, row in registered.items()}
     losers: list[tuple[DesiredLink, str]] = []
-    for path, links in claims.items():
-        if path in wanted:  # another model's renamed link has this name, and keeps it
-            losers += [(link, wanted[path].model_id) for link in links]
+    for key, links in claims.items():
+        if key in wanted_folded:  # another model's renamed link has this name, and keeps it
+            losers += [(link, wanted_folded[key].model_id) for link in links]
             continue
-        row = registered.get(path)
+        row = registered_folded.get(key)
         holder = row["model_id"] if row is not None and _holds(db, row) else None
         claimants = [link.model_id for link in links]
         if holder is not None and holder not in claimants and not prune:
@@ -233,16 +256,17 @@ def _assign_paths(
         # With prune, a holder that no longer wants this path loses its link to the stale
         # pass, so the path is free for the claimants.
         keeper = next((link for link in links if link.model_id == holder), links[0])
-        wanted[path] = keeper
+        wanted[keeper.link_path] = wanted_folded[key] = keeper
         losers += [(link, keeper.model_id) for link in links if link is not keeper]
     lost: dict[str, list[DesiredLink]] = {}
     for link, _ in losers:
         lost.setdefault(link.model_id, []).append(link)
     def free(alt: DesiredLink) -> bool:
+        key = _fold(alt.link_path)
         return (
-            alt.link_path not in claims
-            and alt.link_path not in wanted
-            and not _held_by_other(db, registered.get(alt.link_path), alt.model_id)
+            key not in claims
+            and key not in wanted_folded
+            and not _held_by_other(db, registered_folded.get(key), alt.model_id)
         )
 
     for link, owner in losers:
@@ -258,8 +282,15 @@ def _assign_paths(
         if renamed is None:
             report.add(_skip(link, f"the link of {owner} has this name"))
             continue
-        wanted[renamed.link_path] = renamed
+        wanted[renamed.link_path] = wanted_folded[_fold(renamed.link_path)] = renamed
     return wanted
+
+
+def _fold(path: Path) -> str:
+    """A link path as a case-insensitive filesystem (NTFS, APFS, exFAT) compares it. Two
+    names that differ only in case are one name there; treating them so everywhere keeps a
+    model's link name the same on every system."""
+    return str(path).casefold()
 
 
 def _renamed_with_stem(link: DesiredLink, group: list[DesiredLink]) -> list[DesiredLink]:
@@ -319,12 +350,13 @@ def _handle_wanted(
     report: SyncReport,
     counts: AppCounts,
     dry_run: bool,
+    refusals: Refusals | None = None,
 ) -> None:
     state = link_state(link.link_path, link.target)
     path, target = str(link.link_path), str(link.target)
     if state == LinkState.OK:
         counts.ok += 1
-        kind = "symlink" if link.link_path.is_symlink() else "hardlink"
+        kind = link_kind(link.link_path)
         if row is None or row["target"] != target or row["kind"] != kind:
             # Exactly the link we would make (the registry was lost, or the model moved):
             # taking it over is safe and lets sync maintain it from now on.
@@ -356,6 +388,8 @@ def _handle_wanted(
     if dry_run:
         report.add(LinkChange(action, link.app, link.model_id, path, target))
         return
+    if refusals is not None and refusals.known(link):
+        return  # reported once per model type, with the reason
     try:
         if action == CREATED:
             made = make_link(link.link_path, link.target, link.is_dir)
@@ -364,6 +398,12 @@ def _handle_wanted(
     except FileExistsError:
         counts.conflicts += 1
         report.add(_skip(link, "something appeared at that path meanwhile; left untouched"))
+        return
+    except NoLinksPossible as exc:
+        if refusals is None:
+            report.add(LinkChange(FAILED, link.app, link.model_id, path, target, reason=str(exc)))
+        else:
+            refusals.add(link, exc.reason)
         return
     except LinkError as exc:
         report.add(LinkChange(FAILED, link.app, link.model_id, path, target, reason=str(exc)))
@@ -397,7 +437,7 @@ def _dangling_into_library(target: AppTarget, root: Path) -> list[Path]:
             dirnames[:] = [d for d in dirnames if (Path(dirpath) / d).resolve() != root]
             for name in (*dirnames, *filenames):
                 path = Path(dirpath) / name
-                if path.is_symlink() and not path.exists() and points_into(path, root):
+                if is_link(path) and not path.exists() and points_into(path, root):
                     found.add(path)
     return sorted(found)
 
@@ -443,7 +483,7 @@ def unlink_row(
     state = link_state(path, target)
     if state == LinkState.MISSING:
         result = change(FORGOTTEN, "already gone")
-    elif path.is_symlink() and (
+    elif is_link(path) and (
         state in (LinkState.OK, LinkState.BROKEN) or points_into(path, library.root)
     ):
         result = change(REMOVED)
@@ -604,7 +644,23 @@ def app_status(library: Library, db: sqlite3.Connection) -> list[dict[str, Any]]
     if not targets:
         return []
     report = reconcile(library, db, targets, None, dry_run=True)
+    kinds: dict[str, Counter[str]] = {t.name: Counter() for t in targets}
+    for row in index.links(db):
+        kinds.get(row["app"], Counter())[row["kind"]] += 1
     return [
-        {"app": t.name, "kind": t.kind, "path": str(t.path), **vars(report.counts[t.name])}
+        {
+            "app": t.name,
+            "kind": t.kind,
+            "path": str(t.path),
+            **vars(report.counts[t.name]),
+            "via": t.via,
+            "served_by": served_by(kinds[t.name], t.via, _config_file(t)),
+        }
         for t in targets
     ]
+
+
+def _config_file(target: AppTarget) -> str | None:
+    from modelimport.apps.comfy_config import config_file
+
+    return str(config_file(target)) if target.via == "config" else None
