@@ -130,6 +130,8 @@ def test_an_app_on_exfat_gets_no_links_and_comfyui_is_served_by_its_config(
 
     [app] = mi(lib, "status", "--json").json["apps"]
     assert (app["via"], app["served_by"]) == ("config", f"config file {config}")
+    assert f"served by config file {config}" in mi(lib, "status").stdout
+    assert "via config (no links)" in mi(lib, "apps", "list").stdout
     synced = mi(lib, "sync", "--json")
     assert synced.code == 0, synced.stdout
     assert synced.json["configs"][0]["result"] == "unchanged"

@@ -160,6 +160,8 @@ def apps_list(
             extra = f", subfolders {t.subfolders}" if t.subfolders != "none" else ""
             if t.mapping:
                 extra += ", map " + " ".join(f"{k}={v}" for k, v in t.mapping.items())
+            if t.via != "links":
+                extra += f", via {t.via} (no links)"
             console.print(f"{t.name}: {t.kind} at {t.path}{extra}", markup=False)
 
     out.result(data, render)
