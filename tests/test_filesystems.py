@@ -192,3 +192,14 @@ def test_a_library_on_ntfs_imports_verifies_and_links_with_hard_links_when_refus
     assert mi(lib, "remove", by_name["add-detail-xl.safetensors"]["model_id"], "--yes").code == 0
     assert not (comfy / "models/loras/add-detail-xl.safetensors").exists()
     assert mi(lib, "check").code == 0
+
+
+def test_a_config_file_modelimport_made_goes_with_its_section(tmp_path: Path) -> None:
+    comfy, lib = tmp_path / "ComfyUI", tmp_path / "lib"
+    (comfy / "models").mkdir(parents=True)
+    assert mi(lib, "apps", "add", "c", comfy, "--kind", "comfyui", "--via", "config").code == 0
+    config = comfy / "extra_model_paths.yaml"
+    assert set(yaml.safe_load(config.read_text(encoding="utf-8"))) == {"modelimport"}
+    assert mi(lib, "apps", "remove", "c", "--unlink").code == 0
+    # Empty, it would stop ComfyUI from starting (it reads the file as a mapping).
+    assert not config.exists()

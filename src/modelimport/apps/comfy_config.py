@@ -180,5 +180,13 @@ def remove_section(target: AppTarget) -> bool:
         return False
     if head.endswith("\n\n"):
         head = head[:-1]  # the blank line we put before the section
+    if not (head + tail).strip():
+        # Ours was all of it: an empty file would stop ComfyUI from starting (it reads the
+        # file as a mapping), so the file goes.
+        try:
+            path.unlink()
+        except OSError as exc:
+            raise AppsConfigError(f"Cannot remove {path}: {exc.strerror or exc}.") from exc
+        return True
     write_text_atomic(path, head + tail, "ComfyUI's model paths file")
     return True
