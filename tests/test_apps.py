@@ -708,3 +708,16 @@ def test_two_link_names_differing_only_in_case_never_share_a_path(
                    for c in r["links"])  # fmt: skip
     assert len(names) == 2 and len({n.casefold() for n in names}) == 2, names
     assert mi(lib, "sync", "--json").json["changes"] == []
+
+
+def test_an_a1111_without_links_is_told_its_own_folder_option(tmp_path: Path, lib: Path) -> None:
+    webui = tmp_path / "stable-diffusion-webui"
+    (webui / "models" / "Lora").mkdir(parents=True)
+    mi(lib, "apps", "add", "forge", webui, "--kind", "a1111")
+    models.sdxl_lora(tmp_path / "src" / "add-detail-xl.safetensors")
+    run = mi(
+        lib, "import", tmp_path / "src", "--yes",
+        env={"MODELIMPORT_FAULTS": "apps.symlink:eperm,apps.hardlink:exdev"},
+    )  # fmt: skip
+    [sentence] = [line for line in run.stdout.splitlines() if "no links possible" in line]
+    assert sentence.endswith(f"start it with --lora-dir {lib}/lora.")

@@ -17,15 +17,35 @@ from modelimport.apps import comfy_config
 from modelimport.apps.plan import DesiredLink
 from modelimport.apps.targets import AppsConfigError, AppTarget
 
-# What an app whose folders take no link can use instead, by kind.
+# What an app whose folders take no link can use instead, by kind: its own way of reading
+# models from another folder. The library's `<type>/<family>/<slug>/<file>` tree suits them:
+# ComfyUI and A1111 list their folders recursively, and LM Studio reads
+# `<models dir>/<publisher>/<model>/<file>.gguf`, which the library's llm folder is.
 INSTEAD = {
     "comfyui": "ComfyUI can read the library with no link: `modelimport apps remove {app}`, "
     "then `modelimport apps add {app} {path} --kind comfyui --via config`.",
+    "lmstudio": "LM Studio can use {library}/llm as its models directory (My Models, "
+    "Models Directory).",
 }
+# A1111/Forge's command-line options naming a folder per model type.
+A1111_OPTIONS = {
+    "checkpoint": "--ckpt-dir", "diffusion_model": "--ckpt-dir", "lora": "--lora-dir",
+    "vae": "--vae-dir", "embedding": "--embeddings-dir", "hypernetwork": "--hypernetwork-dir",
+    "upscaler": "--esrgan-models-path",
+}  # fmt: skip
 INSTEAD_DEFAULT = (
     "Keep the library on the app's disk, on a filesystem with links (NTFS, APFS, ext4), "
     "or on Windows turn on Developer Mode for symlinks."
 )
+
+
+def instead(app: str, app_kind: str, app_path: str, library: str, model_type: str) -> str:
+    """What to do when an app gets no link for `model_type`, in one sentence."""
+    option = A1111_OPTIONS.get(model_type) if app_kind == "a1111" else None
+    if option:
+        folder = f"{library}/{model_type}"
+        return f"A1111/Forge can read them from the library: start it with {option} {folder}."
+    return INSTEAD.get(app_kind, INSTEAD_DEFAULT).format(app=app, path=app_path, library=library)
 
 
 @dataclass
@@ -35,17 +55,17 @@ class NoLinks:
     app: str
     app_kind: str
     app_path: str
+    library: str
     model_type: str
     folder: str
     reason: str
     models: set[str] = field(default_factory=set)
 
     def sentence(self) -> str:
-        instead = INSTEAD.get(self.app_kind, INSTEAD_DEFAULT)
         return (
             f"{self.app}: no links possible for {self.model_type} models in {self.folder} "
             f"({self.reason}); {len(self.models)} not linked. "
-            + instead.format(app=self.app, path=self.app_path)
+            + instead(self.app, self.app_kind, self.app_path, self.library, self.model_type)
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -65,6 +85,7 @@ class Refusals:
     app: str
     app_kind: str
     app_path: Path
+    library: Path
     folders: dict[Path, str] = field(default_factory=dict)  # folder -> why
     by_type: dict[str, NoLinks] = field(default_factory=dict)
 
@@ -81,7 +102,8 @@ class Refusals:
         model_type = link.model_type or "unknown"
         entry = self.by_type.setdefault(
             model_type,
-            NoLinks(self.app, self.app_kind, str(self.app_path), model_type, str(folder), reason),
+            NoLinks(self.app, self.app_kind, str(self.app_path), str(self.library), model_type,
+                    str(folder), reason),  # fmt: skip
         )
         entry.models.add(link.model_id)
 

@@ -113,7 +113,7 @@ def reconcile(
                 )
                 continue
             registered = {Path(row["link_path"]): row for row in index.links(db, app=target.name)}
-            refusals = Refusals(target.name, target.kind, target.path)
+            refusals = Refusals(target.name, target.kind, target.path, library.root)
             served = records
             if target.via == "config":
                 served = []  # no links: links made before are stale
