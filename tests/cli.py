@@ -85,6 +85,22 @@ def start_cli(*args: str | Path, env: dict[str, str] | None = None) -> subproces
     )
 
 
+def kill_at_fault(*args: str | Path, fault: str, marker: Path) -> None:
+    """Run the CLI with the fault `point[>=N]:hang`, wait until it hangs there (it writes
+    `marker`), and SIGKILL it, as a power cut or the OOM killer would."""
+    import signal
+    import time
+
+    env = {"MODELIMPORT_FAULTS": fault, "MODELIMPORT_FAULT_MARKER": str(marker)}
+    proc = start_cli(*args, env=env)
+    deadline = time.monotonic() + 60
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert marker.exists(), proc.communicate()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+
+
 def library_files(root: Path) -> list[Path]:
     """Every file in the library outside `.modelimport` (what a user would see)."""
     return sorted(

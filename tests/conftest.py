@@ -231,6 +231,25 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+@pytest.fixture
+def exfat_dir() -> Iterator[Path]:
+    """A real exFAT filesystem (case-insensitive, no links of any kind), loop-mounted under
+    /tmp for this test; skips with the reason where it cannot be made (tests/mounts.py)."""
+    import mounts
+
+    with mounts.exfat() as mount:
+        yield mount
+
+
+@pytest.fixture
+def ntfs_dir() -> Iterator[Path]:
+    """A real NTFS filesystem through ntfs-3g, mounted under /tmp for this test."""
+    import mounts
+
+    with mounts.ntfs() as mount:
+        yield mount
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """List the crash matrix's kill points that ran (tests/test_crash_matrix.py)."""
     import sys

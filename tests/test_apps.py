@@ -347,7 +347,8 @@ def test_sync_repairs_deleted_broken_and_stale_links_and_nothing_else(
     # broken: the replaced VAE link, and the upscaler's (its model gone, the link dangles)
     assert status == [
         {"app": "comfy", "kind": "comfyui", "path": str(comfy), "ok": 2, "broken": 2,
-         "missing": 1, "conflicts": 0, "clashes": 0}
+         "missing": 1, "conflicts": 0, "clashes": 0, "no_links": 0, "via": "links",
+         "served_by": "symlinks 5"}
     ]  # fmt: skip
 
     before, rows_before = tree(comfy), link_rows(lib)
@@ -506,7 +507,10 @@ def test_across_filesystems_without_symlinks_it_says_so(
         env={"MODELIMPORT_FAULTS": "apps.symlink:eperm,apps.hardlink:exdev"},
     )  # fmt: skip
     assert run.code == 0, run.stderr  # the import itself succeeded
-    assert "comfy: failed" in run.stdout and "same filesystem" in run.stdout
+    [sentence] = [line for line in run.stdout.splitlines() if "no links possible" in line]
+    assert sentence.startswith("comfy: no links possible for lora models in ")
+    assert "same filesystem" in sentence and "1 not linked" in sentence
+    assert "--via config" in sentence  # what ComfyUI can have instead
     assert not os.path.lexists(comfy / "models/loras/add-detail-xl.safetensors")
 
 
@@ -689,3 +693,31 @@ def test_an_app_folder_inside_the_library_is_refused(tmp_path: Path, lib: Path) 
     assert run.code == 2, run.stderr
     assert "is inside the library" in run.stderr and len(run.stderr.strip().splitlines()) == 1
     assert "inlib" not in mi(lib, "apps", "list").stdout
+
+
+def test_two_link_names_differing_only_in_case_never_share_a_path(
+    tmp_path: Path, lib: Path, comfy: Path
+) -> None:
+    # One name on NTFS, APFS and exFAT: the second is linked under its model's name on every
+    # system, so a workflow's model name is the same wherever the library is.
+    mi(lib, "apps", "add", "comfy", comfy, "--kind", "comfyui")
+    models.sdxl_lora(tmp_path / "a" / "Detail.safetensors")
+    models.sdxl_lora(tmp_path / "b" / "detail.safetensors", fill=b"\x09")
+    run = mi(lib, "import", tmp_path / "a", tmp_path / "b", "--yes", "--json")
+    names = sorted(c["link_path"].rsplit("/", 1)[-1] for r in run.json["results"]
+                   for c in r["links"])  # fmt: skip
+    assert len(names) == 2 and len({n.casefold() for n in names}) == 2, names
+    assert mi(lib, "sync", "--json").json["changes"] == []
+
+
+def test_an_a1111_without_links_is_told_its_own_folder_option(tmp_path: Path, lib: Path) -> None:
+    webui = tmp_path / "stable-diffusion-webui"
+    (webui / "models" / "Lora").mkdir(parents=True)
+    mi(lib, "apps", "add", "forge", webui, "--kind", "a1111")
+    models.sdxl_lora(tmp_path / "src" / "add-detail-xl.safetensors")
+    run = mi(
+        lib, "import", tmp_path / "src", "--yes",
+        env={"MODELIMPORT_FAULTS": "apps.symlink:eperm,apps.hardlink:exdev"},
+    )  # fmt: skip
+    [sentence] = [line for line in run.stdout.splitlines() if "no links possible" in line]
+    assert sentence.endswith(f"start it with --lora-dir {lib}/lora.")

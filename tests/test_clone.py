@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
-import time
 from pathlib import Path
 
 import blake3
-from cli import library_files, run_cli, start_cli
+from cli import kill_at_fault, library_files, run_cli
 from factories import make_safetensors
 
 SIZE = 64 << 20
@@ -58,18 +56,9 @@ def test_sigkill_while_hashing_a_clone_leaves_nothing(reflink_dir: Path):
     work.mkdir()
     source = _model(work / "big.safetensors")
     digest = hashlib.sha256(source.read_bytes()).hexdigest()
-    lib, marker = work / "lib", work / "marker"
-    env = {
-        "MODELIMPORT_FAULTS": f"copy.bytes>={16 << 20}:hang",
-        "MODELIMPORT_FAULT_MARKER": str(marker),
-    }
-    proc = start_cli("--library", lib, "import", source, "--yes", env=env)
-    deadline = time.monotonic() + 60
-    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert marker.exists(), proc.communicate()
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.communicate(timeout=30)
+    lib = work / "lib"
+    kill_at_fault("--library", lib, "import", source, "--yes",
+                  fault=f"copy.bytes>={16 << 20}:hang", marker=work / "marker")  # fmt: skip
 
     status = run_cli("--library", lib, "status", "--json")
     assert status.json["models"] == 0

@@ -40,7 +40,7 @@ def test_each_command_shows_only_the_options_it_uses():
     # The app commands use the same mechanism: apps add checks the folder is outside the
     # library, sync and remove work on it; only remove asks, so only it takes --yes.
     assert _options(_help("apps add")) == {
-        "--kind", "--map", "--subfolders", "--library", "--json", "--help"}
+        "--kind", "--map", "--subfolders", "--via", "--library", "--json", "--help"}
     assert _options(_help("apps list")) == {"--json", "--help"}
     assert _options(_help("apps remove")) == {"--unlink", "--library", "--json", "--help"}
     assert _options(_help("sync")) == {"--app", "--dry-run", "--library", "--json", "--verbose",

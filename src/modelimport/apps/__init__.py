@@ -3,7 +3,11 @@
     layouts   where each app kind expects each model type (data tables)
     targets   the configured apps (apps.toml in the user config dir)
     plan      which links a model should have in an app (pure)
-    links     links on disk: state, make (symlink, hard link fallback), replace, remove
+    naming    which model's link has which name (one per path, case-folded)
+    links     links on disk: state, make (symlink; hard link, junction fallbacks), remove
+    report    what linking did: changes, counts per app, the sync report
+    serving   how each app is served: links, no links possible (per type), its config
+    comfy_config  ComfyUI's extra_model_paths.yaml section (apps add --via config)
     sync      reconcile apps with the library; the functions other packages call
 
 Every link modelimport makes is recorded in the index table `links` (model id, app, link

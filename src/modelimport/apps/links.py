@@ -8,9 +8,13 @@ Invariants:
 - A new link never overwrites: `os.symlink` / `os.link` fail if the path exists. A repair
   makes the new link beside the old one and renames it over, so the path is never absent.
 - Links are relative symlinks, so the library and its apps can move together (a disk
-  mounted elsewhere, a home folder restored). Where a filesystem refuses symlinks (exFAT,
-  some network shares, Windows without the right), a hard link is made instead if the
-  library is on the same filesystem; a folder cannot be hard-linked.
+  mounted elsewhere, a home folder restored). Where symlinks are refused (Windows without
+  Developer Mode, exFAT, some network shares), a file gets a hard link if the library is
+  on the same filesystem, and a folder a directory junction on Windows (a folder cannot be
+  hard-linked). Where neither can be made (another disk, exFAT, which has no links at all)
+  `NoLinksPossible` says so; the app may still be served by its own config (`appconfig`).
+- A hard link is ours only while it is the library file itself (same inode); a junction,
+  like a symlink, only while it leads to the library.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import sys
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -28,6 +33,13 @@ from modelimport.faults import fault_point
 NO_SYMLINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
 if hasattr(errno, "ENOTSUP"):
     NO_SYMLINKS.add(errno.ENOTSUP)
+# errno values of os.link meaning "no hard links on this filesystem" (exFAT: EPERM, FAT and
+# some FUSE filesystems: ENOSYS or EOPNOTSUPP); EXDEV is "not on this filesystem".
+NO_HARDLINKS = NO_SYMLINKS - {errno.EINVAL}
+# Windows: "A required privilege is not held by the client": symlinks need Developer Mode
+# or an administrator.
+ERROR_PRIVILEGE_NOT_HELD = 1314
+IO_REPARSE_TAG_MOUNT_POINT = 0xA0000003  # a junction (stat's constant exists on Windows only)
 
 
 class LinkState(StrEnum):
@@ -38,10 +50,37 @@ class LinkState(StrEnum):
     FOREIGN = "foreign"  # a real file or folder that is not the target
 
 
+def is_junction(path: Path) -> bool:
+    """A Windows directory junction (a reparse point of the mount-point kind); False
+    elsewhere."""
+    if sys.platform != "win32":
+        return False
+    isjunction = getattr(os.path, "isjunction", None)  # Python 3.12+
+    if isjunction is not None:
+        return bool(isjunction(path))
+    try:
+        tag = getattr(os.lstat(path), "st_reparse_tag", 0)
+    except OSError:
+        return False
+    return tag == IO_REPARSE_TAG_MOUNT_POINT
+
+
+def is_link(path: Path) -> bool:
+    """A symlink or a junction: a name that leads elsewhere, not a file of its own."""
+    return path.is_symlink() or is_junction(path)
+
+
+def link_kind(path: Path) -> str:
+    """How an existing link at `path` was made, as the registry records it."""
+    if path.is_symlink():
+        return "symlink"
+    return "junction" if is_junction(path) else "hardlink"
+
+
 def link_state(link_path: Path, target: Path) -> LinkState:
     if not os.path.lexists(link_path):
         return LinkState.MISSING
-    if link_path.is_symlink():
+    if is_link(link_path):
         if not link_path.exists():
             return LinkState.BROKEN
         try:
@@ -68,10 +107,18 @@ class LinkError(Exception):
     """A link could not be made; the message is a whole sentence."""
 
 
+class NoLinksPossible(LinkError):
+    """No kind of link can be made at this place: `reason` says why, in a clause."""
+
+    def __init__(self, link_path: Path, reason: str) -> None:
+        super().__init__(f"No links possible at {link_path.parent}: {reason}.")
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class Made:
-    kind: str  # symlink | hardlink
-    note: str = ""  # why a hard link, for the report
+    kind: str  # symlink | hardlink | junction
+    note: str = ""  # why not a symlink, for the report
 
 
 def make_link(link_path: Path, target: Path, is_dir: bool) -> Made:
@@ -91,6 +138,9 @@ def replace_link(link_path: Path, target: Path, is_dir: bool) -> Made:
         os.unlink(tmp)
     made = _link_at(tmp, target, is_dir)
     try:
+        if made.kind == "junction" and is_junction(link_path):
+            # Windows renames nothing over a folder: the old junction goes first.
+            remove_link(link_path)
         os.replace(tmp, link_path)
     except OSError as exc:
         with contextlib.suppress(OSError):
@@ -100,6 +150,9 @@ def replace_link(link_path: Path, target: Path, is_dir: bool) -> Made:
 
 
 def remove_link(link_path: Path) -> None:
+    if is_junction(link_path):
+        os.rmdir(link_path)  # removes the junction itself, never what it leads to
+        return
     os.unlink(link_path)
 
 
@@ -112,14 +165,11 @@ def _link_at(link_path: Path, target: Path, is_dir: bool) -> Made:
     except FileExistsError:
         raise
     except OSError as exc:
-        if exc.errno not in NO_SYMLINKS:
+        if not _symlinks_refused(exc):
             raise LinkError(f"Cannot create the link {link_path}: {_why(exc)}.") from exc
-        refusal = _why(exc)
+        refusal = _symlink_refusal(exc)
     if is_dir:
-        raise LinkError(
-            f"Cannot link the folder {target} at {link_path}: symlinks cannot be made there "
-            f"({refusal}) and a folder cannot be hard-linked."
-        )
+        return _junction_at(link_path, target, refusal)
     try:
         fault_point("apps.hardlink")
         os.link(target, link_path)
@@ -127,12 +177,47 @@ def _link_at(link_path: Path, target: Path, is_dir: bool) -> Made:
         raise
     except OSError as exc:
         if exc.errno == errno.EXDEV:
-            raise LinkError(
-                f"Cannot link {link_path}: symlinks cannot be made there ({refusal}) and a "
-                "hard link needs the library on the same filesystem, which it is not."
+            raise NoLinksPossible(
+                link_path, f"symlinks are refused ({refusal}) and a hard link needs the "
+                "library on the same filesystem, which it is not"
+            ) from exc
+        if exc.errno in NO_HARDLINKS:
+            raise NoLinksPossible(
+                link_path, f"symlinks are refused ({refusal}) and so are hard links "
+                f"({_why(exc)}); exFAT and FAT disks have no links at all"
             ) from exc
         raise LinkError(f"Cannot create the link {link_path}: {_why(exc)}.") from exc
-    return Made("hardlink", f"symlinks cannot be made there ({refusal}); hard link instead")
+    return Made("hardlink", f"symlinks are refused there ({refusal}); hard link instead")
+
+
+def _junction_at(link_path: Path, target: Path, refusal: str) -> Made:
+    """A directory junction on Windows (needs no privilege, works across local volumes);
+    elsewhere a folder cannot be linked without a symlink."""
+    if sys.platform != "win32":
+        raise NoLinksPossible(
+            link_path, f"symlinks are refused ({refusal}) and a folder cannot be hard-linked"
+        )
+    import _winapi  # Windows only: CPython's own binding of CreateJunction
+
+    try:
+        _winapi.CreateJunction(str(target.absolute()), str(link_path))  # type: ignore[attr-defined]
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        raise NoLinksPossible(
+            link_path, f"symlinks are refused ({refusal}) and so is a junction ({_why(exc)})"
+        ) from exc
+    return Made("junction", f"symlinks are refused there ({refusal}); junction instead")
+
+
+def _symlinks_refused(exc: OSError) -> bool:
+    return exc.errno in NO_SYMLINKS or getattr(exc, "winerror", None) == ERROR_PRIVILEGE_NOT_HELD
+
+
+def _symlink_refusal(exc: OSError) -> str:
+    if getattr(exc, "winerror", None) == ERROR_PRIVILEGE_NOT_HELD:
+        return "Windows allows symlinks only in Developer Mode or to administrators"
+    return _why(exc)
 
 
 def _why(exc: OSError) -> str:

@@ -34,6 +34,7 @@ class DesiredLink:
     link_path: Path  # absolute, inside the app's folder
     target: Path  # absolute, inside the library
     is_dir: bool = False  # a bundle linked as one folder
+    model_type: str = ""  # what the model is, for a report per type
 
 
 def desired_links(
@@ -60,7 +61,7 @@ def desired_links(
         name = _bundle_link_name(str(bundle.get("root") or ""), model_dir.name)
         base = _with_family(target, target.path / folder, record)
         root = _bundle_root(model_dir, names)
-        return [DesiredLink(target.name, model_id, base / name, root, is_dir=True)]
+        return [DesiredLink(target.name, model_id, base / name, root, True, model_type)]
     folder = folder_for(target.kind, model_type, target.path, target.mapping)
     if folder is None:
         return []
@@ -72,7 +73,8 @@ def desired_links(
         if single and is_generic_name(file_name):
             # `model.safetensors` from ten repos would collide in one app folder.
             file_name = sanitize_component(model_dir.name + PurePosixPath(file_name).suffix)
-        links.append(DesiredLink(target.name, model_id, base / file_name, model_dir / name))
+        link = DesiredLink(target.name, model_id, base / file_name, model_dir / name)
+        links.append(replace(link, model_type=model_type))
     return links
 
 
@@ -123,10 +125,12 @@ def _lmstudio_links(
         return []
     publisher, repo = lmstudio_folder(model_id, record)
     folder = target.path / publisher / repo
+    model_type = str(record.get("model_type") or "llm")
     return [
-        DesiredLink(target.name, model_id, folder / PurePosixPath(n).name, model_dir / n)
+        DesiredLink(target.name, model_id, folder / PurePosixPath(n).name, model_dir / n,
+                    False, model_type)
         for n in gguf
-    ]
+    ]  # fmt: skip
 
 
 def lmstudio_folder(model_id: str, record: dict[str, Any]) -> tuple[str, str]:

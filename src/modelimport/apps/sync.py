@@ -9,8 +9,10 @@ Invariants:
 - Nothing the tool did not create is ever overwritten or removed (see `links`). A symlink
   in an app's folders that points into the library at something gone is the tool's by
   construction (nothing else links into the library), registered or not.
-- Two models never share a link path: a second file of one name is linked under its
-  model's name (`_assign_paths`).
+- Two models never share a link path, nor two paths that differ only in case: a second
+  file of one name is linked under its model's name (`naming.assign_paths`).
+- An app served by its config file (`via = "config"`) gets no links; its section of the
+  config is rewritten when it no longer says this library (`serving.serve_by_config`).
 - A dry run changes nothing on disk and nothing in the registry; it reports what it would do.
 - Link work runs under the library's `links` lock, so two processes never race on a path.
 - A registered hard link whose model is gone is kept (it may hold the only copy of the
@@ -22,8 +24,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,88 +33,36 @@ from modelimport.apps.layouts import TABLES
 from modelimport.apps.links import (
     LinkError,
     LinkState,
+    NoLinksPossible,
+    is_link,
+    link_kind,
     link_state,
     make_link,
     points_into,
     remove_link,
     replace_link,
 )
-from modelimport.apps.plan import DesiredLink, desired_links
-from modelimport.apps.plan import renamed as plan_renamed
+from modelimport.apps.naming import assign_paths
+from modelimport.apps.plan import DesiredLink
+from modelimport.apps.report import (
+    ADOPTED,
+    CREATED,
+    FAILED,
+    FORGOTTEN,
+    REMOVED,
+    REPAIRED,
+    SKIPPED,
+    AppCounts,
+    LinkChange,
+    SyncReport,
+    skip_change,
+)
+from modelimport.apps.serving import Refusals, serve_by_config, served_by
 from modelimport.apps.targets import AppsConfigError, AppTarget, load_targets
 from modelimport.errors import ModelImportError, UsageError
 from modelimport.events import ProgressEvent, ProgressSink, Stage, ignore_progress
 from modelimport.library import index
-from modelimport.library.contained import OutsideLibrary, inside
 from modelimport.library.layout import Library
-from modelimport.names import MODEL_EXTENSIONS
-
-# Actions, as reports and --json name them.
-CREATED, REPAIRED, REMOVED, ADOPTED, FORGOTTEN, SKIPPED, FAILED = (
-    "created", "repaired", "removed", "adopted", "forgotten", "skipped", "failed",
-)  # fmt: skip
-CHANGES = (CREATED, REPAIRED, REMOVED, ADOPTED, FORGOTTEN)
-
-
-@dataclass(frozen=True)
-class LinkChange:
-    action: str
-    app: str
-    model_id: str | None
-    link_path: str
-    target: str | None = None
-    kind: str | None = None  # symlink | hardlink, for links made
-    reason: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "action": self.action,
-            "app": self.app,
-            "model_id": self.model_id,
-            "link_path": self.link_path,
-            "target": self.target,
-            "kind": self.kind,
-            "reason": self.reason or None,
-        }
-
-    def sentence(self) -> str:
-        text = f"{self.app}: {self.action} {self.link_path}"
-        return f"{text} ({self.reason})" if self.reason else text
-
-
-@dataclass
-class AppCounts:
-    ok: int = 0
-    broken: int = 0  # ours, but dangling (its model gone), pointing elsewhere or replaced
-    missing: int = 0  # should be there and is not
-    conflicts: int = 0  # the path is taken by something that is not ours
-    clashes: int = 0  # not linked: another model's link has the name (a split set)
-
-
-@dataclass
-class SyncReport:
-    dry_run: bool = False
-    changes: list[LinkChange] = field(default_factory=list)
-    counts: dict[str, AppCounts] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)  # e.g. an unreadable config file
-
-    def add(self, change: LinkChange) -> None:
-        self.changes.append(change)
-
-    def for_model(self, model_id: str) -> list[LinkChange]:
-        return [c for c in self.changes if c.model_id == model_id]
-
-    def count(self, action: str) -> int:
-        return sum(1 for c in self.changes if c.action == action)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "dry_run": self.dry_run,
-            "changes": [c.to_json() for c in self.changes],
-            "summary": {a: self.count(a) for a in (*CHANGES, SKIPPED, FAILED)},
-            "apps": {name: vars(c) for name, c in self.counts.items()},
-            "problems": list(self.problems),
-        }
 
 
 def _targets(app: str | None = None) -> list[AppTarget]:
@@ -163,8 +113,15 @@ def reconcile(
                 )
                 continue
             registered = {Path(row["link_path"]): row for row in index.links(db, app=target.name)}
+            refusals = Refusals(target.name, target.kind, target.path, library.root)
+            served = records
+            if target.via == "config":
+                served = []  # no links: links made before are stale
+                done, problem = serve_by_config(target, library.root, dry_run)
+                report.configs += [done] if done else []
+                report.problems += [problem] if problem else []
             before = len(report.changes)
-            wanted = _assign_paths(db, target, library.root, records, registered, prune, report)
+            wanted = assign_paths(db, target, library.root, served, registered, prune, report)
             counts.clashes += sum(1 for c in report.changes[before:] if c.action == SKIPPED)
             if prune:
                 for path, row in registered.items():
@@ -174,7 +131,11 @@ def reconcile(
                         _handle_stale(db, library, row, report, dry_run)
             for path, link in wanted.items():
                 row = registered.get(path)
-                _handle_wanted(db, library, link, row, report, counts, dry_run)
+                _handle_wanted(db, library, link, row, report, counts, dry_run, refusals)
+            for no_links in refusals.by_type.values():
+                counts.no_links += len(no_links.models)
+                report.no_links.append(no_links)
+                report.problems.append(no_links.sentence())
             if prune and model_ids is None:
                 known = set(wanted) | set(registered)
                 for path in _dangling_into_library(target, library.root):
@@ -189,150 +150,6 @@ def reconcile(
     return report
 
 
-def _assign_paths(
-    db: sqlite3.Connection,
-    target: AppTarget,
-    library_root: Path,
-    records: list[tuple[str, dict[str, Any]]],
-    registered: dict[Path, dict[str, Any]],
-    prune: bool,
-    report: SyncReport,
-) -> dict[Path, DesiredLink]:
-    """The links `target` should have, one model per path. Where two models' links would
-    have one name (two LoRAs both called detail_tweaker.safetensors), one keeps it and the
-    other is linked under its model's own name (`plan.renamed`).
-
-    The keeper is the model whose working link is already there, else the first model in
-    id order; a renamed link that works keeps its name too (when the keeper goes, say), so
-    a link an app's workflows use never changes name. A model with several links in the
-    app (a split GGUF set, whose file names tie the parts together) is not renamed: it is
-    reported (skipped) instead."""
-    claims: dict[Path, list[DesiredLink]] = {}
-    link_count: dict[str, int] = {}
-    wanted: dict[Path, DesiredLink] = {}
-    for model_id, record in records:
-        links = desired_links(target, library_root, model_id, record)
-        links = _contained(links, library_root, report)
-        link_count[model_id] = len(links)
-        for link in links:
-            kept = _kept_renamed(db, link, registered) if len(links) == 1 else None
-            if kept is not None:  # linked under its own name before: that name stays
-                wanted[kept.link_path] = kept
-            else:
-                claims.setdefault(link.link_path, []).append(link)
-    losers: list[tuple[DesiredLink, str]] = []
-    for path, links in claims.items():
-        if path in wanted:  # another model's renamed link has this name, and keeps it
-            losers += [(link, wanted[path].model_id) for link in links]
-            continue
-        row = registered.get(path)
-        holder = row["model_id"] if row is not None and _holds(db, row) else None
-        claimants = [link.model_id for link in links]
-        if holder is not None and holder not in claimants and not prune:
-            # Linking new models only: another model's link is there and stays.
-            losers += [(link, holder) for link in links]
-            continue
-        # With prune, a holder that no longer wants this path loses its link to the stale
-        # pass, so the path is free for the claimants.
-        keeper = next((link for link in links if link.model_id == holder), links[0])
-        wanted[path] = keeper
-        losers += [(link, keeper.model_id) for link in links if link is not keeper]
-    lost: dict[str, list[DesiredLink]] = {}
-    for link, _ in losers:
-        lost.setdefault(link.model_id, []).append(link)
-    def free(alt: DesiredLink) -> bool:
-        return (
-            alt.link_path not in claims
-            and alt.link_path not in wanted
-            and not _held_by_other(db, registered.get(alt.link_path), alt.model_id)
-        )
-
-    for link, owner in losers:
-        renamed = None
-        if link_count[link.model_id] == 1:
-            renamed = next((alt for alt in plan_renamed(link) if free(alt)), None)
-        elif len(lost[link.model_id]) == link_count[link.model_id]:
-            # A file with its sidecars (twin.safetensors, twin.civitai.info, twin.preview.png)
-            # lost every name: renamed together, so the app still pairs them by stem.
-            renamed = next(
-                (alt for alt in _renamed_with_stem(link, lost[link.model_id]) if free(alt)), None
-            )
-        if renamed is None:
-            report.add(_skip(link, f"the link of {owner} has this name"))
-            continue
-        wanted[renamed.link_path] = renamed
-    return wanted
-
-
-def _contained(
-    links: list[DesiredLink], library_root: Path, report: SyncReport
-) -> list[DesiredLink]:
-    """The links whose target stays inside the library with no link on the way; the others
-    (a hand-edited metadata.json naming `../../secret.txt`, a folder made a symlink) are
-    reported and never made."""
-    kept = []
-    for link in links:
-        # An absolute name replaced the whole path: it is no longer below the library at all.
-        relative = os.path.relpath(link.target, library_root)
-        try:
-            inside(library_root, relative, f"the metadata.json of {link.model_id}")
-        except OutsideLibrary as exc:
-            path = str(link.link_path)
-            report.add(LinkChange(FAILED, link.app, link.model_id, path, None, reason=str(exc)))
-            continue
-        kept.append(link)
-    return kept
-
-
-def _renamed_with_stem(link: DesiredLink, group: list[DesiredLink]) -> list[DesiredLink]:
-    """`link`'s other names when its model's links are one file and its sidecars, all in one
-    folder and named after the file's stem: the file's renamed stem, with each sidecar's own
-    ending (twin-2.civitai.info beside twin-2.safetensors). [] for any other group (a split
-    set, whose names tie its parts together, is not renamed)."""
-    weights = [g for g in group if g.link_path.suffix.lower() in MODEL_EXTENSIONS]
-    if len(weights) != 1 or any(g.link_path.parent != link.link_path.parent for g in group):
-        return []
-    stem = weights[0].link_path.stem
-    if not all(g.link_path.name.startswith(stem) for g in group):
-        return []
-    ending = link.link_path.name[len(stem):]
-    return [
-        replace(link, link_path=link.link_path.with_name(alt.link_path.stem + ending))
-        for alt in plan_renamed(weights[0])
-    ]
-
-
-def _kept_renamed(
-    db: sqlite3.Connection, link: DesiredLink, registered: dict[Path, dict[str, Any]]
-) -> DesiredLink | None:
-    """The renamed link this model already has in the app and that still works, unless it
-    holds its plain name: so a renamed link keeps its name when the other model goes."""
-    row = registered.get(link.link_path)
-    if row is not None and row["model_id"] == link.model_id:
-        return None
-    for alt in plan_renamed(link):
-        row = registered.get(alt.link_path)
-        if row is not None and row["model_id"] == link.model_id and _holds(db, row):
-            return alt
-    return None
-
-
-def _held_by_other(db: sqlite3.Connection, row: dict[str, Any] | None, model_id: str) -> bool:
-    return row is not None and row["model_id"] != model_id and _holds(db, row)
-
-
-def _holds(db: sqlite3.Connection, row: dict[str, Any]) -> bool:
-    """A registered link that still works for a model still in the library."""
-    state = link_state(Path(row["link_path"]), Path(row["target"]))
-    return state == LinkState.OK and index.model_exists(db, row["model_id"])
-
-
-def _skip(link: DesiredLink, reason: str) -> LinkChange:
-    return LinkChange(
-        SKIPPED, link.app, link.model_id, str(link.link_path), str(link.target), reason=reason
-    )
-
-
 def _handle_wanted(
     db: sqlite3.Connection,
     library: Library,
@@ -341,12 +158,13 @@ def _handle_wanted(
     report: SyncReport,
     counts: AppCounts,
     dry_run: bool,
+    refusals: Refusals | None = None,
 ) -> None:
     state = link_state(link.link_path, link.target)
     path, target = str(link.link_path), str(link.target)
     if state == LinkState.OK:
         counts.ok += 1
-        kind = "symlink" if link.link_path.is_symlink() else "hardlink"
+        kind = link_kind(link.link_path)
         if row is None or row["target"] != target or row["kind"] != kind:
             # Exactly the link we would make (the registry was lost, or the model moved):
             # taking it over is safe and lets sync maintain it from now on.
@@ -373,11 +191,13 @@ def _handle_wanted(
             LinkState.BROKEN: "a broken link modelimport did not create",
             LinkState.ELSEWHERE: "a link to another file that modelimport did not create",
         }.get(state, "a file or folder modelimport did not create")
-        report.add(_skip(link, f"{what} is there; left untouched"))
+        report.add(skip_change(link, f"{what} is there; left untouched"))
         return
     if dry_run:
         report.add(LinkChange(action, link.app, link.model_id, path, target))
         return
+    if refusals is not None and refusals.known(link):
+        return  # reported once per model type, with the reason
     try:
         if action == CREATED:
             made = make_link(link.link_path, link.target, link.is_dir)
@@ -385,7 +205,13 @@ def _handle_wanted(
             made = replace_link(link.link_path, link.target, link.is_dir)
     except FileExistsError:
         counts.conflicts += 1
-        report.add(_skip(link, "something appeared at that path meanwhile; left untouched"))
+        report.add(skip_change(link, "something appeared at that path meanwhile; left untouched"))
+        return
+    except NoLinksPossible as exc:
+        if refusals is None:
+            report.add(LinkChange(FAILED, link.app, link.model_id, path, target, reason=str(exc)))
+        else:
+            refusals.add(link, exc.reason)
         return
     except LinkError as exc:
         report.add(LinkChange(FAILED, link.app, link.model_id, path, target, reason=str(exc)))
@@ -419,7 +245,7 @@ def _dangling_into_library(target: AppTarget, root: Path) -> list[Path]:
             dirnames[:] = [d for d in dirnames if (Path(dirpath) / d).resolve() != root]
             for name in (*dirnames, *filenames):
                 path = Path(dirpath) / name
-                if path.is_symlink() and not path.exists() and points_into(path, root):
+                if is_link(path) and not path.exists() and points_into(path, root):
                     found.add(path)
     return sorted(found)
 
@@ -465,7 +291,7 @@ def unlink_row(
     state = link_state(path, target)
     if state == LinkState.MISSING:
         result = change(FORGOTTEN, "already gone")
-    elif path.is_symlink() and (
+    elif is_link(path) and (
         state in (LinkState.OK, LinkState.BROKEN) or points_into(path, library.root)
     ):
         result = change(REMOVED)
@@ -626,7 +452,23 @@ def app_status(library: Library, db: sqlite3.Connection) -> list[dict[str, Any]]
     if not targets:
         return []
     report = reconcile(library, db, targets, None, dry_run=True)
+    kinds: dict[str, Counter[str]] = {t.name: Counter() for t in targets}
+    for row in index.links(db):
+        kinds.get(row["app"], Counter())[row["kind"]] += 1
     return [
-        {"app": t.name, "kind": t.kind, "path": str(t.path), **vars(report.counts[t.name])}
+        {
+            "app": t.name,
+            "kind": t.kind,
+            "path": str(t.path),
+            **vars(report.counts[t.name]),
+            "via": t.via,
+            "served_by": served_by(kinds[t.name], t.via, _config_file(t)),
+        }
         for t in targets
     ]
+
+
+def _config_file(target: AppTarget) -> str | None:
+    from modelimport.apps.comfy_config import config_file
+
+    return str(config_file(target)) if target.via == "config" else None

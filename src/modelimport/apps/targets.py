@@ -6,6 +6,10 @@
     subfolders = "family"          # optional: loras/sdxl/..., checkpoints/flux/...
     [apps.comfy.map]               # optional: model type -> folder, overrides the kind's table
     upscaler = "models/upscale_models"
+    [apps.comfy-usb]
+    kind = "comfyui"
+    path = "E:/ComfyUI"
+    via = "config"                 # optional: served by its extra_model_paths.yaml, no links
 
 The file is read with tomlkit and written back through it, so comments and layout a person
 added survive `apps add` and `apps remove`. Writes are atomic (temp file, fsync, rename).
@@ -17,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +34,10 @@ from modelimport.probe.tables import MODEL_TYPES
 
 CONFIG_NAME = "apps.toml"
 SUBFOLDER_MODES = ("none", "family")
+# How an app gets the models: links in its folders, or its own config file pointing at the
+# library (kinds that read one: ComfyUI's extra_model_paths.yaml).
+VIA_MODES = ("links", "config")
+CONFIG_KINDS = ("comfyui",)
 MODELS_FOLDER_KINDS = ("comfyui", "a1111")  # kinds whose PATH is the folder holding models/
 APP_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # What --map may name: the model types the probe records, and the apps' own folder keys
@@ -47,6 +56,7 @@ class AppTarget:
     path: Path
     subfolders: str = "none"
     mapping: dict[str, str] = field(default_factory=dict)
+    via: str = "links"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -55,6 +65,7 @@ class AppTarget:
             "path": str(self.path),
             "subfolders": self.subfolders,
             "map": dict(self.mapping),
+            "via": self.via,
         }
 
 
@@ -107,7 +118,10 @@ def _target_from(path: Path, name: str, table: Any) -> AppTarget:
     ):
         raise AppsConfigError(f"{where} has a map whose folders are not relative subfolders.")
     mapping = {str(k): str(v) for k, v in mapping.items()}
-    return AppTarget(name, str(kind), Path(app_path), str(subfolders), mapping)
+    via = table.get("via", "links")
+    if via not in VIA_MODES or (via == "config" and kind not in CONFIG_KINDS):
+        raise AppsConfigError(f"{where} has via {via!r}; expected links, or config for comfyui.")
+    return AppTarget(name, str(kind), Path(app_path), str(subfolders), mapping, str(via))
 
 
 def parse_mappings(items: list[str]) -> dict[str, str]:
@@ -143,6 +157,13 @@ def add_target(target: AppTarget, path: Path | None = None) -> Path:
         )
     if target.kind not in KINDS:
         raise UsageError(f"--kind must be one of {', '.join(KINDS)}.")
+    if target.via not in VIA_MODES:
+        raise UsageError("--via must be links or config.")
+    if target.via == "config" and target.kind not in CONFIG_KINDS:
+        raise UsageError(
+            f"--via config needs an app that reads a config file of model folders "
+            f"({', '.join(CONFIG_KINDS)}); a {target.kind} app is served by links."
+        )
     if target.kind == "folder" and not target.mapping:
         raise UsageError("A folder app needs at least one --map TYPE=SUBDIR (e.g. lora=loras).")
     if not target.path.is_dir():
@@ -174,8 +195,10 @@ def add_target(target: AppTarget, path: Path | None = None) -> Path:
         table["subfolders"] = target.subfolders
     if target.mapping:
         table["map"] = dict(target.mapping)
+    if target.via != "links":
+        table["via"] = target.via
     apps[target.name] = table
-    _write_atomic(path, tomlkit.dumps(doc))
+    write_text_atomic(path, tomlkit.dumps(doc))
     return path
 
 
@@ -184,7 +207,8 @@ def _refuse_duplicate(target: AppTarget, existing: dict[str, AppTarget]) -> bool
     same = existing.get(target.name)
     if same is not None:
         if same.kind == target.kind and _same_folder(same.path, target.path) and (
-            same.subfolders, same.mapping) == (target.subfolders, target.mapping):  # fmt: skip
+            same.subfolders, same.mapping, same.via) == (
+            target.subfolders, target.mapping, target.via):  # fmt: skip
             return True
         raise UsageError(
             f"An app named {target.name!r} is already registered ({same.kind} at {same.path}); "
@@ -217,23 +241,28 @@ def remove_target(name: str, path: Path | None = None) -> AppTarget:
         raise UsageError(f"No app named {name!r} in {path}; `modelimport apps list` shows them.")
     doc = _read_document(path)
     del doc["apps"][name]
-    _write_atomic(path, tomlkit.dumps(doc))
+    write_text_atomic(path, tomlkit.dumps(doc))
     return found[name]
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_text_atomic(path: Path, text: str, what: str = "the apps config") -> None:
+    """Replace `path` with `text` so readers see the old file or the new, never half."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        raise AppsConfigError(f"Cannot write the apps config {path}: {exc.strerror}.") from exc
+        raise AppsConfigError(f"Cannot write {what} {path}: {exc.strerror}.") from exc
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        with contextlib.suppress(OSError):  # keep who may read it (mkstemp makes it 0600)
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise AppsConfigError(f"Cannot write {what} {path}: {exc.strerror or exc}.") from exc
         raise

@@ -35,6 +35,8 @@ Examples:
 
   modelimport apps add lms --kind lmstudio      # its usual folder on this system
 
+  modelimport apps add comfy E:/ComfyUI --kind comfyui --via config
+
   modelimport apps add mine /data/models --kind folder --map lora=loras --map llm=llm
 """
 
@@ -77,6 +79,15 @@ def apps_add(
             "checkpoints/flux/).",
         ),
     ] = "none",
+    via: Annotated[
+        str,
+        typer.Option(
+            "--via",
+            metavar="HOW",
+            help="links (default), or config: no links, ComfyUI's extra_model_paths.yaml "
+            "gets a section pointing at the library (for disks without links, like exFAT).",
+        ),
+    ] = "links",
 ) -> None:
     """Register an app: models imported from now on are linked into it.
 
@@ -94,8 +105,9 @@ def apps_add(
     if path is None:
         path, found_by = _default_folder(kind.lower())
     target = AppTarget(
-        name, kind.lower(), path.expanduser().resolve(), subfolders, parse_mappings(mapping or [])
-    )
+        name, kind.lower(), path.expanduser().resolve(), subfolders,
+        parse_mappings(mapping or []), via.lower(),
+    )  # fmt: skip
     library = resolve_library_root(opts.library)
     if is_within(target.path, library):
         # Its links would be files in the library that no model lists (check would adopt
@@ -103,12 +115,19 @@ def apps_add(
         raise UsageError(f"{target.path} is inside the library ({library}); an app's folder "
                          "must be outside it.")
     config = add_target(target)
-    data = {"config": str(config), "app": target.to_json()}
+    data: dict[str, Any] = {"config": str(config), "app": target.to_json()}
+    if target.via == "config":
+        data["served_by"] = _write_app_config(target, library)
+        tail = (
+            f"ComfyUI reads every model of {library} through {data['served_by']['file']} "
+            "(restart ComfyUI to see them); no links are made."
+        )
+    else:
+        tail = "Run `modelimport sync` to link the models already in the library."
     out.result(
         data,
         lambda c: c.print(
-            f"Added {name} ({target.kind}) at {target.path}{found_by} to {config}. "
-            "Run `modelimport sync` to link the models already in the library.",
+            f"Added {name} ({target.kind}) at {target.path}{found_by} to {config}. {tail}",
             markup=False,
         ),
     )
@@ -124,6 +143,19 @@ def _default_folder(kind: str) -> tuple[Path, str]:
     looked = ", ".join(str(p) for _, p in default_folders(kind))
     where = f"none of its usual folders exists ({looked})" if looked else "it has no usual folder"
     raise UsageError(f"Give the app's FOLDER: for --kind {kind} {where}.")
+
+
+def _write_app_config(target: Any, library: Path) -> dict[str, str]:
+    """Write the app's config section; the app is not registered if that fails."""
+    from modelimport.apps.comfy_config import config_file, write_section
+    from modelimport.apps.targets import AppsConfigError, remove_target
+
+    try:
+        done = write_section(target, library)
+    except AppsConfigError:
+        remove_target(target.name)
+        raise
+    return {"file": str(config_file(target)), "result": done}
 
 
 @apps_app.command(
@@ -148,6 +180,8 @@ def apps_list(
             extra = f", subfolders {t.subfolders}" if t.subfolders != "none" else ""
             if t.mapping:
                 extra += ", map " + " ".join(f"{k}={v}" for k, v in t.mapping.items())
+            if t.via != "links":
+                extra += f", via {t.via} (no links)"
             console.print(f"{t.name}: {t.kind} at {t.path}{extra}", markup=False)
 
     out.result(data, render)
@@ -167,20 +201,33 @@ def apps_remove(
     ] = False,
 ) -> None:
     """Unregister an app. Its links stay (and are forgotten) unless --unlink."""
+    from modelimport.apps.comfy_config import config_file, remove_section
     from modelimport.apps.sync import forget_app
-    from modelimport.apps.targets import remove_target
+    from modelimport.apps.targets import load_targets, remove_target
 
     out = Output(opts.json, opts.verbose)
     opened = open_for(opts, out, create=False) if _library_exists(opts) else None
+    by_config = next((t for t in load_targets() if t.name == name and t.via == "config"), None)
     changes = []
     if opened is not None:
         changes = forget_app(opened.library, opened.db, name, unlink=unlink)
+    section_removed = by_config is not None and unlink and remove_section(by_config)
     removed = remove_target(name)
-    data = {"app": removed.to_json(), "changes": [c.to_json() for c in changes]}
+    data = {
+        "app": removed.to_json(),
+        "changes": [c.to_json() for c in changes],
+        "config_section_removed": section_removed,
+    }
 
     def render(console: Console) -> None:
         gone = sum(1 for c in changes if c.action == "removed")
         tail = f"; removed {gone} link(s)" if unlink else "; its links were left in place"
+        if by_config is not None:
+            file = config_file(by_config)
+            tail = (
+                f"; its section of {file} was removed" if section_removed
+                else f"; its section of {file} was left in place (--unlink removes it)"
+            )  # fmt: skip
         console.print(f"Removed app {name}{tail}.", markup=False)
         for c in changes:
             if c.action not in ("removed", "forgotten") or (
@@ -242,6 +289,10 @@ def sync_command(
             prefix = "would be " if dry_run else ""
             line = f"{c.app}: {prefix}{c.action} {c.link_path}"
             console.print(line + (f" ({c.reason})" if c.reason else ""), markup=False)
+        for written in report.configs:
+            if written["result"] != "unchanged":
+                console.print(f"{written['app']}: {written['result']} {written['file']}",
+                              markup=False)  # fmt: skip
         s = data["summary"]
         ok = sum(c.ok for c in report.counts.values())
         if not report.counts and not report.changes:

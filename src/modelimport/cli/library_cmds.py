@@ -71,9 +71,13 @@ def _render_status(console: Console, data: dict[str, Any]) -> None:
         blocked = f", {a['conflicts']} blocked by files not ours" if a["conflicts"] else ""
         if a.get("clashes"):
             blocked += f", {a['clashes']} not linked (another model's link has the name)"
+        if a.get("via") == "config":
+            console.print(f"App {a['app']} ({a['kind']}): served by {a['served_by']}, no links",
+                          markup=False)  # fmt: skip
+            continue
         console.print(
             f"App {a['app']} ({a['kind']}): links {a['ok']} ok, {a['broken']} broken, "
-            f"{a['missing']} missing{blocked}",
+            f"{a['missing']} missing{blocked}; served by {a.get('served_by')}",
             markup=False,
         )
     if data.get("apps_problem"):

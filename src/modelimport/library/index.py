@@ -406,6 +406,16 @@ def model_exists(db: sqlite3.Connection, model_id: str) -> bool:
     return db.execute("SELECT 1 FROM models WHERE model_id = ?", (model_id,)).fetchone() is not None
 
 
+def model_ids_under(db: sqlite3.Connection, folder: str) -> list[str]:
+    """The ids of the models in one `<type>/<family>` folder (a range of the primary key)."""
+    low = folder.rstrip("/") + "/"
+    high = low[:-1] + chr(ord("/") + 1)
+    rows = db.execute(
+        "SELECT model_id FROM models WHERE model_id >= ? AND model_id < ?", (low, high)
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
 # Also for rows written before manual records stopped counting as pending (see _model_row).
 PENDING = "(pending_online_lookup = 1 AND COALESCE(match_source, '') != 'manual')"
 

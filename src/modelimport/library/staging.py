@@ -125,15 +125,16 @@ class StagingTxn:
         """Forget the transaction: remove what is left of its directory and release the lock."""
         if self.lock_fd < 0:
             return
-        _remove_txn_dir(self.path, self.lock_fd)
+        remove_txn_dir(self.path, self.lock_fd)
         self.lock_fd = -1
 
 
-def _remove_txn_dir(path: Path, lock_fd: int) -> None:
-    """Remove a finished transaction's directory, then release its lock. Windows refuses to
-    delete a file that is open, so the lock file goes last, after its descriptor is closed:
-    with its journal gone first, a folder holding only a lock is inert (recovery just drops
-    it)."""
+def remove_txn_dir(path: Path, lock_fd: int) -> None:
+    """Remove a transaction's directory, closing its lock file before deleting it: an open
+    file cannot be deleted on Windows, and on FUSE filesystems (exFAT, NTFS) it becomes a
+    `.fuse_hidden` file that keeps the directory from going. Everything else goes first,
+    under the lock; a recovery that takes the lock in between finds no journal and nothing
+    staged, and removes what is left (a folder holding only a lock is inert)."""
     with contextlib.suppress(OSError):
         for entry in os.scandir(path):
             if entry.name == "lock":
@@ -166,7 +167,7 @@ def begin(library: Library, mode: str) -> StagingTxn:
     except BaseException:
         # Nothing is staged yet (a full disk, most likely): leave no trace.
         if lock_fd >= 0:
-            _remove_txn_dir(path, lock_fd)
+            remove_txn_dir(path, lock_fd)
         else:
             shutil.rmtree(path, ignore_errors=True)
         raise
@@ -267,14 +268,16 @@ def recover(library: Library, reindex: Any, forget: Any = None) -> RecoveryRepor
                         completed += 1
                     else:
                         rolled_back += 1
-                    shutil.rmtree(path, ignore_errors=True)
+                    remove_txn_dir(path, fd)
+                    fd = -1
                     continue
                 if journal.get("mode") == REMOVE:
                     if _finish_removal(path, journal, forget):
                         completed += 1
                     else:
                         rolled_back += 1
-                    shutil.rmtree(path, ignore_errors=True)
+                    remove_txn_dir(path, fd)
+                    fd = -1
                     continue
                 dest = journal.get("dest")
                 if dest is not None:
@@ -308,9 +311,11 @@ def recover(library: Library, reindex: Any, forget: Any = None) -> RecoveryRepor
                     f"({_reason(exc)}); it is left as it is and tried again by the next command."
                 )
                 continue
-            shutil.rmtree(path, ignore_errors=True)
+            remove_txn_dir(path, fd)
+            fd = -1
         finally:
-            unlock_and_close(fd)
+            if fd >= 0:
+                unlock_and_close(fd)
             if locked:
                 _drop_if_only_lock(path)
     return RecoveryReport(rolled_back, completed, restored, tuple(problems))
