@@ -745,3 +745,27 @@ def test_sync_mends_a_sidecar_linked_beside_another_models_weights(
     assert_relative_link_to(loras / "foo-2.safetensors", lib / b["model_id"] / "foo.safetensors")
     assert_relative_link_to(loras / "foo-2.civitai.info", target)
     assert mi(lib, "check").code == 0
+
+
+def test_a_users_file_where_a_link_would_go_is_a_warning_for_check_not_a_fault(
+    tmp_path: Path, lib: Path, comfy: Path
+) -> None:
+    """Issue 20, point 3: `check` exited 1 for ever (and --repair changed nothing) while
+    `sync` exited 0 for the same state, which the tool chose: leave the person's file."""
+    mine = comfy / "models/loras/add-detail-xl.safetensors"
+    mine.write_bytes(b"the user's own lora")
+    mi(lib, "apps", "add", "comfy", comfy, "--kind", "comfyui")
+    models.sdxl_lora(tmp_path / "src" / "add-detail-xl.safetensors")
+    assert mi(lib, "import", tmp_path / "src", "--yes").code == 0
+    assert mi(lib, "sync").code == 0
+    run = mi(lib, "check")
+    assert run.code == 0, run.stdout + run.stderr
+    assert f"warning: Link {mine}" in run.stdout
+    assert "move or rename what is at that path, then run `modelimport sync`" in run.stdout
+    data = mi(lib, "check", "--json").json
+    assert data["ok"] is True and data["remaining"] == 0
+    assert [p["warning"] for p in data["problems"]] == [True]
+    assert mine.read_bytes() == b"the user's own lora"
+    mine.unlink()  # as the warning says: then sync links it, and nothing is left to say
+    assert mi(lib, "sync").code == 0
+    assert mi(lib, "check", "--json").json["problems"] == []

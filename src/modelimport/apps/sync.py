@@ -590,13 +590,17 @@ def forget_app(
     ]
 
 
-def check_links(library: Library, db: sqlite3.Connection) -> list[str]:
-    """What `sync` would change, as sentences (`check` reports them); [] when all is well."""
+def check_links(library: Library, db: sqlite3.Connection) -> list[str | dict[str, Any]]:
+    """What `sync` would change, as sentences (`check` reports them); [] when all is well.
+
+    A link sync leaves out on purpose (a file the person put there has its name; another
+    model's link has it and this one cannot be renamed) is no fault of the library: it comes
+    as {"message", "path", "warning": True}, saying what would let the link be made."""
     try:
         report = reconcile(library, db, load_targets(), None, dry_run=True, every_app=True)
     except AppsConfigError as exc:
         return [str(exc)]
-    problems = list(report.problems)
+    problems: list[str | dict[str, Any]] = list(report.problems)
     for c in report.changes:
         if c.action == ADOPTED:
             continue  # a correct link the registry does not list yet: nothing to fix
@@ -609,7 +613,16 @@ def check_links(library: Library, db: sqlite3.Connection) -> list[str]:
         }.get(c.action, c.action)
         detail = f" ({c.reason})" if c.reason else ""
         owner = f" for {c.model_id}" if c.model_id else ""
-        problems.append(f"Link {c.link_path}{owner} in {c.app} {what}{detail}.")
+        sentence = f"Link {c.link_path}{owner} in {c.app} {what}{detail}"
+        if c.action == SKIPPED:
+            problems.append({
+                "message": f"{sentence}: to link it, move or rename what is at that path, "
+                "then run `modelimport sync`.",
+                "path": c.link_path,
+                "warning": True,
+            })
+        else:
+            problems.append(sentence + ".")
     return problems
 
 

@@ -506,9 +506,10 @@ def check(
             line = p["message"] + (f" {p['repair'].capitalize()}." if p["repair"] else "")
             if not repair and REPAIRABLE.get(p["kind"]):
                 line += " [repairable]"
-            console.print(("repaired: " if p["repaired"] else "problem: ") + line, markup=False)
+            status = "repaired" if p["repaired"] else "warning" if p["warning"] else "problem"
+            console.print(f"{status}: {line}", markup=False)
         if data["ok"]:
-            fixed = len(data["problems"])
+            fixed = sum(p["repaired"] for p in data["problems"])
             console.print(
                 f"Library OK: {data['models']} models checked"
                 + (f"; {fixed} problem(s) repaired." if fixed else ".")
