@@ -533,6 +533,48 @@ def link_new_models(
     return reconcile(library, db, targets, model_ids, prune=False, progress=progress)
 
 
+def link_in_place_of(
+    library: Library, db: sqlite3.Connection, originals: dict[str, str]
+) -> list[str]:
+    """Replace each original (path -> the model this batch imported it as) that sits where
+    its model's link goes in an app (the batch was imported from the app's own folder) by
+    that link, in one rename: the app finds the same name, now the library's copy, and is
+    never without it. Only the very file (same inode) is replaced; returns those paths."""
+    targets = _configured()
+    by_inode: dict[tuple[int, int], str] = {}
+    for path in originals:
+        with contextlib.suppress(OSError):
+            st = os.lstat(path)
+            by_inode[(st.st_dev, st.st_ino)] = path
+    replaced: list[str] = []
+    if not targets or not by_inode:
+        return replaced
+    with library.lock("links"):
+        for model_id, record in _records(library, sorted(set(originals.values()))):
+            for target in targets:
+                for link in desired_links(target, library.root, model_id, record):
+                    try:
+                        st = os.lstat(link.link_path)
+                    except OSError:
+                        continue
+                    original = by_inode.get((st.st_dev, st.st_ino))
+                    if (
+                        original is None
+                        or originals[original] != model_id
+                        or link.is_dir
+                        or link_state(link.link_path, link.target) != LinkState.FOREIGN
+                    ):
+                        continue
+                    try:
+                        made = replace_link(link.link_path, link.target, False)
+                    except LinkError:
+                        continue  # it stays an original, deleted or kept as any other
+                    index.add_link(db, link.app, str(link.link_path), model_id,
+                                   str(link.target), made.kind, False)
+                    replaced.append(original)
+    return replaced
+
+
 def sync(
     library: Library,
     db: sqlite3.Connection,
