@@ -281,9 +281,13 @@ def shards(
         )
         return
     from modelimport.importer.collect import collect_paths
-    from modelimport.importer.shards import group_files
+    from modelimport.importer.shards import bundle_sets, group_files
 
     collected = collect_paths(paths)
+    # A set inside a folder that is one model (config.json and its shards) is a set too:
+    # `import` refuses it when incomplete, so `shards` says so as well.
+    found = [g for g in group_files(collected.files) if g.is_sharded]
+    found += [g for bundle in collected.bundles for g in bundle_sets(bundle)]
     groups = [
         {
             "name": g.set_name,
@@ -297,8 +301,7 @@ def shards(
             "missing": list(g.missing),
             "problems": list(g.problems),
         }
-        for g in group_files(collected.files)
-        if g.is_sharded
+        for g in found
     ]
     failures = [
         {"path": str(p), "error": e} for p, e in (*collected.failures, *collected.unreadable)
