@@ -27,6 +27,7 @@ from modelimport.cli.options import (
 )
 from modelimport.cli.output import Output
 from modelimport.cli.progress import progress_sink
+from modelimport.errors import UsageError
 
 
 @app.command(epilog="Examples:\n\n  modelimport status\n\n  modelimport status --json")
@@ -195,7 +196,6 @@ def edit_command(
     When the name, type or family changes, so does the model id: the model folder moves to
     the new id in one rename, and the index and app links follow.
     """
-    from modelimport.errors import UsageError
     from modelimport.library.edits import edit_model
 
     changes: dict[str, str | list[str]] = {
@@ -398,6 +398,24 @@ LIST_EXAMPLES = (
 )
 
 
+def _types_named(db: Any, name: str) -> tuple[str, ...]:
+    """The model types `--type NAME` means; an unknown name is refused, naming the types."""
+    from modelimport.apps.layouts import model_types_named
+    from modelimport.probe.tables import MODEL_TYPES
+
+    stored = {row[0] for row in db.execute("SELECT DISTINCT model_type FROM models")}
+    if name.lower() in stored:
+        return (name.lower(),)
+    types = model_types_named(name)
+    if not types:
+        known = ", ".join(sorted(MODEL_TYPES | stored))
+        raise UsageError(
+            f"No model type is called {name!r}; the types are {known} (an app's folder "
+            "name such as loras or Stable-diffusion works too)."
+        )
+    return types
+
+
 # Above this many rows `list` prints plain aligned columns instead of a Rich table.
 RICH_TABLE_MAX_ROWS = 500
 
@@ -431,9 +449,18 @@ def list_command(
 
     out = Output(opts.json, opts.verbose)
     opened = open_for(opts, out, create=False, read_only_ok=True)
-    # Types and families are stored in lower case; `--type LLM` means the same as `llm`.
-    models = list_models(
-        opened.db, model_type and model_type.lower(), family and family.lower(), pending, search
+    # Types and families are stored in lower case; `--type LLM` means the same as `llm`,
+    # and an app's folder name (`loras`, `Stable-diffusion`) the types it holds.
+    types: list[str | None] = [None]
+    if model_type:
+        types = list(_types_named(opened.db, model_type))
+    models = sorted(
+        (
+            m
+            for each in types
+            for m in list_models(opened.db, each, family and family.lower(), pending, search)
+        ),
+        key=lambda m: m["model_id"],
     )
     for m in models:
         m["path"] = str(opened.library.root / m["model_id"])
