@@ -769,3 +769,18 @@ def test_a_users_file_where_a_link_would_go_is_a_warning_for_check_not_a_fault(
     mine.unlink()  # as the warning says: then sync links it, and nothing is left to say
     assert mi(lib, "sync").code == 0
     assert mi(lib, "check", "--json").json["problems"] == []
+
+
+def test_apps_add_lmstudio_at_its_home_folder_names_the_models_folder(
+    tmp_path: Path, lib: Path
+) -> None:
+    """Issue 20, point 8: `apps add lms ~/.lmstudio --kind lmstudio` was accepted and the
+    links went where LM Studio never looks."""
+    home = tmp_path / ".lmstudio"
+    (home / "models").mkdir(parents=True)
+    run = mi(lib, "apps", "add", "lms", home, "--kind", "lmstudio")
+    assert run.code == 2, run.stderr
+    said = " ".join(run.stderr.split())
+    assert f"give {home / 'models'}, the folder LM Studio reads models from" in said
+    assert mi(lib, "apps", "list", "--json").json["apps"] == []
+    assert mi(lib, "apps", "add", "lms", home / "models", "--kind", "lmstudio").code == 0
