@@ -721,3 +721,98 @@ def test_an_a1111_without_links_is_told_its_own_folder_option(tmp_path: Path, li
     )  # fmt: skip
     [sentence] = [line for line in run.stdout.splitlines() if "no links possible" in line]
     assert sentence.endswith(f"start it with --lora-dir {lib}/lora.")
+
+
+def _foo_in_two_runs(tmp_path: Path, lib: Path) -> tuple[Path, dict, dict]:
+    """a/foo.safetensors imported, then another b/foo.safetensors with its foo.civitai.info,
+    into a folder app; returns the app folder and the two import results."""
+    app = tmp_path / "app"
+    (app / "loras").mkdir(parents=True)
+    assert mi(lib, "apps", "add", "mine", app, "--kind", "folder", "--map", "lora=loras").code == 0
+    models.sdxl_lora(tmp_path / "src" / "a" / "foo.safetensors", fill=b"\x01")
+    first = mi(lib, "import", tmp_path / "src" / "a", "--yes", "--json")
+    models.sdxl_lora(tmp_path / "src" / "b" / "foo.safetensors", fill=b"\x09")
+    (tmp_path / "src" / "b" / "foo.civitai.info").write_text('{"from": "b"}')
+    second = mi(lib, "import", tmp_path / "src" / "b", "--yes", "--json")
+    [a] = [r for r in first.json["results"] if r["status"] == "imported"]
+    [b] = [r for r in second.json["results"] if r["status"] == "imported"]
+    return app, a, b
+
+
+def test_a_same_named_lora_of_a_later_run_is_linked_under_its_name_with_its_sidecar(
+    tmp_path: Path, lib: Path
+) -> None:
+    """Issue 20, point 4: the second foo got no link and its foo.civitai.info was linked
+    beside the first foo's weights, so the app paired the wrong metadata."""
+    app, a, b = _foo_in_two_runs(tmp_path, lib)
+    loras = app / "loras"
+    assert_relative_link_to(loras / "foo.safetensors", lib / a["model_id"] / "foo.safetensors")
+    assert_relative_link_to(loras / "foo-2.safetensors", lib / b["model_id"] / "foo.safetensors")
+    assert_relative_link_to(loras / "foo-2.civitai.info", lib / b["model_id"] / "foo.civitai.info")
+    assert not os.path.lexists(loras / "foo.civitai.info")
+    assert {c["action"] for c in b["links"]} == {"created"}, b["links"]
+    assert mi(lib, "sync").code == 0 and mi(lib, "check").code == 0
+
+
+def test_sync_mends_a_sidecar_linked_beside_another_models_weights(
+    tmp_path: Path, lib: Path
+) -> None:
+    """The state the earlier runs left (the second foo unlinked, its sidecar beside the
+    first foo's weights) is put right by `sync`."""
+    from modelimport.library import index
+
+    app, a, b = _foo_in_two_runs(tmp_path, lib)
+    loras = app / "loras"
+    for name in ("foo-2.safetensors", "foo-2.civitai.info"):
+        (loras / name).unlink()
+    wrong = loras / "foo.civitai.info"
+    target = lib / b["model_id"] / "foo.civitai.info"
+    wrong.symlink_to(os.path.relpath(target, loras))
+    with sqlite3.connect(lib / ".modelimport" / "index.sqlite") as db:
+        db.execute("DELETE FROM links WHERE model_id = ?", (b["model_id"],))
+        index.add_link(db, "mine", str(wrong), b["model_id"], str(target), "symlink")
+    run = mi(lib, "sync")
+    assert run.code == 0, run.stderr
+    assert not os.path.lexists(wrong)
+    assert_relative_link_to(loras / "foo-2.safetensors", lib / b["model_id"] / "foo.safetensors")
+    assert_relative_link_to(loras / "foo-2.civitai.info", target)
+    assert mi(lib, "check").code == 0
+
+
+def test_a_users_file_where_a_link_would_go_is_a_warning_for_check_not_a_fault(
+    tmp_path: Path, lib: Path, comfy: Path
+) -> None:
+    """Issue 20, point 3: `check` exited 1 for ever (and --repair changed nothing) while
+    `sync` exited 0 for the same state, which the tool chose: leave the person's file."""
+    mine = comfy / "models/loras/add-detail-xl.safetensors"
+    mine.write_bytes(b"the user's own lora")
+    mi(lib, "apps", "add", "comfy", comfy, "--kind", "comfyui")
+    models.sdxl_lora(tmp_path / "src" / "add-detail-xl.safetensors")
+    assert mi(lib, "import", tmp_path / "src", "--yes").code == 0
+    assert mi(lib, "sync").code == 0
+    run = mi(lib, "check")
+    assert run.code == 0, run.stdout + run.stderr
+    assert f"warning: Link {mine}" in run.stdout
+    assert "move or rename what is at that path, then run `modelimport sync`" in run.stdout
+    data = mi(lib, "check", "--json").json
+    assert data["ok"] is True and data["remaining"] == 0
+    assert [p["warning"] for p in data["problems"]] == [True]
+    assert mine.read_bytes() == b"the user's own lora"
+    mine.unlink()  # as the warning says: then sync links it, and nothing is left to say
+    assert mi(lib, "sync").code == 0
+    assert mi(lib, "check", "--json").json["problems"] == []
+
+
+def test_apps_add_lmstudio_at_its_home_folder_names_the_models_folder(
+    tmp_path: Path, lib: Path
+) -> None:
+    """Issue 20, point 8: `apps add lms ~/.lmstudio --kind lmstudio` was accepted and the
+    links went where LM Studio never looks."""
+    home = tmp_path / ".lmstudio"
+    (home / "models").mkdir(parents=True)
+    run = mi(lib, "apps", "add", "lms", home, "--kind", "lmstudio")
+    assert run.code == 2, run.stderr
+    said = " ".join(run.stderr.split())
+    assert f"give {home / 'models'}, the folder LM Studio reads models from" in said
+    assert mi(lib, "apps", "list", "--json").json["apps"] == []
+    assert mi(lib, "apps", "add", "lms", home / "models", "--kind", "lmstudio").code == 0

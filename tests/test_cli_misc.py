@@ -171,3 +171,21 @@ def test_completion_scripts_are_current():
         assert out.returncode == 0, out.stderr
         shipped = (ROOT / "completions" / f"modelimport.{shell}").read_text()
         assert out.stdout.strip() == shipped.strip(), f"completions/modelimport.{shell} is stale"
+
+
+def test_a_reader_that_closes_stdout_early_is_no_failure_of_the_import(tmp_path: Path):
+    """Issue 20, point 8: `modelimport import ... | head -1` exited 1 although every model
+    was imported; the closed pipe is the reader's choice, not a failed import."""
+    from cli import library_files
+
+    for i in range(3):
+        make_safetensors(tmp_path / "dl" / f"m{i}.safetensors", fill=bytes([i + 1]))
+    for extra in ((), ("--json",)):
+        lib = tmp_path / f"lib{len(extra)}"
+        proc = start_cli("--library", lib, "import", tmp_path / "dl", "--yes", "--offline",
+                         *extra)
+        proc.stdout.close()  # the reader is gone before the first line is written
+        err = proc.stderr.read()
+        assert proc.wait(timeout=120) == 0, err
+        assert "Traceback" not in err and "Internal error" not in err, err
+        assert len([p for p in library_files(lib) if p.suffix == ".safetensors"]) == 3

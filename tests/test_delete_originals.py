@@ -240,3 +240,34 @@ def test_a_library_file_named_is_never_offered_for_deletion(tmp_path: Path):
     [kept] = run.json["originals"]["files"]
     assert not kept["deleted"] and inside.exists()
     assert kept["reason"] == f"it is the library's own file (of {result['model_id']})"
+
+
+def test_originals_in_a_linked_apps_own_folder_are_replaced_by_its_links(tmp_path: Path):
+    """Issue 20, point 2: importing ComfyUI's own models folder with --delete-originals
+    skipped every link (the original was there), then deleted every original: the app was
+    left empty. Each original the app reads is now replaced by the app's link in one rename."""
+    import app_models as models
+
+    comfy = tmp_path / "ComfyUI"
+    lora = models.sdxl_lora(comfy / "models" / "loras" / "add-detail-xl.safetensors")
+    vae = models.sdxl_vae(comfy / "models" / "vae" / "sdxl_vae.safetensors")
+    (comfy / "models" / "checkpoints").mkdir()
+    lib = tmp_path / "lib"
+    assert run_cli("--library", lib, "apps", "add", "comfy", comfy, "--kind", "comfyui").code == 0
+    run = run_cli("--library", lib, "import", comfy / "models", "--yes", "--json",
+                  "--delete-originals")
+    assert run.code == 0, run.stderr
+    originals = run.json["originals"]
+    assert originals["deleted"] == 2 and originals["refused"] == 0, originals
+    for path in (lora, vae):
+        assert path.is_symlink(), f"{path} is not the app's link"
+        assert lib.resolve() in path.resolve().parents
+        assert path.read_bytes()[:8] == next(
+            p for p in lib.rglob(path.name) if ".modelimport" not in p.parts
+        ).read_bytes()[:8]
+    human = run_cli("--library", lib, "check")
+    assert human.code == 0, human.stdout
+    status = run_cli("--library", lib, "status", "--json")
+    assert status.code == 0, status.stdout
+    again = run_cli("--library", lib, "sync", "--json")  # nothing left to do
+    assert [c for c in again.json["changes"] if c["action"] != "adopted"] == []

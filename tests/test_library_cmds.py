@@ -169,3 +169,22 @@ def test_edit_takes_only_known_types_and_one_word_families_and_can_undo_to_unkno
     assert undone.code == 0, undone.stderr
     assert undone.json["model_id"].startswith("llm/unknown/")
     assert (lib / undone.json["model_id"] / "metadata.json").is_file()
+
+
+def test_list_type_takes_an_apps_folder_name_and_refuses_an_unknown_type(tmp_path: Path):
+    """Issue 20, point 8: `list --type loras` (ComfyUI's folder name) showed 0 models."""
+    lib = tmp_path / "lib"
+    lora = make_safetensors(tmp_path / "dl" / "detail.safetensors", {
+        "lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": ("F16", [4, 8]),
+        "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight": ("F16", [8, 4]),
+    })
+    gguf = make_gguf(tmp_path / "dl" / "tiny-Q8_0.gguf", kv={"general.file_type": 7})
+    [first, second] = _import(lib, lora, gguf)
+    by_type = {r["model_type"]: r["model_id"] for r in (first, second)}
+    for name in ("lora", "loras", "Lora", "LORA"):
+        run = run_cli("--library", lib, "list", "--type", name, "--json")
+        assert [m["model_id"] for m in run.json["models"]] == [by_type["lora"]], name
+    run = run_cli("--library", lib, "list", "--type", "lorax")
+    assert run.code == 2
+    assert "No model type is called 'lorax'; the types are" in run.stderr
+    assert "lora" in run.stderr and "llm" in run.stderr

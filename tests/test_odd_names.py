@@ -156,3 +156,18 @@ def test_library_file_names_keep_letters_and_extension(
     # The library's copy is still a model file: another library imports it, not skips it.
     [copied] = _import(tmp_path / "lib2", model_dir / library_name)["results"]
     assert copied["status"] == "imported", copied
+
+
+def test_a_newline_in_a_file_name_keeps_one_line_per_item_in_a_pipe(tmp_path: Path):
+    """Issue 20, point 8: a newline in a name split its item over two lines of the pipe
+    output that scripts read line by line; it is shown escaped."""
+    folder = tmp_path / "dl"
+    make_safetensors(folder / "two\nlines.safetensors", fill=b"\x01")
+    make_safetensors(folder / "plain.safetensors", fill=b"\x02")
+    run = run_cli("--library", tmp_path / "lib", "import", folder, "--yes", "--offline")
+    assert run.code == 0, run.stderr
+    rows = [line for line in run.stdout.splitlines() if line.startswith("imported")]
+    assert len(rows) == 2, run.stdout
+    assert any("two\\nlines.safetensors" in row for row in rows), run.stdout
+    listing = run_cli("--library", tmp_path / "lib", "list")
+    assert len(listing.stdout.strip().splitlines()) == 4, listing.stdout  # count, header, 2

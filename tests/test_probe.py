@@ -196,7 +196,7 @@ def test_llama_gguf_q4_k_m_with_embedded_repos(tmp_path):
     assert result.embedded_repos == ("meta-llama/Meta-Llama-3-8B-Instruct",
                                      "meta-llama/Meta-Llama-3-8B")
     assert result.name == "Meta-Llama-3-8B-Instruct"
-    assert result.field_sources["name"] == "file"
+    assert result.field_sources["name"] == "filename"  # the file's name, as everywhere
     assert result.file_says["context_length"] == 8192
     assert result.file_says["quantization"] == "Q4_K_M"
     assert result.parameter_count == 32 * 16 + 16 * 16
@@ -315,3 +315,18 @@ def test_safetensors_metadata_names_a_repo(tmp_path):
 ])
 def test_repo_ids_from_untrusted_metadata(raw, repo):
     assert as_repo_id(raw) == repo
+
+
+def test_a_gguf_model_id_is_the_slug_of_its_file_name_not_of_general_name(tmp_path):
+    """Issue 20, point 8: SmolLM2-135M-Instruct.Q4_1.gguf became
+    smollm2-135m-8k-lc100k-mix1-ep2-q4_1 (its general.name), losing "Instruct"."""
+    from cli import run_cli
+
+    path = make_gguf(tmp_path / "SmolLM2-135M-Instruct.Q4_1.gguf",
+                     name="SmolLM2 135M 8k lc100k mix1 ep2", kv={"general.file_type": 3})
+    assert probe(path).name == "SmolLM2-135M-Instruct"
+    run = run_cli("--library", tmp_path / "lib", "import", path, "--yes", "--offline", "--json")
+    [result] = run.json["results"]
+    assert result["model_id"].endswith("/smollm2-135m-instruct-q4_1"), result["model_id"]
+    generic = make_gguf(tmp_path / "x" / "model.gguf", name="Tiny Story Teller")
+    assert probe(generic).name == "Tiny-Story-Teller"  # a name that says nothing gives way

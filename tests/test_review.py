@@ -282,3 +282,93 @@ def test_the_review_shows_a_folder_bundle_and_a_set_for_what_they_are(tmp_path: 
     # The count shown is what was imported: every file of the folder, none left out.
     assert len(record["files"]) == int(bundle.group(1))
     assert record["bundle"]["kind"] == "transformers"
+
+
+def _row_names(text: str) -> dict[int, str]:
+    """Item number -> file name, from the rows of a listing (the name's line of each row)."""
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+    return {
+        int(m.group(1)): m.group(2)
+        for m in re.finditer(r"^\s*(\d+)\s+(\S+\.safetensors)\b", plain, re.MULTILINE)
+    }
+
+
+def test_a_review_of_2000_items_skips_a_range_and_a_type_with_stable_numbers(tmp_path: Path):
+    """Issue 20, Must show 3: on an 80-column terminal, the numbers stay what they were,
+    ranges and a type are skipped, one item is edited, and the whole session prints less
+    than 100 KB (it printed 1.5 MB for two skips before)."""
+    import io
+
+    import pexpect
+
+    folder = tmp_path / "dl"
+    for i in range(2000):
+        fill = i.to_bytes(2, "big") + b"\x01"
+        if i % 4 == 3:
+            make_safetensors(folder / f"emb-{i:04d}.safetensors",
+                             tensors={"emb_params": ("F32", [1, 768])}, fill=fill)
+        else:
+            _lora(folder / f"lora-{i:04d}.safetensors", fill)
+    lib = tmp_path / "lib"
+    child = _spawn_on_terminal(
+        ["--library", str(lib), "import", str(folder), "--offline"], columns=80
+    )
+    child.timeout = 600
+    child.logfile_read = seen = io.StringIO()
+    child.expect(r"Import 2,000 model\(s\)\?")
+    first = child.before
+    assert re.search(r"lora\s+1,500", first) and re.search(r"embedding\s+500", first), first
+    page = _row_names(first)
+    assert sorted(page) == list(range(1, 21)), first  # a page, not 2,000 rows
+
+    child.sendline("s 3")
+    child.expect(r"model\(s\)\?")
+    child.sendline("s 5")  # the fifth as first shown, not the sixth
+    child.expect(r"Import 1,998 model\(s\)\?")
+    child.sendline("l 1-6")
+    child.expect(r"model\(s\)\?")
+    assert sorted(_row_names(child.before)) == [1, 2, 4, 6]
+    child.sendline("u 3")  # taken back, under its number
+    child.expect(r"Import 1,999 model\(s\)\?")
+
+    child.sendline("l lora")  # the first page of LoRAs, wherever the plan has them
+    child.expect(r"model\(s\)\?")
+    loras = _row_names(child.before)
+    assert len(loras) == 20 and all(name.startswith("lora") for name in loras.values())
+    numbers = sorted(loras)
+    first, last = numbers[2], numbers[6]
+    child.sendline(f"l {first}-{last}")
+    child.expect(r"model\(s\)\?")
+    in_range = _row_names(child.before)
+    child.sendline(f"s {first}-{last},{numbers[9]} {numbers[11]}")
+    child.expect(r"model\(s\)\?")
+    child.sendline("s embeddings")  # ComfyUI's folder name for the type
+    child.expect(r"model\(s\)\?")
+    assert re.search(r"Skipped 49[89] models", child.before), child.before
+    child.sendline("s 1-2000x")
+    child.expect(r"model\(s\)\?")
+    assert "or a model type of this plan (embedding, lora)" in " ".join(child.before.split())
+    edited_number = numbers[0]
+    child.sendline(f"e {edited_number}")
+    for prompt, answer in (("Name", ""), ("Type", ""), ("Family", "flux"), ("Subtype", ""),
+                           ("Tags", ""), ("Notes", "")):
+        child.expect(prompt)
+        child.sendline(answer)
+    child.expect(r"model\(s\)\?")
+    assert "/flux/" in child.before
+    skipped_loras = set(in_range.values()) | {loras[numbers[9]], loras[numbers[11]]}
+    expected = 1500 - len(skipped_loras)
+    child.sendline("")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, child.before[-2000:]
+    output = seen.getvalue()
+    assert f"{expected} imported" in output, output[-3000:]
+    assert len(output.encode()) < 100_000, len(output.encode())
+
+    metas = [json.loads(p.read_text()) for p in library_files(lib) if p.name == "metadata.json"]
+    imported = {Path(m["sources"][0]["path"]).name: m for m in metas}
+    assert len(imported) == expected
+    assert not any(name.startswith("emb") for name in imported)
+    assert not skipped_loras & set(imported)
+    assert imported[loras[edited_number]]["family"] == "flux"

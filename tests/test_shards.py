@@ -122,3 +122,25 @@ def test_a_set_keeps_the_shard_names_its_index_lists(tmp_path: Path):
     model = tmp_path / "lib" / result["model_id"]
     index = json.loads((model / "My Model.safetensors.index.json").read_text())
     assert all((model / shard).is_file() for shard in set(index["weight_map"].values()))
+
+
+def test_shards_finds_an_incomplete_set_inside_a_hugging_face_folder(tmp_path: Path):
+    """Issue 20, point 5: a folder with config.json, shards 1 and 3 of 3 and the index json
+    was 'No sharded sets found.' (exit 0) while `import` refused it as incomplete."""
+    from cli import run_cli
+
+    folder = tmp_path / "Llama-3-8B"
+    files = make_sharded_safetensors(folder, total=3)
+    files[1].unlink()
+    (folder / "config.json").write_text(
+        json.dumps({"architectures": ["LlamaForCausalLM"], "model_type": "llama"})
+    )
+    run = run_cli("shards", folder, "--json")
+    assert run.code == 1, run.stdout
+    [group] = run.json["sets"]
+    assert (group["shards_present"], group["shard_total"], group["complete"]) == (2, 3, False)
+    assert group["missing"] == ["model-00002-of-00003.safetensors"]
+    human = run_cli("shards", tmp_path)
+    assert human.code == 1 and "2 of 3" in human.stdout, human.stdout
+    imported = run_cli("--library", tmp_path / "lib", "import", folder, "--yes", "--offline")
+    assert imported.code == 1 and "incomplete sharded set" in imported.stdout + imported.stderr

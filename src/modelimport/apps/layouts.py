@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
+from modelimport.probe.tables import MODEL_TYPES
+
 KINDS = ("comfyui", "a1111", "lmstudio", "folder")
 
 COMFYUI: dict[str, tuple[str, ...]] = {
@@ -89,3 +91,22 @@ def is_relative_subdir(text: str) -> bool:
     """A user-given SUBDIR stays inside the app's folder: relative, no `..`, not empty."""
     path = PurePosixPath(text.replace("\\", "/"))
     return bool(text.strip()) and not path.is_absolute() and ".." not in path.parts
+
+
+def model_types_named(name: str) -> tuple[str, ...]:
+    """The model types a person may mean by `name`: a type itself (`lora`), its plural
+    (`loras`), or the folder an app keeps it in (ComfyUI's `loras`, `unet`, `clip`; A1111's
+    `Lora`, `Stable-diffusion`, `ESRGAN`). Case is ignored; () when nothing matches. A folder
+    shared by several types (`Stable-diffusion`) names them all."""
+    word = name.strip().lower().rstrip("/")
+    if not word:
+        return ()
+    found = [t for t in sorted(MODEL_TYPES) if word in (t, t + "s")]
+    for table in TABLES.values():
+        for model_type, folders in table.items():
+            names = {model_type, model_type + "s"} | {
+                PurePosixPath(f).name.lower() for f in folders
+            }
+            if word in names and model_type not in found:
+                found.append(model_type)
+    return tuple(found)

@@ -45,10 +45,12 @@ def assign_paths(
     claims: dict[str, list[DesiredLink]] = {}  # by the case-folded path
     link_count: dict[str, int] = {}
     wanted: dict[Path, DesiredLink] = {}
+    links_of: dict[str, list[DesiredLink]] = {}
     for model_id, record in records:
         links = desired_links(target, library_root, model_id, record)
         links = _contained(links, library_root, report)
         link_count[model_id] = len(links)
+        links_of[model_id] = links
         for link in links:
             kept = _kept_renamed(db, link, registered) if len(links) == 1 else None
             if kept is not None:  # linked under its own name before: that name stays
@@ -77,6 +79,18 @@ def assign_paths(
     lost: dict[str, list[DesiredLink]] = {}
     for link, _ in losers:
         lost.setdefault(link.model_id, []).append(link)
+    # A file and its sidecars go together: when the weights lose their name (to a model of
+    # an earlier run, say), a sidecar that kept its own would sit beside the other model's
+    # weights and the app would pair them. The whole group is renamed instead.
+    for model_id, its_lost in list(lost.items()):
+        group = links_of[model_id]
+        if len(its_lost) < len(group) and _renamed_with_stem(group[0], group):
+            owner = next(o for link, o in losers if link.model_id == model_id)
+            for link in group:
+                if link not in its_lost and wanted.get(link.link_path) == link:
+                    del wanted[link.link_path]
+                    losers.append((link, owner))
+                    its_lost.append(link)
     def free(alt: DesiredLink) -> bool:
         key = _fold(alt.link_path)
         return (

@@ -43,7 +43,7 @@ from modelimport.apps.links import (
     replace_link,
 )
 from modelimport.apps.naming import assign_paths
-from modelimport.apps.plan import DesiredLink
+from modelimport.apps.plan import DesiredLink, desired_links
 from modelimport.apps.report import (
     ADOPTED,
     CREATED,
@@ -366,6 +366,48 @@ def link_new_models(
     return reconcile(library, db, targets, model_ids, prune=False, progress=progress)
 
 
+def link_in_place_of(
+    library: Library, db: sqlite3.Connection, originals: dict[str, str]
+) -> list[str]:
+    """Replace each original (path -> the model this batch imported it as) that sits where
+    its model's link goes in an app (the batch was imported from the app's own folder) by
+    that link, in one rename: the app finds the same name, now the library's copy, and is
+    never without it. Only the very file (same inode) is replaced; returns those paths."""
+    targets = _configured()
+    by_inode: dict[tuple[int, int], str] = {}
+    for path in originals:
+        with contextlib.suppress(OSError):
+            st = os.lstat(path)
+            by_inode[(st.st_dev, st.st_ino)] = path
+    replaced: list[str] = []
+    if not targets or not by_inode:
+        return replaced
+    with library.lock("links"):
+        for model_id, record in _records(library, sorted(set(originals.values()))):
+            for target in targets:
+                for link in desired_links(target, library.root, model_id, record):
+                    try:
+                        st = os.lstat(link.link_path)
+                    except OSError:
+                        continue
+                    original = by_inode.get((st.st_dev, st.st_ino))
+                    if (
+                        original is None
+                        or originals[original] != model_id
+                        or link.is_dir
+                        or link_state(link.link_path, link.target) != LinkState.FOREIGN
+                    ):
+                        continue
+                    try:
+                        made = replace_link(link.link_path, link.target, False)
+                    except LinkError:
+                        continue  # it stays an original, deleted or kept as any other
+                    index.add_link(db, link.app, str(link.link_path), model_id,
+                                   str(link.target), made.kind, False)
+                    replaced.append(original)
+    return replaced
+
+
 def sync(
     library: Library,
     db: sqlite3.Connection,
@@ -423,13 +465,17 @@ def forget_app(
     ]
 
 
-def check_links(library: Library, db: sqlite3.Connection) -> list[str]:
-    """What `sync` would change, as sentences (`check` reports them); [] when all is well."""
+def check_links(library: Library, db: sqlite3.Connection) -> list[str | dict[str, Any]]:
+    """What `sync` would change, as sentences (`check` reports them); [] when all is well.
+
+    A link sync leaves out on purpose (a file the person put there has its name; another
+    model's link has it and this one cannot be renamed) is no fault of the library: it comes
+    as {"message", "path", "warning": True}, saying what would let the link be made."""
     try:
         report = reconcile(library, db, load_targets(), None, dry_run=True, every_app=True)
     except AppsConfigError as exc:
         return [str(exc)]
-    problems = list(report.problems)
+    problems: list[str | dict[str, Any]] = list(report.problems)
     for c in report.changes:
         if c.action == ADOPTED:
             continue  # a correct link the registry does not list yet: nothing to fix
@@ -442,7 +488,16 @@ def check_links(library: Library, db: sqlite3.Connection) -> list[str]:
         }.get(c.action, c.action)
         detail = f" ({c.reason})" if c.reason else ""
         owner = f" for {c.model_id}" if c.model_id else ""
-        problems.append(f"Link {c.link_path}{owner} in {c.app} {what}{detail}.")
+        sentence = f"Link {c.link_path}{owner} in {c.app} {what}{detail}"
+        if c.action == SKIPPED:
+            problems.append({
+                "message": f"{sentence}: to link it, move or rename what is at that path, "
+                "then run `modelimport sync`.",
+                "path": c.link_path,
+                "warning": True,
+            })
+        else:
+            problems.append(sentence + ".")
     return problems
 
 

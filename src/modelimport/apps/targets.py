@@ -179,6 +179,13 @@ def add_target(target: AppTarget, path: Path | None = None) -> Path:
             f"{target.path} has no models/ folder; a {target.kind} app is its install folder, "
             f"the one holding models/{hint}."
         )
+    if target.kind == "lmstudio" and (target.path / "models").is_dir():
+        # ~/.lmstudio itself: LM Studio reads <publisher>/<repo>/ folders from its models/
+        # folder only; links beside it would never be seen.
+        raise UsageError(
+            f"{target.path} holds LM Studio's models/ folder; give {target.path / 'models'}, "
+            "the folder LM Studio reads models from."
+        )
     path = path or config_path()
     existing = {t.name: t for t in load_targets(path)}
     if _refuse_duplicate(target, existing):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -95,8 +96,20 @@ def _last_cells(text: str, width: int) -> str:
     return tail
 
 
+# Control characters (a newline in a file name) would split one item over two lines of a
+# pipe's output; they are shown escaped as Python writes them (\n, \t, \x1b).
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def one_line(text: str) -> str:
+    """`text` with its control characters escaped, so it stays on one line."""
+    return CONTROL_CHARACTERS.sub(lambda m: repr(m.group())[1:-1], text)
+
+
 def aligned_columns(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-    """Left-aligned columns two spaces apart, last column unpadded, like `ls -l`."""
+    """Left-aligned columns two spaces apart, last column unpadded, like `ls -l`; one line
+    per row whatever the cells hold (control characters are escaped)."""
+    rows = [tuple(one_line(cell) for cell in row) for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
     lines = []
     for row in (header, *rows):

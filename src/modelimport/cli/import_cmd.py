@@ -182,7 +182,7 @@ def import_command(
         from modelimport.importer.originals import delete_originals as run_delete
 
         with progress_sink(opts.json, out.err, opts.quiet, opts.verbose) as sink:
-            report["originals"] = run_delete(opened.library, results, sink)
+            report["originals"] = run_delete(opened.library, results, sink, opened.db)
         refused = report["originals"]["refused"] > 0
 
     def render(console: Console) -> None:
@@ -410,4 +410,6 @@ def _render_originals(console: Console, originals: dict[str, Any]) -> None:
     console.print(
         f"Originals: {originals['deleted']} deleted, {originals['kept']} kept; "
         f"{human_size(originals['freed_bytes'])} freed."
+        + (f" {originals['relinked']} app link(s) made where they were." if originals.get(
+            "relinked") else "")
     )

@@ -27,6 +27,7 @@ from modelimport.cli.options import (
 )
 from modelimport.cli.output import Output
 from modelimport.cli.progress import progress_sink
+from modelimport.errors import UsageError
 
 
 @app.command(epilog="Examples:\n\n  modelimport status\n\n  modelimport status --json")
@@ -199,7 +200,6 @@ def edit_command(
     When the name, type or family changes, so does the model id: the model folder moves to
     the new id in one rename, and the index and app links follow.
     """
-    from modelimport.errors import UsageError
     from modelimport.library.edits import edit_model
 
     changes: dict[str, str | list[str]] = {
@@ -285,9 +285,13 @@ def shards(
         )
         return
     from modelimport.importer.collect import collect_paths
-    from modelimport.importer.shards import group_files
+    from modelimport.importer.shards import bundle_sets, group_files
 
     collected = collect_paths(paths)
+    # A set inside a folder that is one model (config.json and its shards) is a set too:
+    # `import` refuses it when incomplete, so `shards` says so as well.
+    found = [g for g in group_files(collected.files) if g.is_sharded]
+    found += [g for bundle in collected.bundles for g in bundle_sets(bundle)]
     groups = [
         {
             "name": g.set_name,
@@ -301,8 +305,7 @@ def shards(
             "missing": list(g.missing),
             "problems": list(g.problems),
         }
-        for g in group_files(collected.files)
-        if g.is_sharded
+        for g in found
     ]
     failures = [
         {"path": str(p), "error": e} for p, e in (*collected.failures, *collected.unreadable)
@@ -399,6 +402,24 @@ LIST_EXAMPLES = (
 )
 
 
+def _types_named(db: Any, name: str) -> tuple[str, ...]:
+    """The model types `--type NAME` means; an unknown name is refused, naming the types."""
+    from modelimport.apps.layouts import model_types_named
+    from modelimport.probe.tables import MODEL_TYPES
+
+    stored = {row[0] for row in db.execute("SELECT DISTINCT model_type FROM models")}
+    if name.lower() in stored:
+        return (name.lower(),)
+    types = model_types_named(name)
+    if not types:
+        known = ", ".join(sorted(MODEL_TYPES | stored))
+        raise UsageError(
+            f"No model type is called {name!r}; the types are {known} (an app's folder "
+            "name such as loras or Stable-diffusion works too)."
+        )
+    return types
+
+
 # Above this many rows `list` prints plain aligned columns instead of a Rich table.
 RICH_TABLE_MAX_ROWS = 500
 
@@ -432,9 +453,18 @@ def list_command(
 
     out = Output(opts.json, opts.verbose)
     opened = open_for(opts, out, create=False, read_only_ok=True)
-    # Types and families are stored in lower case; `--type LLM` means the same as `llm`.
-    models = list_models(
-        opened.db, model_type and model_type.lower(), family and family.lower(), pending, search
+    # Types and families are stored in lower case; `--type LLM` means the same as `llm`,
+    # and an app's folder name (`loras`, `Stable-diffusion`) the types it holds.
+    types: list[str | None] = [None]
+    if model_type:
+        types = list(_types_named(opened.db, model_type))
+    models = sorted(
+        (
+            m
+            for each in types
+            for m in list_models(opened.db, each, family and family.lower(), pending, search)
+        ),
+        key=lambda m: m["model_id"],
     )
     for m in models:
         m["path"] = str(opened.library.root / m["model_id"])
@@ -510,9 +540,10 @@ def check(
             line = p["message"] + (f" {p['repair'].capitalize()}." if p["repair"] else "")
             if not repair and REPAIRABLE.get(p["kind"]):
                 line += " [repairable]"
-            console.print(("repaired: " if p["repaired"] else "problem: ") + line, markup=False)
+            status = "repaired" if p["repaired"] else "warning" if p["warning"] else "problem"
+            console.print(f"{status}: {line}", markup=False)
         if data["ok"]:
-            fixed = len(data["problems"])
+            fixed = sum(p["repaired"] for p in data["problems"])
             console.print(
                 f"Library OK: {data['models']} models checked"
                 + (f"; {fixed} problem(s) repaired." if fixed else ".")

@@ -1,10 +1,15 @@
-"""The import review on a terminal: the plan as a table, then what the person decides.
+"""The import review on a terminal: the plan, then what the person decides.
 
-Answers: Enter or `y` imports all; `n` (or `c`) cancels; `s N` skips item N; `e N` edits
-item N (name, type, family, subtype, tags, notes: it is then recorded as manual); `m`
-switches between copy and move; `d` shows or hides the details (hashes, repo, matched file,
-why). What each answer does to the plan is decided in `importer.review`; this module only
-asks and draws.
+Answers: Enter or `y` imports all; `n` (or `c`) cancels; `s 3`, `s 1-5,9`, `s lora` skips
+items by number, range or model type, `u ...` takes skipped ones back; `e N` edits item N
+(name, type, family, subtype, tags, notes: it is then recorded as manual); `l` lists the next
+rows (`l 300-340`, `l lora`: a part); `m` switches between copy and move; `d` shows or hides
+the details (hashes, repo, matched file, why). Numbers never change while reviewing.
+
+A plan longer than a page is shown as a summary by type and its first rows; an answer then
+prints what it changed, not the plan again, so 2,000 items stay readable (and a few kB). What
+each answer does to the plan is decided in `importer.review`; this module only asks and
+draws.
 """
 
 from __future__ import annotations
@@ -24,20 +29,44 @@ from modelimport.errors import UsageError
 from modelimport.importer.pipeline import ImportPlan, PlannedModel
 from modelimport.importer.review import (
     EDITABLE_FIELDS,
+    ReviewItems,
     current_value,
     destination_of,
     edit_model,
-    skip_model,
+    number_ranges,
+    type_summary,
 )
 from modelimport.library.layout import Library
 
-HELP = "Enter/y import all · n cancel · s N skip · e N edit · m copy/move · d details"
+HELP = "Enter/y import · n cancel · s 3,5-9|TYPE skip · u undo · e N edit · l list · ? more"
+FULL_HELP = """\
+  Enter, y     import every model still planned
+  n            cancel: nothing is imported
+  s 3          skip item 3; also s 1-5, s 3,7,9, s 2-4 9, or a type: s lora, s embedding
+  u 3          take skipped items back (same forms as s)
+  e 3          edit item 3: name, type, family, subtype, tags, notes
+  l            list the next rows; l 300-340 or l lora lists a part
+  m            switch between copy and move
+  d            show or hide details (hashes, repo, matched file, why) in the rows listed
+  ?            this help"""
+
+# A plan of at most this many models is shown whole after every answer; a longer one is a
+# summary by type and this many rows at a time.
+PAGE_ROWS = 20
 
 
 @dataclass
 class ReviewOutcome:
     proceed: bool
     move: bool
+
+
+@dataclass
+class _Listing:
+    """The rows `l` shows next: the numbers last asked for, and how far they were shown."""
+
+    numbers: list[int]
+    shown: int = 0
 
 
 def review_plan(
@@ -50,14 +79,22 @@ def review_plan(
 ) -> ReviewOutcome:
     """Show the plan and act on answers until the person imports or cancels."""
     confirm_low_confidence(plan)
+    items = ReviewItems(plan)
+    paged = len(items.numbered) > PAGE_ROWS
+    listing = _Listing(items.planned_numbers())
+    if paged:
+        _render_summary(console, items, move)
+        _list_next(console, items, listing, library, db, move, details)
+    redraw = not paged
     while True:
         if not plan.models:
             console.print("Every model was skipped.")
             return ReviewOutcome(False, move)
-        destinations = destination_of(plan, library, db)
-        render_plan(console, plan, destinations, move, details)
+        if redraw:
+            _render_rows(console, items, items.planned_numbers(), library, db, move, details)
+        redraw = not paged
         answer = typer.prompt(
-            f"Import {len(plan.models)} model(s)? ({HELP})",
+            f"Import {len(plan.models):,} model(s)? ({HELP})",
             default="y",
             show_default=False,
             err=True,
@@ -65,35 +102,137 @@ def review_plan(
         word, _, rest = answer.partition(" ")
         word = word.lower()
         if word in ("", "y", "yes", "a", "all"):
+            items.settle_skipped()
             return ReviewOutcome(True, move)
         if word in ("n", "no", "c", "cancel", "q"):
             return ReviewOutcome(False, move)
-        if word == "m":
-            move = not move
-        elif word == "d":
-            details = not details
-        elif word in ("s", "skip", "e", "edit"):
-            planned = _item(console, plan, rest)
-            if planned is None:
-                continue
-            if word.startswith("s"):
-                skip_model(plan, planned)
-                console.print(f"Skipped {planned.group.display_name}.", markup=False)
+        try:
+            if word == "m":
+                move = not move
+                if paged:
+                    console.print(f"Now: {_mode(move)} into the library.")
+            elif word == "d":
+                details = not details
+                if paged:
+                    console.print(f"Details {'on' if details else 'off'} in the rows `l` lists.")
+            elif word in ("s", "skip", "u", "undo"):
+                _skip_or_take_back(console, items, word.startswith("s"), rest)
+                listing = _Listing(items.planned_numbers())
+            elif word in ("e", "edit"):
+                number = _one_item(items, rest)
+                _edit(console, items.model(number))
+                if paged:
+                    _render_rows(console, items, [number], library, db, move, details)
+            elif word in ("l", "list", "more", "p"):
+                if rest.strip():
+                    wanted = set(items.select(rest))
+                    listing = _Listing([n for n in items.planned_numbers() if n in wanted])
+                elif listing.shown >= len(listing.numbers):
+                    listing = _Listing(items.planned_numbers())  # from the top again
+                _list_next(console, items, listing, library, db, move, details)
+                redraw = False
+            elif word in ("?", "h", "help"):
+                console.print(FULL_HELP, markup=False, highlight=False)
+                redraw = False
             else:
-                _edit(console, planned)
-        else:
-            console.print(f"Not understood: {answer!r}. {HELP}.", markup=False)
+                console.print(f"Not understood: {answer!r}. {HELP}.", markup=False)
+                redraw = False
+        except UsageError as exc:
+            console.print(str(exc), markup=False)
+            redraw = False
 
 
-def _item(console: Console, plan: ImportPlan, text: str) -> PlannedModel | None:
-    try:
-        number = int(text.strip())
-        if not 1 <= number <= len(plan.models):
-            raise ValueError
-    except ValueError:
-        console.print(f"Give an item number from 1 to {len(plan.models)}, e.g. 's 1'.")
-        return None
-    return plan.models[number - 1]
+def _skip_or_take_back(console: Console, items: ReviewItems, skip: bool, text: str) -> None:
+    numbers = items.select(text)
+    done = items.skip(numbers) if skip else items.take_back(numbers)
+    if not done:
+        state = "already skipped" if skip else "not skipped"
+        console.print(f"Item(s) {number_ranges(numbers)}: {state}.", markup=False)
+        return
+    if len(done) == 1:
+        name = items.model(done[0]).group.display_name
+        what = f"{name} (item {done[0]})" if skip else f"item {done[0]}, {name}"
+    else:
+        what = f"{len(done):,} models (items {shorten_middle(number_ranges(done), 60)})"
+    verb = "Skipped" if skip else "Taken back:"
+    console.print(f"{verb} {what}.", markup=False, highlight=False)
+
+
+def _one_item(items: ReviewItems, text: str) -> int:
+    numbers = items.select(text)
+    if len(numbers) != 1 or not text.strip().isdigit():
+        raise UsageError(f"Give one item number from 1 to {len(items.numbered)}, e.g. 'e 1'.")
+    if numbers[0] in items.skipped:
+        raise UsageError(f"Item {numbers[0]} is skipped; 'u {numbers[0]}' takes it back.")
+    return numbers[0]
+
+
+def _mode(move: bool) -> str:
+    return "move" if move else "copy"
+
+
+def _render_summary(console: Console, items: ReviewItems, move: bool) -> None:
+    """The plan by model type: how many models and bytes of each, and how many skipped."""
+    planned = items.plan.models
+    total = sum(m.total_size for m in planned)
+    console.print(
+        f"Import plan: {len(planned):,} models, {human_size(total)} ({_mode(move)} into the "
+        "library), by type:",
+        markup=False,
+        highlight=False,
+    )
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for header in ("type", "models", "size"):
+        table.add_column(header, no_wrap=True, justify="left" if header == "type" else "right")
+    for model_type, count, size in type_summary(planned):
+        table.add_row(model_type, f"{count:,}", human_size(size))
+    console.print(table)
+    _render_settled(console, items.plan)
+
+
+def _list_next(
+    console: Console,
+    items: ReviewItems,
+    listing: _Listing,
+    library: Library,
+    db: sqlite3.Connection,
+    move: bool,
+    details: bool,
+) -> None:
+    """The next page of the current listing, and how to see more."""
+    page = listing.numbers[listing.shown : listing.shown + PAGE_ROWS]
+    if not page:
+        console.print("No planned item there.")
+        return
+    _render_rows(console, items, page, library, db, move, details, settled=False)
+    listing.shown += len(page)
+    left = len(listing.numbers) - listing.shown
+    more = f"; `l` shows the next {min(left, PAGE_ROWS)}" if left else ""
+    console.print(
+        f"Items {number_ranges(page)} shown ({listing.shown:,} of {len(listing.numbers):,})"
+        f"{more}; `l 300-340` or `l lora` lists a part, `?` all answers.",
+        markup=False,
+        highlight=False,
+    )
+
+
+def _render_rows(
+    console: Console,
+    items: ReviewItems,
+    numbers: list[int],
+    library: Library,
+    db: sqlite3.Connection,
+    move: bool,
+    details: bool,
+    settled: bool = True,
+) -> None:
+    # Destinations depend on every planned model (two of one name get suffixes in order).
+    everyone = destination_of(items.plan, library, db)
+    where = dict(zip(items.planned_numbers(), everyone, strict=True))
+    rows = [(n, items.model(n), where[n]) for n in numbers if n in where]
+    render_plan(console, rows, move, details, width_of_number=len(str(len(items.numbered))))
+    if settled:
+        _render_settled(console, items.plan)
 
 
 def _edit(console: Console, planned: PlannedModel) -> None:
@@ -141,19 +280,20 @@ def _trust(planned: PlannedModel) -> Text:
 
 def render_plan(
     console: Console,
-    plan: ImportPlan,
-    destinations: list[str],
+    planned_rows: list[tuple[int, PlannedModel, str]],
     move: bool,
     details: bool = False,
+    width_of_number: int = 1,
 ) -> None:
-    """One row per model: its name over the model id it will get, files and size,
-    type/family, precision and trust. Long names and ids lose their middle, never their end,
-    and the table fits the terminal: the name column takes what the others leave."""
+    """One row per (number, model, model id it will get): its name over that id, files and
+    size, type/family, precision and trust. Long names and ids lose their middle, never
+    their end, and the table fits the terminal: the name column takes what the others
+    leave."""
     rows = []
-    for number, (m, dest) in enumerate(zip(plan.models, destinations, strict=True), 1):
+    for number, m, dest in planned_rows:
         rows.append(
             (
-                str(number),
+                str(number).rjust(width_of_number),
                 _name(m),
                 dest,
                 f"{_files(m)}, {human_size(m.total_size)}",
@@ -163,8 +303,8 @@ def render_plan(
             )
         )
     needs = {
-        str(n): "pickle needs classes: " + ", ".join(m.probe.pickle_needs)
-        for n, m in enumerate(plan.models, 1)
+        str(n).rjust(width_of_number): "pickle needs classes: " + ", ".join(m.probe.pickle_needs)
+        for n, m, _ in planned_rows
         if getattr(m.probe, "pickle_needs", ())
     }
     headers = ("#", "name → model id", "files, size", "type/family", "precision", "trust")
@@ -188,7 +328,7 @@ def render_plan(
     files_width = min(max(others[1], len(headers[2])), max(FILES_MIN_WIDTH, room - names))
     name_width = max(NAME_MIN_WIDTH, room - files_width)
     table = Table(
-        title=f"Import plan ({'move' if move else 'copy'} into the library)",
+        title=f"Import plan ({_mode(move)} into the library)",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
     )
@@ -212,14 +352,23 @@ def render_plan(
             table.add_row(number, cell, size, Text(kind), Text(precision), trust)
     console.print(table)
     if details:
-        for number, m in enumerate(plan.models, 1):
+        for number, m, _ in planned_rows:
             for line in detail_lines(m):
                 console.print(f"  {number}. {line}", markup=False, highlight=False)
-    for r in plan.settled:
-        if r.status != "skipped":
-            console.print(
-                f"{r.status}: {', '.join(r.sources)}: {r.error or r.model_id}", markup=False
-            )
+
+
+def _render_settled(console: Console, plan: ImportPlan) -> None:
+    """What was decided without a review (rejected, duplicate, failed), folded after a page:
+    the import's results name every one again."""
+    settled = [r for r in plan.settled if r.status != "skipped"]
+    for r in settled[:PAGE_ROWS]:
+        console.print(
+            f"{r.status}: {', '.join(r.sources)}: {r.error or r.model_id}", markup=False
+        )
+    if len(settled) > PAGE_ROWS:
+        console.print(
+            f"... and {len(settled) - PAGE_ROWS:,} more not to import (the results name them)."
+        )
 
 
 # A bundle's folder name in the files column is cut in the middle beyond this, so that one

@@ -13,12 +13,16 @@ Invariants:
   (this run never copied it, so nothing here proves it is the file in the library).
 - A source with more than one hard link is deleted with a warning: no space is freed.
 - Empty folders left by a bundle's sources are removed, up to the bundle's own folder.
+- An app never loses a model: an original that sits where an app's link to its model goes
+  (the batch came from the app's own folder) is replaced by that link in one rename rather
+  than deleted, and links the deletions made room for are made at once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -42,9 +46,13 @@ class OriginalFile:
 
 
 def delete_originals(
-    library: Library, results: list[Any], progress: ProgressSink = ignore_progress
+    library: Library,
+    results: list[Any],
+    progress: ProgressSink = ignore_progress,
+    db: sqlite3.Connection | None = None,
 ) -> dict[str, Any]:
-    """Delete the sources of `results` (ItemResults of one batch) if every check passes."""
+    """Delete the sources of `results` (ItemResults of one batch) if every check passes;
+    with `db`, an original an app reads is replaced by the app's link to the library."""
     from modelimport.importer.pipeline import DUPLICATE, FAILED, IMPORTED, REJECTED, SKIPPED
 
     # A skipped file (not a model: notes.txt) is nothing this batch failed to do; an item
@@ -89,22 +97,64 @@ def delete_originals(
                 )
                 original.refused = True
     deletable = [o for o in originals if o.reason is None]
+    relinked = 0
     if any(o.refused for o in originals):
         for original in deletable:
             original.reason = "another original could not be deleted safely (see its reason)"
             original.refused = True
-    else:
+    elif deletable:
+        linked = _replace_with_links(library, db, deletable)
         for original in deletable:
-            _delete(original)
+            if original.path not in linked:
+                _delete(original)
         for paths, root in bundles:
             _remove_empty_folders(paths, root)
+        relinked += _link_what_was_freed(library, db, deletable)
     return {
         "files": [asdict(o) for o in originals],
         "deleted": sum(o.deleted for o in originals),
         "kept": sum(not o.deleted for o in originals),
         "refused": sum(o.refused for o in originals),
         "freed_bytes": sum(o.freed for o in originals),
+        "relinked": relinked,
     }
+
+
+def _replace_with_links(
+    library: Library, db: sqlite3.Connection | None, deletable: list[OriginalFile]
+) -> set[str]:
+    """The originals an app reads, replaced by its links (see `apps.sync.link_in_place_of`);
+    each counts as deleted, its bytes freed unless other hard links keep them."""
+    if db is None:
+        return set()
+    from modelimport.apps.sync import link_in_place_of
+
+    before = {}
+    for original in deletable:
+        with contextlib.suppress(OSError):
+            before[original.path] = Path(original.path).lstat()
+    linked = set(link_in_place_of(
+        library, db, {o.path: o.model_id for o in deletable if o.model_id and o.path in before}
+    ))
+    for original in deletable:
+        if original.path in linked:
+            _count_freed(original, before[original.path])
+            original.warning = "replaced by the app's link to the library copy"
+    return linked
+
+
+def _link_what_was_freed(
+    library: Library, db: sqlite3.Connection | None, deleted: list[OriginalFile]
+) -> int:
+    """Links the deleted originals were in the way of (a bundle's folder in an app), made
+    now; how many."""
+    if db is None:
+        return 0
+    from modelimport.apps import link_new_models
+
+    ids = sorted({o.model_id for o in deleted if o.deleted and o.model_id})
+    report = link_new_models(library, db, ids)
+    return sum(1 for c in report.changes if c.action == "created")
 
 
 def _size(path: str) -> int:
@@ -188,6 +238,10 @@ def _delete(original: OriginalFile) -> None:
     except OSError as exc:
         original.reason = f"it could not be deleted ({exc.strerror or exc})"
         return
+    _count_freed(original, st)
+
+
+def _count_freed(original: OriginalFile, st: os.stat_result) -> None:
     original.deleted = True
     if st.st_nlink > 1:
         original.warning = (

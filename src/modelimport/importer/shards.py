@@ -235,14 +235,21 @@ def _shard_filename(example: tuple[ShardName, Path], number: int, total: int | N
     return f"{shard.base}-{number:0{width}d}-of-{total:0{width}d}{shard.ext}"
 
 
+def bundle_sets(bundle: Bundle) -> list[ModelFiles]:
+    """The sharded sets among a bundle's weights (a transformers folder's shards and their
+    index json), complete or not."""
+    weights = [f.path for f in bundle.files if f.role == "weights"]
+    indexes = [f.path for f in bundle.files if f.role == "index"]
+    return [g for g in group_files(weights + indexes) if g.is_sharded]
+
+
 def group_bundle(bundle: Bundle) -> ModelFiles:
     """A bundle as one model: its weights (read by the probe; a GGUF folder's model before its
     projector) and the shard sets among them, so a bundle missing shards is reported."""
     from modelimport.bundles.detect import weights_order
 
     weights = [f.path for f in bundle.files if f.role == "weights"]
-    indexes = [f.path for f in bundle.files if f.role == "index"]
-    sets = [g for g in group_files(weights + indexes) if g.is_sharded]
+    sets = bundle_sets(bundle)
     shards = tuple(
         (path, number, g.shard_total)
         for g in sets

@@ -45,6 +45,9 @@ class Problem:
     path: str | None = None
     repaired: bool = False
     repair: str | None = None  # what --repair did (or why it could not)
+    # Not a fault of the library: a state it chose and reports (a person's own file where
+    # a link would go). Shown, never counted against `ok`.
+    warning: bool = False
 
 
 # kind -> whether `check --repair` can fix it from what metadata.json says
@@ -126,7 +129,7 @@ def check_library(
                 p.repair = "not repaired: the library is read-only here"
         else:
             _repair(opened, problems, on_disk, progress)
-    remaining = [p for p in problems if not p.repaired]
+    remaining = [p for p in problems if not p.repaired and not p.warning]
     return {
         "library": str(library.root),
         "models": len(on_disk),
@@ -254,7 +257,11 @@ def _app_link_problems(opened: OpenLibrary) -> list[Problem]:
     if check_links is None:
         return []
     found = check_links(opened.library, opened.db)
-    return [Problem("app_link", _sentence(p), path=_link_path(p)) for p in found]
+    return [
+        Problem("app_link", _sentence(p), path=_link_path(p),
+                warning=isinstance(p, dict) and p.get("warning") is True)
+        for p in found
+    ]
 
 
 def _sentence(problem: Any) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 from modelimport.formats import FileFacts, TensorInfo
 from modelimport.formats.limits import KeptMetadata
 from modelimport.formats.pickle_verdict import REFUSED_VERDICTS
-from modelimport.names import clean_model_name
+from modelimport.names import clean_model_name, is_generic_name
 from modelimport.probe.provenance import embedded_repos
 from modelimport.probe.rules import KeyText, first_matching_rule
 from modelimport.probe.shapes import FAMILY_RESOLVERS, match_table
@@ -236,7 +236,11 @@ def strip_ext(filename: str) -> str:
 
 
 def _name(first: FileFacts, filename: str) -> tuple[str, str]:
-    if first.format == "gguf":
+    """The file's own name, as the person sees it and the model id's slug is made of (a
+    GGUF's general.name is often the base model's: "SmolLM2 135M 8k lc100k mix1 ep2" inside
+    SmolLM2-135M-Instruct.Q4_1.gguf). Only a name that says nothing (model.gguf) gives way
+    to the GGUF's own general.name."""
+    if first.format == "gguf" and is_generic_name(filename):
         meta = first.details.get("metadata") or {}
         for key in ("general.name", "general.basename"):
             value = meta.get(key)
