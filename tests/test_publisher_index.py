@@ -176,11 +176,17 @@ def test_one_name_and_size_in_two_repos_is_no_high_confidence_claim_until_the_ha
     fake_hub.add_repo("someone/loras", {path.name: data}, downloads=3)
     cache = Path(fake_hub_env["MODELIMPORT_CACHE_DIR"])
     _build(fake_hub, cache)
-    env = {**fake_hub_env, "HF_HUB_OFFLINE": "1"}
-    looked = run_cli("lookup", path, "--json", env=env)
+    fake_hub.reset_counts()
+    looked = run_cli("lookup", path, "--json", env=fake_hub_env)
     assert looked.code == 0, looked.stderr
-    [item] = looked.json["results"] if "results" in looked.json else looked.json
-    assert item["trust"] not in ("verified", "high_confidence")
+    [item] = looked.json["results"]
+    assert (item["trust"], item["match_method"]) == ("low_confidence", "filename_exact")
+    assert {c["repo_id"] for c in item["candidates"]} >= {"Comfy-Org/loras", "someone/loras"}
+    assert fake_hub.counts["model_info"] == 0  # both listings came from the index
+    verified = run_cli("lookup", path, "--verify", "--json", env=fake_hub_env)
+    assert verified.json["results"][0]["repo_id"] == "someone/loras"
+    assert verified.json["results"][0]["trust"] == "verified"
+    env = {**fake_hub_env, "HF_HUB_OFFLINE": "1"}
     run = run_cli("--library", tmp_path / "lib", "import", path, "--yes", "--json", env=env)
     [result] = run.json["results"]
     assert (result["trust_level"], result["repo_id"]) == ("verified", "someone/loras")
