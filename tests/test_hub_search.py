@@ -103,7 +103,8 @@ def test_a_leading_word_is_dropped_when_the_whole_name_finds_nothing(fake_hub: F
     distractors(fake_hub, ["controlnet", "medium", "blur"])
     result = identify("sd3.5_medium_controlnet_blur.safetensors", len(data))
     assert (result.trust, result.repo_id) == (TrustLevel.HIGH, repo)
-    assert searched(fake_hub)[-1] == "medium-controlnet-blur"
+    # `sd3.5` written out as its publisher spells it finds the repo the name does not.
+    assert searched(fake_hub)[-1] == "stable-diffusion-3.5"
     assert fake_hub.total <= 4
 
 
@@ -353,3 +354,45 @@ def test_a_local_catalog_file_replaces_the_shipped_one_and_a_broken_one_is_empty
         run = run_cli("lookup", path, "--json", env=env)
         assert run.code == 0, run.stderr
         assert run.json["results"][0]["repo_id"] is None
+
+
+# -- queries like a person's (issue 18) -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "repo", "path"),
+    [
+        # A name glued to its version, respelled by the repackager.
+        ("wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors", "Comfy-Org/Wan_2.2_ComfyUI_Repackaged",
+         "split_files/diffusion_models/wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors"),
+        # The first two words in the name's own spelling, not the Hub's usual `-`.
+        ("fooocus_inpaint_head.safetensors", "lllyasviel/fooocus_inpaint",
+         "fooocus_inpaint_head.safetensors"),
+        # CamelCase written with a hyphen in the repo id.
+        ("OmniSR_X4.safetensors", "Acly/Omni-SR", "OmniSR_X4.safetensors"),
+        # A family and its version, the rest of the name the repo never spells.
+        ("ltx-2.3-22b-distilled-lora-384.safetensors", "Lightricks/LTX-2.3",
+         "ltx-2.3-22b-distilled-lora-384.safetensors"),
+        # A family abbreviation written out.
+        ("sd_xl_offset_example-lora_1.0.safetensors",
+         "stabilityai/stable-diffusion-xl-base-1.0", "sd_xl_offset_example-lora_1.0.safetensors"),
+    ],
+)
+def test_a_person_s_spelling_finds_the_repo_the_file_name_does_not(
+    fake_hub: FakeHub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    name: str, repo: str, path: str,
+):
+    empty = tmp_path / "empty-catalog.json"
+    empty.write_text('{"sources": {}, "files": []}')
+    monkeypatch.setenv("MODELIMPORT_CATALOG", str(empty))
+    load_catalog.cache_clear()
+    data = name.encode() * 40
+    fake_hub.add_repo(repo, {path: data, "README.md": b"# card"}, downloads=5000)
+    words = [w for w in name.replace(".", "_").replace("-", "_").split("_") if len(w) > 3]
+    distractors(fake_hub, words[:3] or ["model"], n=30)
+    try:
+        result = identify(name, len(data))
+    finally:
+        load_catalog.cache_clear()
+    assert (result.trust, result.repo_id) == (TrustLevel.HIGH, repo)
+    assert fake_hub.total <= 4
