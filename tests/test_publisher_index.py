@@ -240,3 +240,31 @@ def test_index_commands_build_and_describe_the_index(
     assert [p["name"] for p in status.json["default_publishers"]] == ["Comfy-Org", "someone"]
     offline = run_cli("index", "update", "--offline", env=env)
     assert offline.code == 2 and "without --offline" in offline.stderr
+
+
+def test_an_online_import_refreshes_an_index_older_than_a_week_and_only_then(
+    tmp_path: Path, fake_hub: FakeHub, fake_hub_env: dict[str, str]
+):
+    files = _world(fake_hub, tmp_path / "dl")
+    cache = Path(fake_hub_env["MODELIMPORT_CACHE_DIR"])
+    _build(fake_hub, cache)
+    env = {**fake_hub_env, "MODELIMPORT_PUBLISHERS": "Comfy-Org,someone"}
+    fake_hub.reset_counts()
+    fresh = run_cli("--library", tmp_path / "lib", "import", files["vae"], "--yes", env=env)
+    assert fresh.code == 0, fresh.stderr
+    assert fake_hub.counts["author_list"] == 0 and "publisher index" not in fresh.stderr
+    db = sqlite3.connect(cache / "publisher-index.sqlite")
+    with db:
+        db.execute("UPDATE publishers SET updated_at = updated_at - 8 * 86400")
+    db.close()
+    fake_hub.repos["someone/fav_models"].last_modified = "2025-06-01T00:00:00.000Z"
+    fake_hub.reset_counts()
+    aged = run_cli("--library", tmp_path / "lib", "import", files["upscaler"], "--yes", env=env)
+    assert aged.code == 0, aged.stderr
+    assert "Refreshed the publisher index: 1 repos listed, 2 unchanged" in aged.stderr
+    assert fake_hub.counts["author_list"] == 2
+    index = open_index(fake_hub.url, cache)
+    assert index is not None
+    stats = index.stats()
+    index.close()
+    assert stats.age_s is not None and stats.age_s < 3600

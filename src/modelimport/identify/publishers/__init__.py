@@ -27,7 +27,13 @@ from modelimport.identify.publishers.store import (
     index_path,
     open_index,
 )
-from modelimport.identify.publishers.update import MAX_AGE_S, UpdateReport, stale, update_index
+from modelimport.identify.publishers.update import (
+    MAX_AGE_S,
+    UpdateReport,
+    refresh_stale,
+    stale,
+    update_index,
+)
 
 __all__ = [
     "MAX_AGE_S",
@@ -38,6 +44,7 @@ __all__ = [
     "index_path",
     "open_index",
     "publisher_evidence",
+    "refresh_stale",
     "stale",
     "update_index",
     "verified_by_hash",

@@ -162,6 +162,14 @@ class PublisherIndex:
         ).fetchall()
         return {str(r): (str(m) if m is not None else None) for r, m in rows}
 
+    def publishers_by_age(self, publishers: Sequence[str]) -> list[str]:
+        """`publishers`, never updated first, then least recently updated first."""
+        with contextlib.suppress(sqlite3.Error), self._lock:
+            rows = self._db.execute("SELECT name, updated_at FROM publishers").fetchall()
+            when = {str(n): float(u) for n, u in rows if isinstance(u, int | float)}
+            return sorted(publishers, key=lambda p: when.get(p, 0.0))
+        return list(publishers)
+
     def stats(self) -> IndexStats:
         def one(sql: str) -> int:
             with contextlib.suppress(sqlite3.Error):

@@ -32,6 +32,7 @@ from modelimport.identify.hub.client import get_json
 from modelimport.identify.publishers.store import IndexStats, open_index
 
 MAX_AGE_S = 7 * 24 * 3600.0  # an online import refreshes an index older than this
+REFRESH_BUDGET_S = 30.0  # what an import may spend refreshing; the rest waits for the next
 PAGE_SIZE = 1000  # repos per page of a publisher's listing (the Hub's maximum)
 MAX_PAGES = 50  # 50,000 repos: more than any publisher holds; a Hub looping on pages stops
 
@@ -49,6 +50,7 @@ class UpdateReport:
     calls: int = 0
     seconds: float = 0.0
     failures: dict[str, str] = field(default_factory=dict)  # publisher -> reason
+    postponed: list[str] = field(default_factory=list)  # not reached within the time budget
     stats: IndexStats | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -61,6 +63,7 @@ class UpdateReport:
             "calls": self.calls,
             "seconds": round(self.seconds, 2),
             "failures": self.failures,
+            "postponed": self.postponed,
             "index": self.stats.to_json() if self.stats else None,
         }
 
@@ -93,8 +96,11 @@ def update_index(
     timeout: float = 10.0,
     cache_dir: Path | None = None,
     progress: UpdateProgress | None = None,
+    time_budget_s: float | None = None,
 ) -> UpdateReport:
-    """Bring the index up to date for `publishers` (see the module docstring)."""
+    """Bring the index up to date for `publishers` (see the module docstring). With a
+    `time_budget_s`, no publisher is started once it is spent: the publishers left keep
+    their old update time, so the next refresh starts with them (`refresh_stale`)."""
     started = time.monotonic()
     endpoint = endpoint.rstrip("/")
     report = UpdateReport(list(publishers))
@@ -118,6 +124,9 @@ def update_index(
                 raise _HubDown(_reason(exc, timeout)) from exc
 
         for publisher in publishers:
+            if time_budget_s is not None and time.monotonic() - started > time_budget_s:
+                report.postponed.append(publisher)
+                continue
             try:
                 _update_publisher(index, publisher, endpoint, call, report, progress)
             except _HubDown as exc:
@@ -180,6 +189,28 @@ def _update_publisher(
     index.publisher_done(publisher, len(listed))
     if progress and not todo:
         progress(publisher, 0, 0)
+
+
+def refresh_stale(
+    *, endpoint: str, timeout: float, time_budget_s: float = REFRESH_BUDGET_S
+) -> UpdateReport | None:
+    """What an online import does first: refresh an index older than MAX_AGE_S, its
+    least recently updated publishers first, within `time_budget_s`. None when there is no
+    index (the first build is `index update`'s) or it is fresh."""
+    from modelimport.identify.publishers.catalog import default_publishers
+
+    index = open_index(endpoint)
+    if index is None:
+        return None
+    try:
+        if not stale(index.stats()):
+            return None
+        order = index.publishers_by_age(default_publishers())
+    finally:
+        index.close()
+    return update_index(
+        order, endpoint=endpoint, timeout=timeout, time_budget_s=time_budget_s
+    )
 
 
 def stale(stats: IndexStats | None, max_age_s: float = MAX_AGE_S) -> bool:
