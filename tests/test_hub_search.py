@@ -396,3 +396,46 @@ def test_a_person_s_spelling_finds_the_repo_the_file_name_does_not(
         load_catalog.cache_clear()
     assert (result.trust, result.repo_id) == (TrustLevel.HIGH, repo)
     assert fake_hub.total <= 4
+
+
+# -- scoring that prefers the file's holder (issue 18) -----------------------------------------
+
+
+def test_the_gguf_repo_holding_the_file_beats_the_popular_base_repo(fake_hub: FakeHub):
+    """`FLUX.2-klein-4B` (the base model, most downloaded) holds no such file; the `-GGUF`
+    repo that holds it by name and size is the match."""
+    data = b"klein q4" * 64
+    fake_hub.add_repo("black-forest-labs/FLUX.2-klein-4B",
+                      {"flux-2-klein-4b.safetensors": b"base" * 99}, downloads=9_000_000)
+    fake_hub.add_repo("unsloth/FLUX.2-klein-4B-GGUF",
+                      {"flux-2-klein-4b-Q4_K_M.gguf": data}, downloads=20_000)
+    distractors(fake_hub, ["klein", "FLUX.2"], n=20)
+    result = identify("flux-2-klein-4b-Q4_K_M.gguf", len(data))
+    assert (result.trust, result.repo_id) == (TrustLevel.HIGH, "unsloth/FLUX.2-klein-4B-GGUF")
+
+
+def test_a_noise_repo_sharing_the_words_loses_to_the_repo_holding_the_name(fake_hub: FakeHub):
+    data = b"inpaint" * 70
+    fake_hub.add_repo("lllyasviel/fooocus_inpaint", {"inpaint_v26.fooocus.patch": b"p" * 10,
+                                                     "fooocus_inpaint_head.safetensors": data},
+                      downloads=3_000)
+    fake_hub.add_repo("fan/fooocus-inpaint-head-collection",
+                      {"gallery.safetensors": b"g" * 50}, downloads=5_000_000)
+    result = identify("fooocus_inpaint_head.safetensors", len(data))
+    assert (result.trust, result.repo_id) == (TrustLevel.HIGH, "lllyasviel/fooocus_inpaint")
+
+
+def test_a_same_size_upload_of_other_bytes_keeps_the_search_going_to_the_exact_bytes(
+    fake_hub: FakeHub,
+):
+    """With the SHA256 known (`lookup --verify`, retry-pending), a namesake with other bytes
+    of the same size is no answer: the search goes on while the budget lasts and the repo
+    holding these very bytes is Verified."""
+    data = b"upscaler" * 80
+    other = bytes(b ^ 1 for b in data)
+    fake_hub.add_repo("reuploader/4x-NMKD-Siax", {"4x-NMKD-Siax.safetensors": other},
+                      downloads=900_000)
+    fake_hub.add_repo("gemasai/4x_NMKD-Siax_200k", {"4x-NMKD-Siax.safetensors": data},
+                      downloads=800)
+    result = identify("4x-NMKD-Siax.safetensors", len(data), sha256=sha(data))
+    assert (result.trust, result.repo_id) == (TrustLevel.VERIFIED, "gemasai/4x_NMKD-Siax_200k")

@@ -313,11 +313,14 @@ def search_queries(request: LookupRequest) -> list[str]:
     folder = _folder_name(request) if generic else None
     # The whole name first, in its own spelling and the Hub's; names inside the file next;
     # then shorter runs and single words of each.
-    extend(own[:2])
+    extend(own[:1])
     # GGUF names follow their repos' (search finds them as they are): the person's
-    # spellings are for the image models whose file names their publishers respell.
+    # spellings are for the image models whose file names their publishers respell. They
+    # come before the whole name in the Hub's spelling, which finds namesakes sharing the
+    # words (`fooocus-inpaint-head-collection`) more often than the holder.
     if not generic and request.files and not request.files[0].name.lower().endswith(".gguf"):
         extend(person_queries(request.files[0].name))
+    extend(own[1:2])
     if folder:
         extend(name_queries(folder)[:2])
     for hint in request.hints:
