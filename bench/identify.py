@@ -15,12 +15,17 @@ The real CLI then looks up all files in one run (one batch), as a person would:
     modelimport lookup FILE... --json --verify   # --verify: every file hashed (slow: reads
                                                  # every byte of every file)
 
-It runs twice: as shipped (catalog and search), and with an empty catalog (MODELIMPORT_CATALOG)
-so the search alone is measured too; the pairs and the catalog come from the same public
-lists, so the first run alone would flatter the search. Reported for each: top-1 repo (all
-files, files in the catalog, the others), false Verified / High confidence claims (a repo that
-does not hold these bytes), trust levels, Hub calls per model, wall time with the fake Hub
-answering after `--latency` seconds, and the machine.
+It runs four times: as shipped (catalog and search), with an empty catalog
+(MODELIMPORT_CATALOG) so the search alone is measured too (the pairs and the catalog come
+from the same public lists, so the first run alone would flatter the search), and both again
+with the publisher file index built first (`modelimport index update` against the fake Hub,
+its build time, calls and size reported). The publishers' repos are what they hold on the
+Hub: each right repo of an indexed publisher also holds unrelated files (bucket repos,
+repackages of a dozen files) and each publisher a few more repos nobody asked about.
+Reported for each: top-1 repo (all files, files in the catalog, the others), false
+Verified / High confidence claims (a repo that does not hold these bytes), trust levels,
+Hub calls per model, wall time with the fake Hub answering after `--latency` seconds, and
+the machine.
 
 The SHA256 of each generated file (its header, then zeros) is computed once and cached in
 ~/.cache/modelimport-bench/identify-sha256.json: the first run reads every byte once.
@@ -36,6 +41,7 @@ import json
 import os
 import random
 import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -51,6 +57,7 @@ from _common import machine  # noqa: E402
 from fakehub import FakeHub  # noqa: E402
 
 from modelimport.identify.catalog import load_catalog  # noqa: E402
+from modelimport.identify.publishers import default_publishers  # noqa: E402
 
 PAIRS = ROOT / "bench" / "identify_pairs.json"
 SHA_CACHE = Path.home() / ".cache" / "modelimport-bench" / "identify-sha256.json"
@@ -153,6 +160,21 @@ def build_world(hub: FakeHub, pairs: list[dict], shas: dict[str, str]) -> dict[s
                 other = re.sub(r"(?i)q\d_[0-9a-z_]+|f16|bf16", quant, path)
                 if other != path:
                     files.setdefault(other, (size + rng.randint(10**6, 10**9), _fake_sha(rng)))
+    publishers = {p.lower() for p in default_publishers()}
+    for repo, files in files_by_repo.items():
+        if repo.split("/")[0].lower() in publishers:  # a bucket or a repack: more files
+            for k in range(rng.randint(3, 30)):
+                files.setdefault(f"other/{repo.split('/')[1]}-extra-{k}.safetensors",
+                                 (rng.randint(10**6, 10**10), _fake_sha(rng)))
+    for owner in sorted({r.split("/")[0] for r in files_by_repo} & {
+        r.split("/")[0] for r in files_by_repo if r.split("/")[0].lower() in publishers
+    }):
+        for k in range(3):  # repos of the publisher no pair points into
+            spare = f"{owner}/unrelated-collection-{k}"
+            files_by_repo[spare] = {f"file-{j}.safetensors": (
+                rng.randint(10**6, 10**9), _fake_sha(rng)) for j in range(rng.randint(2, 12))}
+            downloads[spare] = rng.randint(10, 100_000)
+            kinds[spare] = "publisher-other"
     for repo, files in files_by_repo.items():
         gguf = any(p.endswith(".gguf") for p in files)
         hub.add_repo(repo, files, downloads=downloads[repo],
@@ -239,17 +261,43 @@ def select_pairs(count: int, max_bytes: int, max_file_bytes: int) -> list[dict]:
 # -- run --------------------------------------------------------------------------------------
 
 
-def run_lookup(
-    hub: FakeHub, paths: list[Path], work: Path, label: str, verify: bool, catalog: bool
-) -> tuple[list[dict], int, float]:
-    """One `modelimport lookup` of every file, with an empty Hub cache; (results, calls, s)."""
-    hub.reset_counts()
+def _env(hub: FakeHub, work: Path, cache: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         HF_ENDPOINT=hub.url, HF_HUB_OFFLINE="0", HF_HOME=str(work / "hf-home"),
-        MODELIMPORT_CACHE_DIR=str(work / f"hub-cache-{label}"), NO_COLOR="1",
+        MODELIMPORT_CACHE_DIR=str(cache), NO_COLOR="1",
     )
     env.pop("HF_TOKEN", None)
+    return env
+
+
+def build_index(hub: FakeHub, work: Path) -> tuple[Path, dict, int, float]:
+    """`modelimport index update` of the default publishers against the fake Hub:
+    (the index file, its report, Hub calls, seconds)."""
+    hub.reset_counts()
+    cache = work / "index-cache"
+    cmd = [sys.executable, "-m", "modelimport", "index", "update", "--json"]
+    begin = time.perf_counter()
+    proc = subprocess.run(cmd, env=_env(hub, work, cache), capture_output=True, text=True,
+                          check=False)
+    seconds = time.perf_counter() - begin
+    if proc.returncode != 0:
+        raise SystemExit(f"index update failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return cache / "publisher-index.sqlite", json.loads(proc.stdout), hub.total, seconds
+
+
+def run_lookup(
+    hub: FakeHub, paths: list[Path], work: Path, label: str, verify: bool, catalog: bool,
+    index: Path | None = None,
+) -> tuple[list[dict], int, float]:
+    """One `modelimport lookup` of every file, with an empty Hub cache (but for the publisher
+    index, when given); (results, calls, s)."""
+    hub.reset_counts()
+    cache = work / f"hub-cache-{label}"
+    if index is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(index, cache / index.name)
+    env = _env(hub, work, cache)
     # The Hub is measured: CivitAI, which `lookup --verify` asks about files the Hub did not
     # verify, stays off (and would reach nothing: no benchmark touches the internet).
     env.update(MODELIMPORT_CIVITAI="0", CIVITAI_ENDPOINT="http://127.0.0.1:9")
@@ -330,9 +378,15 @@ def main() -> None:
                 base = f.path.rsplit("/", 1)[-1]
                 if base in shas and f.sha256 == shas[base]:
                     holders[base].add(repo_id)
-        for label, catalog in (("catalog and search", True), ("search only", False)):
+        index_file, index_report, index_calls, index_seconds = build_index(hub, work)
+        for label, catalog, index in (
+            ("catalog and search", True, None),
+            ("search only", False, None),
+            ("publisher index, catalog and search", True, index_file),
+            ("publisher index and search, no catalog", False, index_file),
+        ):
             results, calls, seconds = run_lookup(
-                hub, paths, work, label.replace(" ", "-"), args.verify, catalog
+                hub, paths, work, re.sub(r"\W+", "-", label), args.verify, catalog, index
             )
             runs.append((label, score(pairs, results, holders, named), calls, seconds))
         repos = len(hub.repos)
@@ -349,6 +403,11 @@ def main() -> None:
           + f"), {args.latency * 1000:.0f} ms per call")
     print(f"mode: {'--verify (every file hashed)' if args.verify else 'names and sizes'}; "
           f"files prepared in {prepared:.1f} s")
+    stats = index_report["index"]
+    print(f"publisher index: {len(index_report['publishers'])} publishers asked, "
+          f"{stats['repos']} repos, {stats['files']} files, "
+          f"{stats['bytes_on_disk'] / 1024:.0f} KiB on disk, built in {index_seconds:.1f} s "
+          f"with {index_calls} Hub calls")
     for label, figures, calls, seconds in runs:
         right = figures["right"]
         print(f"\n[{label}]")

@@ -13,6 +13,7 @@ inject latency, 5xx errors and 429s with Retry-After.
     hub.rate_limit(500, window=300)      # the Hub's RateLimit headers; 429 once spent
     hub.rejected_429                     # 429s the rate limit answered
     hub.answer_raw("model_info", b"<html>", repo="org/name", content_type="text/html")
+    hub.counts["author_list"]            # /api/models?author=X pages (the publisher index)
                                          # a hostile or broken answer, served as given
 
 Files given as bytes can be downloaded (`/{repo}/resolve/{revision}/{path}`, as
@@ -64,6 +65,7 @@ class FakeRepo:
     license: str | None = None
     card_data: dict[str, Any] = field(default_factory=dict)
     gated: bool | str = False
+    last_modified: str = "2024-01-02T00:00:00.000Z"  # change it to make the repo "changed"
 
     def summary(self) -> dict[str, Any]:
         """What a search result shows for this repo."""
@@ -78,6 +80,7 @@ class FakeRepo:
             "pipeline_tag": self.pipeline_tag,
             "library_name": self.library_name,
             "createdAt": "2024-01-01T00:00:00.000Z",
+            "lastModified": self.last_modified,
         }
 
     def info(self, blobs: bool) -> dict[str, Any]:
@@ -88,7 +91,7 @@ class FakeRepo:
             **self.summary(),
             "author": self.repo_id.split("/")[0],
             "sha": COMMIT,
-            "lastModified": "2024-01-02T00:00:00.000Z",
+            "lastModified": self.last_modified,
             "gated": self.gated,
             "disabled": False,
             "cardData": card,
@@ -398,11 +401,13 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "POST":
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         endpoint, repo_id, rev, rest = _classify(method, unquote(split.path))
+        if endpoint == "search" and "author" in query:
+            endpoint = "author_list"  # a publisher's models (the publisher index's update)
         self.fake._record(endpoint, self.path, self.headers.get("Authorization"))
         if self.fake.latency:
             time.sleep(self.fake.latency)
         rate_headers: dict[str, str] = {}
-        if endpoint in ("search", "model_info"):
+        if endpoint in ("search", "model_info", "author_list"):
             rate_headers, retry_after = self.fake._rate()
             if retry_after is not None:
                 headers = {**rate_headers, "Retry-After": f"{retry_after:g}"}
@@ -421,6 +426,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if endpoint == "search":
             self._search(query)
+            return
+        if endpoint == "author_list":
+            self._author_list(query)
             return
         if endpoint == "agent_harnesses":
             self._json(200, {"standardEnvVars": [], "harnesses": {}})
@@ -460,6 +468,22 @@ class _Handler(BaseHTTPRequestHandler):
         if sort in ("downloads", "likes"):
             repos.sort(key=lambda r: getattr(r, sort), reverse=True)
         self._json(200, [r.summary() for r in repos[:limit]])
+
+    def _author_list(self, query: dict[str, list[str]]) -> None:
+        """`/api/models?author=X`: the author's repos, `limit` a page, the next page named by
+        a Link header as the Hub does (huggingface_hub's `paginate` follows it)."""
+        author = query.get("author", [""])[0].lower()
+        limit = int(query.get("limit", ["1000"])[0])
+        start = int(query.get("cursor", ["0"])[0])
+        repos = [r for r in self.fake.repos.values() if r.repo_id.split("/")[0].lower() == author]
+        page = repos[start : start + limit]
+        headers = {}
+        if start + limit < len(repos):
+            headers["Link"] = (
+                f'<{self.fake.url}/api/models?author={author}&limit={limit}'
+                f'&cursor={start + limit}>; rel="next"'
+            )
+        self._json(200, [r.summary() for r in page], headers)
 
     def _resolve(self, method: str, repo: FakeRepo, file_path: str) -> None:
         f = repo.files.get(file_path)

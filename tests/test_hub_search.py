@@ -103,7 +103,8 @@ def test_a_leading_word_is_dropped_when_the_whole_name_finds_nothing(fake_hub: F
     distractors(fake_hub, ["controlnet", "medium", "blur"])
     result = identify("sd3.5_medium_controlnet_blur.safetensors", len(data))
     assert (result.trust, result.repo_id) == (TrustLevel.HIGH, repo)
-    assert searched(fake_hub)[-1] == "medium-controlnet-blur"
+    # `sd3.5` written out as its publisher spells it finds the repo the name does not.
+    assert searched(fake_hub)[-1] == "stable-diffusion-3.5"
     assert fake_hub.total <= 4
 
 
@@ -353,3 +354,88 @@ def test_a_local_catalog_file_replaces_the_shipped_one_and_a_broken_one_is_empty
         run = run_cli("lookup", path, "--json", env=env)
         assert run.code == 0, run.stderr
         assert run.json["results"][0]["repo_id"] is None
+
+
+# -- queries like a person's (issue 18) -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "repo", "path"),
+    [
+        # A name glued to its version, respelled by the repackager.
+        ("wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors", "Comfy-Org/Wan_2.2_ComfyUI_Repackaged",
+         "split_files/diffusion_models/wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors"),
+        # The first two words in the name's own spelling, not the Hub's usual `-`.
+        ("fooocus_inpaint_head.safetensors", "lllyasviel/fooocus_inpaint",
+         "fooocus_inpaint_head.safetensors"),
+        # CamelCase written with a hyphen in the repo id.
+        ("OmniSR_X4.safetensors", "Acly/Omni-SR", "OmniSR_X4.safetensors"),
+        # A family and its version, the rest of the name the repo never spells.
+        ("ltx-2.3-22b-distilled-lora-384.safetensors", "Lightricks/LTX-2.3",
+         "ltx-2.3-22b-distilled-lora-384.safetensors"),
+        # A family abbreviation written out.
+        ("sd_xl_offset_example-lora_1.0.safetensors",
+         "stabilityai/stable-diffusion-xl-base-1.0", "sd_xl_offset_example-lora_1.0.safetensors"),
+    ],
+)
+def test_a_person_s_spelling_finds_the_repo_the_file_name_does_not(
+    fake_hub: FakeHub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    name: str, repo: str, path: str,
+):
+    empty = tmp_path / "empty-catalog.json"
+    empty.write_text('{"sources": {}, "files": []}')
+    monkeypatch.setenv("MODELIMPORT_CATALOG", str(empty))
+    load_catalog.cache_clear()
+    data = name.encode() * 40
+    fake_hub.add_repo(repo, {path: data, "README.md": b"# card"}, downloads=5000)
+    words = [w for w in name.replace(".", "_").replace("-", "_").split("_") if len(w) > 3]
+    distractors(fake_hub, words[:3] or ["model"], n=30)
+    try:
+        result = identify(name, len(data))
+    finally:
+        load_catalog.cache_clear()
+    assert (result.trust, result.repo_id) == (TrustLevel.HIGH, repo)
+    assert fake_hub.total <= 4
+
+
+# -- scoring that prefers the file's holder (issue 18) -----------------------------------------
+
+
+def test_the_gguf_repo_holding_the_file_beats_the_popular_base_repo(fake_hub: FakeHub):
+    """`FLUX.2-klein-4B` (the base model, most downloaded) holds no such file; the `-GGUF`
+    repo that holds it by name and size is the match."""
+    data = b"klein q4" * 64
+    fake_hub.add_repo("black-forest-labs/FLUX.2-klein-4B",
+                      {"flux-2-klein-4b.safetensors": b"base" * 99}, downloads=9_000_000)
+    fake_hub.add_repo("unsloth/FLUX.2-klein-4B-GGUF",
+                      {"flux-2-klein-4b-Q4_K_M.gguf": data}, downloads=20_000)
+    distractors(fake_hub, ["klein", "FLUX.2"], n=20)
+    result = identify("flux-2-klein-4b-Q4_K_M.gguf", len(data))
+    assert (result.trust, result.repo_id) == (TrustLevel.HIGH, "unsloth/FLUX.2-klein-4B-GGUF")
+
+
+def test_a_noise_repo_sharing_the_words_loses_to_the_repo_holding_the_name(fake_hub: FakeHub):
+    data = b"inpaint" * 70
+    fake_hub.add_repo("lllyasviel/fooocus_inpaint", {"inpaint_v26.fooocus.patch": b"p" * 10,
+                                                     "fooocus_inpaint_head.safetensors": data},
+                      downloads=3_000)
+    fake_hub.add_repo("fan/fooocus-inpaint-head-collection",
+                      {"gallery.safetensors": b"g" * 50}, downloads=5_000_000)
+    result = identify("fooocus_inpaint_head.safetensors", len(data))
+    assert (result.trust, result.repo_id) == (TrustLevel.HIGH, "lllyasviel/fooocus_inpaint")
+
+
+def test_a_same_size_upload_of_other_bytes_keeps_the_search_going_to_the_exact_bytes(
+    fake_hub: FakeHub,
+):
+    """With the SHA256 known (`lookup --verify`, retry-pending), a namesake with other bytes
+    of the same size is no answer: the search goes on while the budget lasts and the repo
+    holding these very bytes is Verified."""
+    data = b"upscaler" * 80
+    other = bytes(b ^ 1 for b in data)
+    fake_hub.add_repo("reuploader/4x-NMKD-Siax", {"4x-NMKD-Siax.safetensors": other},
+                      downloads=900_000)
+    fake_hub.add_repo("gemasai/4x_NMKD-Siax_200k", {"4x-NMKD-Siax.safetensors": data},
+                      downloads=800)
+    result = identify("4x-NMKD-Siax.safetensors", len(data), sha256=sha(data))
+    assert (result.trust, result.repo_id) == (TrustLevel.VERIFIED, "gemasai/4x_NMKD-Siax_200k")

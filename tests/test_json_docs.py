@@ -19,6 +19,7 @@ from typing import Any
 
 from cli import run_cli
 from factories import make_gguf, make_safetensors, make_sharded_safetensors
+from fakehub import FakeHub
 
 from modelimport.cli.app import _register, app
 
@@ -76,7 +77,9 @@ def _json(*args: str | Path, env: dict[str, str] | None = None, codes=(0,)) -> A
     return run.json
 
 
-def _real_outputs(tmp_path: Path, fake_hub_env: dict[str, str]) -> dict[str, Any]:
+def _real_outputs(
+    tmp_path: Path, fake_hub: FakeHub, fake_hub_env: dict[str, str]
+) -> dict[str, Any]:
     """Run every command once, on a small library, as the docs' examples show."""
     lib = tmp_path / "lib"
     dl = tmp_path / "Downloads"
@@ -126,11 +129,18 @@ def _real_outputs(tmp_path: Path, fake_hub_env: dict[str, str]) -> dict[str, Any
     outputs["remove"] = _json("--library", lib, "remove", lora_id, "--yes", "--json")
     outputs["apps remove"] = _json("--library", lib, "apps", "remove", "comfy", "--unlink",
                                    "--json")
+    fake_hub.add_repo("Comfy-Org/flux_text_encoders",
+                      {"t5xxl_fp16.safetensors": b"t5" * 64, "clip_l.safetensors": b"c" * 96})
+    indexed = {**fake_hub_env, "MODELIMPORT_PUBLISHERS": "Comfy-Org"}
+    outputs["index update"] = _json("index", "update", "--json", env=indexed)
+    outputs["index status"] = _json("index", "status", "--json", env=indexed)
     return outputs
 
 
-def test_every_command_json_matches_docs_json_md(tmp_path: Path, fake_hub_env: dict[str, str]):
-    outputs = _real_outputs(tmp_path, fake_hub_env)
+def test_every_command_json_matches_docs_json_md(
+    tmp_path: Path, fake_hub: FakeHub, fake_hub_env: dict[str, str]
+):
+    outputs = _real_outputs(tmp_path, fake_hub, fake_hub_env)
     if os.environ.get("MODELIMPORT_WRITE_JSON_DOCS"):
         _rewrite_examples(outputs)
     documented = _documented()
@@ -175,6 +185,7 @@ def _rewrite_examples(outputs: dict[str, Any]) -> None:
             return [trim(v) for v in value[:2]]
         if isinstance(value, str) and "/tmp/" in value:
             value = re.sub(r"/tmp/\S*?/config/", "/home/me/.config/modelimport/", value)
+            value = re.sub(r"/tmp/\S*?/hub-cache/", "/home/me/.cache/modelimport/hub/", value)
             return re.sub(r"/tmp/\S*?/(lib|Downloads|llama-3-70b|ComfyUI|more)", r"/home/me/\1",
                           value)
         return value

@@ -70,7 +70,9 @@ def _register() -> None:
     # In this order: it is the order `--help` lists the commands in.
     import importlib
 
-    for module in ("import_cmd", "library_cmds", "lookup_cmd", "pending_cmd", "apps_cmd"):
+    for module in (
+        "import_cmd", "library_cmds", "lookup_cmd", "pending_cmd", "apps_cmd", "index_cmd"
+    ):
         importlib.import_module(f"modelimport.cli.{module}")
 
 

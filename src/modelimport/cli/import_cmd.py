@@ -154,6 +154,8 @@ def import_command(
         lookup_budget=lookup_budget,
     )
     opened = open_for(opts, out)
+    if not offline_mode:
+        _refresh_publisher_index(out, timeout)
     hub_session, content_sources = _sources(offline_mode, timeout, refresh, no_civitai)
     with planning_sink(opts.json, out.err, opts.quiet, opts.verbose) as sink:
         # Without a review nobody waits for the lookups: they overlap the copies.
@@ -199,6 +201,29 @@ def import_command(
         for r in results
     )
     raise typer.Exit(1 if failed or refused else 0)
+
+
+def _refresh_publisher_index(out: Output, timeout: float) -> None:
+    """An index older than a week is refreshed first, within a time budget (the publishers
+    not reached wait for the next import); trouble is a note, never a failed import."""
+    import os
+
+    from huggingface_hub import constants
+
+    from modelimport.identify.publishers import refresh_stale
+
+    endpoint = os.environ.get("HF_ENDPOINT") or constants.ENDPOINT
+    try:
+        report = refresh_stale(endpoint=endpoint, timeout=timeout)
+    except OSError:
+        return
+    if report is not None:
+        out.info(
+            f"Refreshed the publisher index: {report.repos_listed} repos listed, "
+            f"{report.repos_unchanged} unchanged in {report.seconds:.1f} s"
+            + (f"; not updated: {', '.join(report.failures)}" if report.failures else "")
+            + "."
+        )
 
 
 def _sources(offline: bool, timeout: float, refresh: bool, no_civitai: bool) -> tuple[Any, list]:

@@ -1088,15 +1088,29 @@ def _build_record(
     resolve_fields(record)
     if probe.subtype:
         record["field_sources"]["subtype"] = probe.field_sources.get("subtype", "file")
-    if planned.lookup is not None:
-        from modelimport.identify.hub import settle_verification
+    sha_by_name = {f["original_name"]: f["sha256"] for f in files}
+    if planned.lookup is None and not planned.match_declined:
+        # Offline (no lookup was made): the publisher index may still know these exact
+        # bytes, with no network (None without an index).
+        from modelimport.identify.publishers import verified_by_hash
         from modelimport.library.metadata import apply_lookup
 
-        sha_by_name = {f["original_name"]: f["sha256"] for f in files}
+        exact = verified_by_hash(planned.lookup_request, sha_by_name)
+        if exact is not None:
+            apply_lookup(record, exact)
+    if planned.lookup is not None:
+        from modelimport.identify.hub import settle_verification
+        from modelimport.identify.publishers import verified_by_hash
+        from modelimport.library.metadata import apply_lookup
+
         # A set missing shards was not compared whole: never verified as a whole.
         settled = settle_verification(
             planned.lookup, sha_by_name, whole_set=planned.group.complete
         )
+        if str(settled.trust) != "verified":
+            # Renamed, or listed nowhere the lookup looked: the publisher index may hold
+            # these exact bytes (no network; None without an index).
+            settled = verified_by_hash(planned.lookup_request, sha_by_name) or settled
         if planned.match_declined and str(settled.trust) != "verified":
             # The person said the guessed repo is not it, and the bytes did not prove otherwise.
             from modelimport.identify.hub.records import no_match

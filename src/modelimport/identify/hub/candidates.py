@@ -90,6 +90,23 @@ _REPO_URL = re.compile(r"^(?:https?://(?:www\.)?huggingface\.co/|hf://)?([^?#]+?
 _SEPARATOR = re.compile(r"([-_\s]+|(?<!\d)\.|\.(?!\d))")
 _QUANT_SPAN = re.compile(r"(?i)(?<![A-Za-z0-9])i?q[1-8](_[0-9a-z]{1,2}){0,2}(?![A-Za-z0-9])")
 _WORD = re.compile(r"[a-z0-9]+(?:\.[0-9]+)*")
+# A word that is a short name glued to its version (`wan2.2`, `sd3.5`, `flux1`).
+_NAME_VERSION = re.compile(r"^([A-Za-z]{2,})(\d+(?:\.\d+)*)$")
+_VERSION = re.compile(r"^v?\d+(\.\d+)+$")
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z])(?=[A-Z])")
+
+# How people abbreviate a family in file names -> how its publisher spells it in repo ids.
+FAMILY_ALIASES: dict[str, str] = {
+    "sd_xl": "stable-diffusion-xl",
+    "sdxl": "stable-diffusion-xl",
+    "sd15": "stable-diffusion-v1-5",
+    "sd_v1-5": "stable-diffusion-v1-5",
+    "v1-5": "stable-diffusion-v1-5",
+    "sd21": "stable-diffusion-2-1",
+    "sd2.1": "stable-diffusion-2-1",
+    "sd3": "stable-diffusion-3",
+    "sd3.5": "stable-diffusion-3.5",
+}
 
 
 def valid_repo_id(value: object) -> str | None:
@@ -216,6 +233,39 @@ def name_queries(name: str) -> list[str]:
     return queries
 
 
+def person_queries(name: str) -> list[str]:
+    """What a person types for a name the Hub spells otherwise: a name glued to its version
+    split both ways (`wan2.2` -> `wan_2.2`, `wan-2.2`), a family and its version alone
+    (`ltx-2.3`), CamelCase split (`OmniSR` -> `Omni-SR`), the first two words in the name's
+    own spelling (`fooocus_inpaint`), and a family's abbreviation written out
+    (`sd_xl_refiner` -> `stable-diffusion-xl`)."""
+    parts = name_parts(name)
+    words = [w for _, w in parts]
+    if not words:
+        return []
+    queries: list[str] = []
+    first = words[0]
+    lowered = "_".join(w.lower() for w in words)
+    for short, spelled in FAMILY_ALIASES.items():
+        key = short.replace("-", "_")
+        if lowered == key or lowered.startswith(key + "_"):
+            # The family alone: its repos are few, and ranking by the name's other words
+            # picks among them (`refiner`, `large-controlnet-blur`).
+            queries.append(spelled)
+            break
+    glued = _NAME_VERSION.match(first)
+    if glued and "." in glued.group(2) and not queries:  # `wan2.2`, not `flux1` or `sd15`
+        queries += [f"{glued.group(1)}_{glued.group(2)}", f"{glued.group(1)}-{glued.group(2)}"]
+    if len(words) > 1 and _VERSION.match(words[1]):
+        queries.append(f"{first}-{words[1]}")
+    camel = _CAMEL_BOUNDARY.split(first)
+    if len(camel) > 1 and all(len(piece) >= 2 for piece in camel):
+        queries.append("-".join(camel))
+    if len(parts) > 2 and parts[1][0] == "_" and all(_is_distinctive(w) for w in words[:2]):
+        queries.append(_spell(parts[:2], own=True))
+    return [q for q in dict.fromkeys(queries) if len(q) >= MIN_QUERY_LENGTH]
+
+
 # -- the request -> queries -------------------------------------------------------------------
 
 
@@ -263,7 +313,14 @@ def search_queries(request: LookupRequest) -> list[str]:
     folder = _folder_name(request) if generic else None
     # The whole name first, in its own spelling and the Hub's; names inside the file next;
     # then shorter runs and single words of each.
-    extend(own[:2])
+    extend(own[:1])
+    # GGUF names follow their repos' (search finds them as they are): the person's
+    # spellings are for the image models whose file names their publishers respell. They
+    # come before the whole name in the Hub's spelling, which finds namesakes sharing the
+    # words (`fooocus-inpaint-head-collection`) more often than the holder.
+    if not generic and request.files and not request.files[0].name.lower().endswith(".gguf"):
+        extend(person_queries(request.files[0].name))
+    extend(own[1:2])
     if folder:
         extend(name_queries(folder)[:2])
     for hint in request.hints:

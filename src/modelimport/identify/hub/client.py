@@ -203,15 +203,24 @@ class HubSession:
         self._key_locks: dict[str, threading.Lock] = {}
         self._not_before = 0.0  # time.monotonic() before which no request starts
         self._gap = 0.0  # seconds between request starts while the quota is nearly spent
+        # The publisher file index (`identify.publishers`), opened on first use; the repos
+        # whose listing a lookup took from it (free, and said so in the record).
+        self._cache_dir = cache_dir
+        self._index: Any = None
+        self._index_opened = False
+        self._from_index: dict[str, float | None] = {}
 
     # -- public API ---------------------------------------------------------------------------
 
     def identify(self, request: LookupRequest) -> LookupResult:
         """Find the repo the files come from; never raises for Hub trouble."""
-        if self.offline:
-            return no_match(hub_error="offline")
-        if self.failure:
-            return no_match(hub_error=self.failure)
+        if self.offline or self.failure:
+            # The publisher index answers without the Hub; anything short of a decisive
+            # answer waits for retry-pending, as before.
+            known = self.identify_from_index(self.with_known_hashes(request))
+            if known is not None:
+                return known
+            return no_match(hub_error="offline" if self.offline else self.failure)
         with self._lock:
             self._pool += MAX_CALLS_PER_MODEL
             self._budget = min(MAX_CALLS_HARD_MODEL, self._pool)
@@ -300,10 +309,14 @@ class HubSession:
             return any(m.trust in DECISIVE for m, _, _ in evaluated.values())
 
         try:
+            # Repos the publisher index says hold this file cost nothing: all are judged, so
+            # that two holding one name and size with other bytes are both seen.
+            for repo_id in self._index_candidates(request):
+                evaluate(repo_id, None)
             # Repos named for this file (by the catalog or inside the file) cost one listing each.
             named = [e.repo_id for e in catalog_candidates(request) if valid_repo_id(e.repo_id)]
             named += embedded_candidates(request)[:MAX_EMBEDDED_REPOS]
-            for repo_id in dict.fromkeys(named):
+            for repo_id in dict.fromkeys(named) if not decided() else ():
                 evaluate(repo_id, None)
                 if decided():
                     break
@@ -350,6 +363,51 @@ class HubSession:
                 judged = name_only_match(search_name, hit.repo_id)
                 evaluated[hit.repo_id] = (judged, None, hit.downloads)
         return self._verdict(request, evaluated, unchecked_namesakes=unchecked)
+
+    def _publisher_index(self) -> Any:
+        if not self._index_opened:
+            from modelimport.identify.publishers import open_index
+
+            with self._lock:
+                if not self._index_opened:
+                    self._index = open_index(self.endpoint, self._cache_dir)
+                    self._index_opened = True
+        return self._index
+
+    def _index_candidates(self, request: LookupRequest) -> list[str]:
+        """Repos the publisher index says hold one of these files, their listings put where
+        `_listing` finds them (no call). Never more than the index's MAX_CANDIDATES."""
+        index = self._publisher_index()
+        if index is None:
+            return []
+        found = []
+        for repo_id in index.repos_holding(request.files):
+            if repo_id in request.base_models:
+                continue
+            listing = index.listing(repo_id)
+            if listing is None:
+                continue
+            with self._lock:
+                if repo_id not in self._listings:
+                    self._listings[repo_id] = listing
+                    self._from_index[repo_id] = index.listed_at(repo_id)
+            found.append(repo_id)
+        return found
+
+    def identify_from_index(self, request: LookupRequest) -> LookupResult | None:
+        """The publisher index's verdict alone, no call (offline, the Hub down, or the
+        SHA256s known after the copy): only a decisive one (Verified or High)."""
+        search_name = search_base(request)
+        evaluated: dict[str, tuple[RepoMatch, RepoListing | None, int]] = {}
+        for repo_id in self._index_candidates(request):
+            listing = self._listings.get(repo_id)
+            if listing is not None:
+                match = match_listing(request, listing, search_name)
+                evaluated[repo_id] = (match, listing, listing.downloads)
+        if not any(m.trust in DECISIVE for m, _, _ in evaluated.values()):
+            return None
+        result = self._verdict(request, evaluated)
+        return result if result.trust in DECISIVE else None
 
     def _list_namesakes(
         self,
@@ -425,6 +483,15 @@ class HubSession:
             metadata = {"official_name": match.repo_id.split("/")[-1], "cleaned_name": request.name}
         if request.base_models and not metadata.get("base_model"):
             metadata["base_model"] = request.base_models[0]  # what the file says it came from
+        if match.repo_id in self._from_index:
+            # The listing came from the publisher index, not a call: say so, and how old it is.
+            listed = self._from_index[match.repo_id]
+            metadata["listing_source"] = "publisher_index"
+            metadata["listing_date"] = (
+                datetime.fromtimestamp(listed, UTC).isoformat(timespec="seconds")
+                if listed is not None
+                else None
+            )
         metadata["hash_mismatch"] = match.trust is TrustLevel.MODIFIED
         return LookupResult(
             trust=match.trust,
@@ -501,43 +568,15 @@ class HubSession:
         return listing
 
     def _get_json(self, path: str, params: dict[str, Any]) -> Any:
-        """One GET of the Hub API, decoded as JSON, read whole within about `timeout` seconds.
-
-        httpx's timeout bounds each read, not the answer: a Hub that trickles a byte at a time
-        would hold a lookup for ever, and one that sends gigabytes would fill memory.
-        """
-        deadline = time.monotonic() + self.timeout
-        with get_session().stream(
-            "GET",
+        """One GET of the Hub API, decoded as JSON (`get_json`), minding the rate limit."""
+        data, _ = get_json(
             f"{self.endpoint}{path}",
-            params=params,
-            headers=build_hf_headers(token=self.token),
+            params,
+            token=self.token,
             timeout=self.timeout,
-        ) as streamed:
-            body = bytearray()
-            for chunk in streamed.iter_bytes():
-                body += chunk
-                if len(body) > MAX_ANSWER_BYTES:
-                    raise MalformedAnswer(f"an answer over {MAX_ANSWER_BYTES >> 20} MiB")
-                if time.monotonic() > deadline:
-                    raise httpx2.ReadTimeout("answer too slow", request=streamed.request)
-        # The body is decoded already; a whole response for huggingface_hub's error mapping.
-        response = httpx2.Response(
-            streamed.status_code,
-            headers=[
-                (k, v)
-                for k, v in streamed.headers.multi_items()
-                if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
-            ],
-            content=bytes(body),
-            request=streamed.request,
+            observe=self._note_rate_limit,
         )
-        self._note_rate_limit(response)
-        hf_raise_for_status(response)
-        try:
-            return json.loads(body)
-        except (ValueError, RecursionError) as exc:  # an HTML page, a cut body, [[[[...
-            raise MalformedAnswer("an answer that is not JSON") from exc
+        return data
 
     def _call(self, kind: str, fn: Callable[[], T]) -> T | None:
         """One Hub request with bounded retries; None when the repo does not exist."""
@@ -631,6 +670,54 @@ class HubSession:
     def _trip(self, reason: str) -> None:
         self.failure = reason
         raise HubUnavailable(reason)
+
+
+def get_json(
+    url: str,
+    params: dict[str, Any] | None,
+    *,
+    token: str | bool | None,
+    timeout: float,
+    observe: Callable[[httpx2.Response], None] | None = None,
+) -> tuple[Any, httpx2.Response]:
+    """One GET of the Hub API through huggingface_hub's session: (decoded JSON, response).
+
+    httpx's timeout bounds each read, not the answer: a Hub that trickles a byte at a time
+    would hold a lookup for ever, and one that sends gigabytes would fill memory. So the
+    answer must be whole within about `timeout` seconds and at most MAX_ANSWER_BYTES.
+    `observe` sees every response before its status is judged (the RateLimit headers of a
+    429 matter). Raises huggingface_hub's errors for HTTP errors, MalformedAnswer for what
+    is not JSON.
+    """
+    deadline = time.monotonic() + timeout
+    with get_session().stream(
+        "GET", url, params=params, headers=build_hf_headers(token=token), timeout=timeout
+    ) as streamed:
+        body = bytearray()
+        for chunk in streamed.iter_bytes():
+            body += chunk
+            if len(body) > MAX_ANSWER_BYTES:
+                raise MalformedAnswer(f"an answer over {MAX_ANSWER_BYTES >> 20} MiB")
+            if time.monotonic() > deadline:
+                raise httpx2.ReadTimeout("answer too slow", request=streamed.request)
+    # The body is decoded already; a whole response for huggingface_hub's error mapping.
+    response = httpx2.Response(
+        streamed.status_code,
+        headers=[
+            (k, v)
+            for k, v in streamed.headers.multi_items()
+            if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+        ],
+        content=bytes(body),
+        request=streamed.request,
+    )
+    if observe is not None:
+        observe(response)
+    hf_raise_for_status(response)
+    try:
+        return json.loads(body), response
+    except (ValueError, RecursionError) as exc:  # an HTML page, a cut body, [[[[...
+        raise MalformedAnswer("an answer that is not JSON") from exc
 
 
 def _namesakes(
