@@ -158,7 +158,7 @@ def test_inst_obj_newobj_and_build_are_all_seen():
 
 def test_python2_names_are_judged_as_pickle_maps_them():
     assert verdict_of(checkpoint_with(direct("commands", "getoutput")))["verdict"] == "unsafe"
-    scan = verdict_of(checkpoint_with(b"c__builtin__\nset\n)R"))
+    scan = verdict_of(checkpoint_with(b"c__builtin__\nset\n)R"))  # builtins.set
     assert scan["verdict"] == "safe" and scan["globals"] == [
         "builtins.set", "collections.OrderedDict", "torch.FloatStorage",
         "torch._utils._rebuild_tensor_v2"]
@@ -169,8 +169,9 @@ def test_state_dicts_and_lightning_checkpoints_keep_their_verdicts():
     scan = verdict_of(lightning_checkpoint_pickle({"w": ("F16", [2])}))
     assert scan["verdict"] == "needs_classes"
     assert scan["needs_classes"] == [
+        "numpy.core.multiarray.scalar", "numpy.dtype",
         "pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint"]
-    assert scan["loader_packages"] == ["pytorch-lightning"]
+    assert scan["loader_packages"] == ["numpy", "pytorch-lightning"]
 
 
 def test_a_known_checkpoint_class_called_is_unsafe():
