@@ -210,7 +210,9 @@ def _table(folder: Path) -> dict[str, Path]:
     at = data.rfind(b"PK\x05\x06")
     data[at + 8 : at + 20] = b"\xff" * 12  # entry counts, directory size and offset
     cd.write_bytes(bytes(data))
-    return {p.name: p for p in (bomb, raw, steady, deep, cd)}
+    empty = folder / "empty.ckpt"  # Medium 9: a pickle holding no tensors is not a model
+    empty.write_bytes(b"\x80\x02}.")
+    return {p.name: p for p in (bomb, raw, steady, deep, cd, empty)}
 
 
 def _run_measured(*args: str | Path) -> tuple[subprocess.CompletedProcess, int]:
