@@ -133,6 +133,13 @@ DANGEROUS_GLOBALS: dict[str, set[str] | str] = {
     "doctest": "*", "signal": "*", "_thread": "*", "threading": "*", "concurrent": "*",
     "gc": "*", "inspect": "*", "_posixsubprocess": "*", "uuid": "*", "site": "*",
     "zipimport": "*", "imp": "*", "_osx_support": "*", "_aix_support": "*", "_pyrepl": "*",
+    # fickling's list (trailofbits/fickling, fickle.py UNSAFE_IMPORTS) beyond the above
+    "codeop": "*", "_interpreters": "*", "_xxsubinterpreters": "*", "_frozen_importlib": "*",
+    "_frozen_importlib_external": "*", "_imp": "*", "pexpect": "*", "pipes": "*",
+    "nntplib": "*", "_signal": "*", "atexit": "*", "_sqlite3": "*", "fileinput": "*",
+    "glob": "*", "mmap": "*", "select": "*", "selectors": "*", "syslog": "*",
+    "compileall": "*", "py_compile": "*", "urllib2": "*", "filecmp": "*", "linecache": "*",
+    "__builtins__": "*",
     "types": {"CodeType", "FunctionType", "LambdaType", "MethodType", "ModuleType",
               "new_class"},
     "dill": "*", "cloudpickle": "*", "joblib": "*", "yaml": "*", "jinja2": "*",
