@@ -163,8 +163,6 @@ def inspect_pickle(path: Path, size: int, require_tensors: bool = True) -> FileF
                     extra = broken_pickle_scan(extra)
                 found += extra.globals
                 called |= extra.called
-                if extra.value is None and not extra.globals:
-                    break
         read = reader.tell()
     result = PickleResult(value, found, called)
     return _facts(path, "pickle", size, result, {"legacy_torch": legacy, "pickle_bytes": read},
