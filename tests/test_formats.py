@@ -301,6 +301,12 @@ def test_payload_hidden_in_a_second_pickle_is_found(tmp_path):
     path = tmp_path / "two.pt"
     path.write_bytes(torch_state_dict_pickle({"w": ("F32", [4])}) + evil_pickle_bytes())
     assert inspect_file(path).details["pickle_scan"]["verdict"] == "unsafe"
+    path.write_bytes(torch_state_dict_pickle({"w": ("F32", [4])}) + b"cos\nsystem\n)R.")
+    assert inspect_file(path).details["pickle_scan"]["verdict"] == "unsafe"  # protocol 0
+    # behind empty pickles too (up to 8 are read)
+    path.write_bytes(torch_state_dict_pickle({"w": ("F32", [4])}) + b"\x80\x02N." * 3
+                     + evil_pickle_bytes())
+    assert inspect_file(path).details["pickle_scan"]["verdict"] == "unsafe"
 
 
 def test_a_pickle_holding_no_tensors_is_not_a_model(tmp_path):

@@ -106,18 +106,19 @@ def test_an_unknown_class_is_refused_not_imported_as_needing_classes(tmp_path: P
 
 
 def safetensors_pickle_polyglot(path: Path, marker: str) -> Path:
-    """Issue 19's 2(b): 80 04 42 03 00 00 00 00 is PROTO 4 + BINBYTES(3) to a pickle and a
-    54 MiB header length to safetensors. The pickle hops through the header's one long key
+    """Issue 19's 2(b), within a 4.4 MiB header: 80 04 47 00 00 00 00 00 is a header length
+    to safetensors, and PROTO 4 + BINFLOAT (eating the next 8 bytes, up to the first letter
+    of the header's one long key) to a pickle. The pickle hops through the rest of the key
     with SHORT_BINBYTES ("C", length, bytes) and runs its payload from the tensor data."""
-    length = 0x03420480
+    length = 0x00470480
     payload = (su("os") + su("system") + b"\x93" + su(f"touch {marker}") + b"\x85R.")
     tail = json.dumps({"dtype": "U8", "shape": [len(payload)],
                        "data_offsets": [0, len(payload)]}, separators=(",", ":"))
     tail = '":' + tail + "}"
-    hops, last = divmod(length - 4, 128)  # each hop: "C~" + 126 bytes
+    hops, last = divmod(length - 5, 128)  # the pickle resumes at file offset 11
     assert 32 <= last <= 126 and last >= len(tail)
-    key = "C~" + "x" * 126
-    header = '{"' + key * hops + "C" + chr(last) + "y" * (last - len(tail)) + tail
+    key = "k" + ("C~" + "x" * 126) * hops + "C" + chr(last) + "y" * (last - len(tail))
+    header = '{"' + key + tail
     assert len(header) == length
     path.write_bytes(struct.pack("<Q", length) + header.encode() + payload)
     return path
@@ -126,7 +127,7 @@ def safetensors_pickle_polyglot(path: Path, marker: str) -> Path:
 def test_a_file_that_is_safetensors_and_a_pickle_is_refused(tmp_path: Path):
     marker = tmp_path / "pwned.txt"
     evil = safetensors_pickle_polyglot(tmp_path / "model.safetensors", marker.name)
-    assert evil.read_bytes()[:8] == bytes.fromhex("8004420300000000")
+    assert evil.read_bytes()[:8] == bytes.fromhex("8004470000000000")
     assert payload_runs(evil, marker)  # torch.load of it, named .ckpt, would run it too
     good = make_safetensors(tmp_path / "good.safetensors")
     results = import_batch(tmp_path / "lib", evil, good)
@@ -210,7 +211,9 @@ def _table(folder: Path) -> dict[str, Path]:
     at = data.rfind(b"PK\x05\x06")
     data[at + 8 : at + 20] = b"\xff" * 12  # entry counts, directory size and offset
     cd.write_bytes(bytes(data))
-    return {p.name: p for p in (bomb, raw, steady, deep, cd)}
+    empty = folder / "empty.ckpt"  # Medium 9: a pickle holding no tensors is not a model
+    empty.write_bytes(b"\x80\x02}.")
+    return {p.name: p for p in (bomb, raw, steady, deep, cd, empty)}
 
 
 def _run_measured(*args: str | Path) -> tuple[subprocess.CompletedProcess, int]:

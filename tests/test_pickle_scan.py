@@ -1,7 +1,8 @@
 """The pickle scanner's verdicts on hand-made pickles, and the corpus test: every dangerous
-(module, name) pair picklescan lists, and every standard-library callable with side effects
-we list, reached directly, through a dotted path and through the memo, is refused; every
-allowlisted pair is exact (a near miss of it is refused)."""
+(module, name) pair picklescan lists, every module fickling refuses, and every
+standard-library callable with side effects we list, reached directly, through a dotted
+path and through the memo, is refused; every allowlisted pair is exact (a near miss of it
+is refused)."""
 
 from __future__ import annotations
 
@@ -52,6 +53,25 @@ STDLIB_SIDE_EFFECTS = [
 ]  # fmt: skip
 
 
+# Modules fickling refuses (trailofbits/fickling, fickling/fickle.py UNSAFE_IMPORTS).
+FICKLING_UNSAFE_MODULES = (
+    "__builtin__", "__builtins__", "builtins", "os", "posix", "nt", "subprocess", "sys", "pty",
+    "commands", "multiprocessing", "_posixsubprocess", "code", "codeop", "runpy", "marshal",
+    "types", "doctest", "_interpreters", "_xxsubinterpreters", "importlib",
+    "_frozen_importlib", "_frozen_importlib_external", "_imp", "imp", "pkgutil", "zipimport",
+    "gc", "site", "unittest", "inspect", "test", "_operator", "operator", "functools",
+    "cProfile", "profile", "pdb", "bdb", "timeit", "trace", "socket", "ssl", "httplib", "http",
+    "urllib", "urllib2", "requests", "aiohttp", "asyncio", "webbrowser", "smtplib", "imaplib",
+    "ftplib", "poplib", "telnetlib", "nntplib", "ctypes", "_ctypes", "pickle", "_pickle",
+    "dill", "cloudpickle", "joblib", "shutil", "tempfile", "filecmp", "distutils", "pydoc",
+    "pexpect", "pipes", "venv", "ensurepip", "pip", "idlelib", "lib2to3", "socketserver",
+    "xmlrpc", "signal", "_signal", "threading", "_thread", "atexit", "sqlite3", "_sqlite3",
+    "fileinput", "glob", "platform", "linecache", "difflib", "compileall", "py_compile",
+    "mmap", "select", "selectors", "logging", "syslog", "tarfile", "zipfile", "shelve", "uuid",
+    "_osx_support", "_aix_support",
+)
+
+
 def _picklescan_pairs() -> list[tuple[str, str]]:
     pairs = []
     for module, names in PICKLESCAN_DANGEROUS.items():
@@ -63,7 +83,8 @@ def _picklescan_pairs() -> list[tuple[str, str]]:
     return pairs
 
 
-CORPUS = sorted(set(_picklescan_pairs() + STDLIB_SIDE_EFFECTS))
+CORPUS = sorted(set(_picklescan_pairs() + STDLIB_SIDE_EFFECTS
+                    + [(module, "run") for module in FICKLING_UNSAFE_MODULES]))
 
 
 def su(text: str) -> bytes:
@@ -158,7 +179,7 @@ def test_inst_obj_newobj_and_build_are_all_seen():
 
 def test_python2_names_are_judged_as_pickle_maps_them():
     assert verdict_of(checkpoint_with(direct("commands", "getoutput")))["verdict"] == "unsafe"
-    scan = verdict_of(checkpoint_with(b"c__builtin__\nset\n)R"))
+    scan = verdict_of(checkpoint_with(b"c__builtin__\nset\n)R"))  # builtins.set
     assert scan["verdict"] == "safe" and scan["globals"] == [
         "builtins.set", "collections.OrderedDict", "torch.FloatStorage",
         "torch._utils._rebuild_tensor_v2"]
@@ -169,8 +190,9 @@ def test_state_dicts_and_lightning_checkpoints_keep_their_verdicts():
     scan = verdict_of(lightning_checkpoint_pickle({"w": ("F16", [2])}))
     assert scan["verdict"] == "needs_classes"
     assert scan["needs_classes"] == [
+        "numpy.core.multiarray.scalar", "numpy.dtype",
         "pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint"]
-    assert scan["loader_packages"] == ["pytorch-lightning"]
+    assert scan["loader_packages"] == ["numpy", "pytorch-lightning"]
 
 
 def test_a_known_checkpoint_class_called_is_unsafe():

@@ -9,6 +9,9 @@ Invariants:
   against the file size and a fixed cap *before* anything of that length is allocated.
 - Pickles are only disassembled (`pickletools.genops`) and interpreted symbolically; no
   global they name is ever imported or called.
+- Every way `torch.load` could read a file is scanned or refused: a tar header refuses the
+  file whatever else it is, and a file that parses as safetensors or GGUF and also runs as a
+  pickle is refused as two formats at once (`_one_format`).
 - `details` is JSON-serialisable and small: it goes into metadata.json. The tensor table,
   which can be large, travels separately in `FileFacts.tensors` for the probe.
 """

@@ -20,53 +20,53 @@ from __future__ import annotations
 import _compat_pickle
 from typing import Any
 
-# What torch.load(weights_only=True) accepts (torch/_weights_only_unpickler.py,
-# `_get_allowed_globals`), each pair exact, plus the stdlib constructors of plain data.
+# What torch.load(weights_only=True) accepts by default (torch/_weights_only_unpickler.py,
+# `_get_allowed_globals`: each name as `str(dtype)` or `module.qualname` spells it), exact.
 _STORAGES = (
     "FloatStorage", "HalfStorage", "BFloat16Storage", "DoubleStorage", "LongStorage",
     "IntStorage", "ShortStorage", "CharStorage", "ByteStorage", "BoolStorage",
     "ComplexFloatStorage", "ComplexDoubleStorage", "QInt8Storage", "QUInt8Storage",
-    "QInt32Storage", "QUInt4x2Storage", "QUInt2x4Storage", "Float8_e4m3fnStorage",
-    "Float8_e5m2Storage",
+    "QInt32Storage", "QUInt4x2Storage", "QUInt2x4Storage",
+)
+_TENSOR_CLASSES = (
+    "FloatTensor", "HalfTensor", "BFloat16Tensor", "DoubleTensor", "LongTensor", "IntTensor",
+    "ShortTensor", "CharTensor", "ByteTensor", "BoolTensor",
 )
 _DTYPES = (
     "float16", "float32", "bfloat16", "float64", "int64", "int32", "int16", "int8", "uint8",
-    "bool", "complex64", "complex128", "float8_e4m3fn", "float8_e5m2", "half", "float",
-    "double", "long", "int", "short", "qint8", "quint8", "qint32", "quint4x2",
+    "uint16", "uint32", "uint64", "bool", "complex32", "complex64", "complex128", "qint8",
+    "quint8", "qint32", "quint4x2", "quint2x4", "float8_e4m3fn", "float8_e5m2",
+    "float8_e4m3fnuz", "float8_e5m2fnuz",
+    *(f"int{bits}" for bits in range(1, 8)), *(f"uint{bits}" for bits in range(1, 8)),
+)
+_QSCHEMES = (
+    "per_tensor_affine", "per_tensor_symmetric", "per_channel_affine",
+    "per_channel_symmetric", "per_channel_affine_float_qparams",
 )
 _REBUILDS = (
     "_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_tensor_v3", "_rebuild_parameter",
     "_rebuild_parameter_with_state", "_rebuild_qtensor", "_rebuild_sparse_tensor",
-    "_rebuild_meta_tensor_no_storage", "_rebuild_nested_tensor", "_rebuild_wrapper_subclass",
+    "_rebuild_meta_tensor_no_storage", "_rebuild_wrapper_subclass",
     "_rebuild_device_tensor_from_numpy", "_rebuild_device_tensor_from_cpu_tensor",
 )
-_PLAIN_BUILTINS = (
-    "set", "frozenset", "slice", "complex", "bytearray", "bytes", "int", "float", "str",
-    "dict", "list", "tuple", "bool", "range",
-)
 WEIGHTS_ONLY: frozenset[tuple[str, str]] = frozenset(
-    {("torch", name) for name in _STORAGES + _DTYPES}
+    {("torch", name) for name in _STORAGES + _TENSOR_CLASSES + _DTYPES + _QSCHEMES}
     | {("torch._utils", name) for name in _REBUILDS}
-    | {("builtins", name) for name in _PLAIN_BUILTINS}
     | {
         ("collections", "OrderedDict"), ("collections", "Counter"),
-        ("collections", "defaultdict"),
-        ("torch", "Size"), ("torch", "device"), ("torch", "Tensor"),
         ("torch.nn.parameter", "Parameter"), ("torch.serialization", "_get_layout"),
-        ("torch", "sparse_coo"), ("torch", "strided"),
-        ("torch._tensor", "_rebuild_from_type_v2"),
-        ("torch.storage", "UntypedStorage"), ("torch.storage", "TypedStorage"),
+        ("torch", "Size"), ("torch", "Tensor"), ("torch", "device"),
         ("_codecs", "encode"),  # how protocol-2 pickles spell bytes
-        # object.__new__(cls) and cls.__new__(cls, ...): each class is checked by its own pair
-        ("copyreg", "_reconstructor"), ("copyreg", "__newobj__"), ("copyreg", "__newobj_ex__"),
-        ("builtins", "object"),
-        ("numpy", "dtype"), ("numpy", "ndarray"),
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
+        ("builtins", "bytearray"), ("builtins", "set"), ("builtins", "complex"),
+        ("torch.storage", "UntypedStorage"), ("torch.storage", "TypedStorage"),
+        ("torch._tensor", "_rebuild_from_type_v2"),
     }
 )  # fmt: skip
-# Known checkpoint classes, each exact -> whether a checkpoint calls it (an enum rebuilt by
-# value) or only names it and rebuilds it without running its code (NEWOBJ, BUILD).
+
+# Known checkpoint globals that weights_only=True refuses but that only rebuild data, each
+# exact -> whether a checkpoint may call it (a constructor of plain data, an enum rebuilt by
+# value) or may only name it and rebuild it without running its code (NEWOBJ, BUILD):
+# Lightning's callbacks are dict keys in SD 1.x checkpoints, and calling one runs __init__.
 CHECKPOINT_CLASSES: dict[tuple[str, str], bool] = {
     ("pytorch_lightning.callbacks.model_checkpoint", "ModelCheckpoint"): False,
     ("pytorch_lightning.callbacks.early_stopping", "EarlyStopping"): False,
@@ -81,11 +81,27 @@ CHECKPOINT_CLASSES: dict[tuple[str, str], bool] = {
     ("omegaconf.nodes", "IntegerNode"): False,
     ("omegaconf.nodes", "FloatNode"): False,
     ("omegaconf.nodes", "BooleanNode"): False,
-    ("argparse", "Namespace"): True,
+    # numpy arrays and scalars (training scores, EMA counters) as numpy pickles them
+    ("numpy", "dtype"): True,
+    ("numpy", "ndarray"): True,
+    ("numpy.core.multiarray", "_reconstruct"): True,
+    ("numpy.core.multiarray", "scalar"): True,
+    ("numpy._core.multiarray", "_reconstruct"): True,
+    ("numpy._core.multiarray", "scalar"): True,
     ("numpy.random._pickle", "__randomstate_ctor"): True,
     ("numpy.random._pickle", "__generator_ctor"): True,
     ("numpy.random._pickle", "__bit_generator_ctor"): True,
-}
+    # object.__new__(cls) and cls.__new__(cls, ...): each class is judged by its own pair
+    ("copyreg", "_reconstructor"): True,
+    ("copyreg", "__newobj__"): True,
+    ("copyreg", "__newobj_ex__"): True,
+    ("builtins", "object"): True,
+    ("argparse", "Namespace"): True,
+    ("collections", "defaultdict"): True,
+    **{("builtins", name): True for name in (
+        "frozenset", "slice", "bytes", "int", "float", "str", "dict", "list", "tuple", "bool",
+        "range")},
+}  # fmt: skip
 
 # Modules (a dotted prefix, "*") and functions that run code or touch the system on load:
 # ours and picklescan's. They only sharpen "refused" into "unsafe": everything not allowlisted
@@ -117,6 +133,13 @@ DANGEROUS_GLOBALS: dict[str, set[str] | str] = {
     "doctest": "*", "signal": "*", "_thread": "*", "threading": "*", "concurrent": "*",
     "gc": "*", "inspect": "*", "_posixsubprocess": "*", "uuid": "*", "site": "*",
     "zipimport": "*", "imp": "*", "_osx_support": "*", "_aix_support": "*", "_pyrepl": "*",
+    # fickling's list (trailofbits/fickling, fickle.py UNSAFE_IMPORTS) beyond the above
+    "codeop": "*", "_interpreters": "*", "_xxsubinterpreters": "*", "_frozen_importlib": "*",
+    "_frozen_importlib_external": "*", "_imp": "*", "pexpect": "*", "pipes": "*",
+    "nntplib": "*", "_signal": "*", "atexit": "*", "_sqlite3": "*", "fileinput": "*",
+    "glob": "*", "mmap": "*", "select": "*", "selectors": "*", "syslog": "*",
+    "compileall": "*", "py_compile": "*", "urllib2": "*", "filecmp": "*", "linecache": "*",
+    "__builtins__": "*",
     "types": {"CodeType", "FunctionType", "LambdaType", "MethodType", "ModuleType",
               "new_class"},
     "dill": "*", "cloudpickle": "*", "joblib": "*", "yaml": "*", "jinja2": "*",
@@ -132,7 +155,8 @@ DANGEROUS_GLOBALS: dict[str, set[str] | str] = {
 # "loader needs"); None for the standard library.
 LOADER_PACKAGES: dict[str, str | None] = {
     "pytorch_lightning": "pytorch-lightning", "lightning": "lightning",
-    "omegaconf": "omegaconf", "numpy": "numpy", "argparse": None,
+    "omegaconf": "omegaconf", "numpy": "numpy", "argparse": None, "copyreg": None,
+    "builtins": None, "collections": None,
 }
 
 REFUSED_VERDICTS = ("unknown", "unsafe")
@@ -152,7 +176,7 @@ def classify_globals(
     found: list[tuple[str, str]], called: set[tuple[str, str]] | None = None
 ) -> dict[str, Any]:
     """The verdict on a pickle's globals (see the module docstring)."""
-    unique = sorted(set(found))
+    unique = sorted(set(found), key=_dotted)
     calls = set(called or ())
     dangerous, unknown, needs = [], [], []
     for glob in unique:

@@ -156,15 +156,15 @@ def inspect_pickle(path: Path, size: int, require_tensors: bool = True) -> FileF
             # A second pickle is read only by code that asks for it, but hiding a payload
             # there costs nothing, so every pickle that follows directly is scanned too.
             for _ in range(MAX_EXTRA_PICKLES):
-                if reader.peek(1)[:1] != b"\x80":
+                if not reader.peek(1):
                     break
                 extra = _scan_stream(name, reader, "a pickle")
                 if isinstance(extra, PickleError):
+                    if not extra.globals:
+                        break  # trailing bytes that import nothing
                     extra = broken_pickle_scan(extra)
                 found += extra.globals
                 called |= extra.called
-                if extra.value is None and not extra.globals:
-                    break
         read = reader.tell()
     result = PickleResult(value, found, called)
     return _facts(path, "pickle", size, result, {"legacy_torch": legacy, "pickle_bytes": read},
