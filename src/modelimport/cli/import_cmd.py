@@ -191,6 +191,8 @@ def import_command(
             _render_originals(console, report["originals"])
 
     out.result(report, render)
+    for line in unreachable_sources([hub_session, *content_sources]):
+        out.info(line)
     # An imported model with an error is in the library but not yet indexed: not all done.
     failed = any(
         r.status in (FAILED, REJECTED)
@@ -212,6 +214,24 @@ def _sources(offline: bool, timeout: float, refresh: bool, no_civitai: bool) -> 
     sources = open_sources(SourceSettings(False, timeout, refresh, disabled))
     hub = next((s for s in sources if s.name == "hub"), None)
     return hub, by_content(sources)
+
+
+def unreachable_sources(sources: list[Any]) -> list[str]:
+    """One line per identity source that failed in this batch (the breaker opened): which,
+    why, and how long it was asked before giving up; every model it did not answer waits
+    for retry-pending."""
+    lines = []
+    for source in sources:
+        failure = getattr(source, "failure", None)
+        if not failure or failure == "offline":
+            continue
+        spent = getattr(source, "failed_after", None)
+        cost = f" Gave up after {spent:.1f} s of asking;" if spent is not None else ""
+        lines.append(
+            f"{failure}{cost} the models it did not answer wait for "
+            "`modelimport retry-pending`."
+        )
+    return lines
 
 
 def import_report(results: list[Any], library: str, seconds: float) -> dict[str, Any]:
