@@ -402,3 +402,24 @@ def test_review_items_select_numbers_ranges_lists_and_types():
     assert items.planned_numbers() == [1, 2, 4, 6, 7]
     assert items.take_back([3, 4]) == [3] and items.planned_numbers() == [1, 2, 3, 4, 6, 7]
     assert number_ranges([1, 2, 3, 5, 7, 8]) == "1-3, 5, 7-8"
+
+
+def test_an_unreachable_hub_is_named_before_the_review_and_not_again(tmp_path: Path):
+    """Issue 20, point 7: the review showed every model as "Lookup pending" with no word of
+    why; the Hub that could not be reached is named before the question, once."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {"HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HUB_OFFLINE": "0",
+           "HF_HOME": str(tmp_path / "hf-home"), "MODELIMPORT_CACHE_DIR": str(tmp_path / "c")}
+    model = _lora(tmp_path / "dl" / "mine.safetensors", b"\x05")
+    code, text = _run_on_terminal(
+        ["--library", str(tmp_path / "lib"), "import", str(model)], {"model(s)?": "y\n"},
+        env=env,
+    )
+    assert code == 0, text
+    before, _, after = text.partition("model(s)?")
+    assert "The Hugging Face Hub could not be reached (connection refused)" in before, text
+    assert "could not be reached" not in after, text

@@ -161,6 +161,11 @@ def import_command(
             paths, opened.library, opened.db, options, sink, hub_session,
             wait_for_lookups=not opts.yes,
         )
+    # A source that failed while planning is named before the review (its models show
+    # "Lookup pending" there); each source once per batch.
+    told = unreachable_sources([hub_session]) if not opts.yes else []
+    for line in told:
+        out.info(line)
     if not opts.yes and plan.models:
         from modelimport.cli.review import review_plan
 
@@ -192,7 +197,8 @@ def import_command(
 
     out.result(report, render)
     for line in unreachable_sources([hub_session, *content_sources]):
-        out.info(line)
+        if line not in told:
+            out.info(line)
     # An imported model with an error is in the library but not yet indexed: not all done.
     failed = any(
         r.status in (FAILED, REJECTED)
