@@ -6,8 +6,6 @@ Anything else reaching the CLI is a bug and is reported as such.
 
 from __future__ import annotations
 
-import re
-
 
 class ModelImportError(Exception):
     """Base class: `str(err)` is one sentence fit to show a person."""
@@ -52,20 +50,3 @@ class ModelNotFound(LibraryError):
 
 class NotEnoughSpace(LibraryError):
     """The library's filesystem cannot hold what a batch would write (checked before it)."""
-
-
-def unreachable_reason(exc: BaseException) -> str:
-    """Why a server could not be reached, as a person says it: "connection refused", "name
-    or service not known", from the OS error under an HTTP client's exception; else its
-    class name."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, OSError) and current.strerror:
-            return str(current.strerror).lower()
-        said = re.search(r"\[Errno -?\d+\] ([^\]\n]+)", str(current))
-        if said:
-            return said.group(1).strip().lower()
-        current = current.__cause__ or current.__context__
-    return type(exc).__name__

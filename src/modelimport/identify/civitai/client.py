@@ -34,7 +34,6 @@ from typing import Any, NoReturn
 
 import httpx2
 
-from modelimport.errors import unreachable_reason
 from modelimport.identify.civitai.answers import (
     CivitaiVersion,
     MalformedAnswer,
@@ -49,6 +48,7 @@ from modelimport.identify.hub.records import (
     TrustLevel,
     no_match,
 )
+from modelimport.identify.unreachable import unreachable_reason
 
 DEFAULT_ENDPOINT = "https://civitai.com"
 ENDPOINT_ENV = "CIVITAI_ENDPOINT"

@@ -52,7 +52,6 @@ from huggingface_hub.utils import (
     parse_ratelimit_headers,
 )
 
-from modelimport.errors import unreachable_reason
 from modelimport.identify.catalog import catalog_candidates
 from modelimport.identify.hub.answers import MalformedAnswer, repo_listing, search_hits
 from modelimport.identify.hub.cache import HubCache
@@ -77,6 +76,7 @@ from modelimport.identify.hub.records import (
     no_match,
 )
 from modelimport.identify.hub.scoring import RepoMatch, match_listing, name_only_match, to_candidate
+from modelimport.identify.unreachable import unreachable_reason
 
 T = TypeVar("T")
 
