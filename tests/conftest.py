@@ -130,7 +130,23 @@ def reflink_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         subprocess.run(["umount", str(mount)], check=False)
 
 
-TEST_USER = "modelimport-test"
+# One user per test run, made when a permission test first needs it and removed when the
+# run ends, passed or failed (`pytest_sessionfinish`): runs side by side never delete each
+# other's user, and none is left behind. xdist's workers inherit the name from the
+# controller's environment.
+TEST_USER = os.environ.setdefault("MODELIMPORT_TEST_USER", f"mi-test-{os.getpid()}")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The controller (or a run without xdist) removes this run's test user, if made."""
+    if hasattr(session.config, "workerinput") or os.geteuid() != 0:
+        return
+    if subprocess.run(["id", "-u", TEST_USER], capture_output=True).returncode != 0:
+        return
+    for _ in range(20):  # userdel fails while another process holds /etc/passwd's lock
+        if subprocess.run(["userdel", TEST_USER], capture_output=True).returncode in (0, 6):
+            return  # 6: no such user
+        time.sleep(0.25)
 
 
 class OtherUser:

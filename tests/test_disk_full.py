@@ -117,3 +117,31 @@ def test_enospc_when_starting_a_transaction_is_a_failed_item(tmp_path: Path, poi
     assert result["status"] == "failed"
     assert result["error"].startswith("The disk is full while importing a.safetensors")
     assert _staging_empty(lib) and library_files(lib) == []
+
+
+def test_the_reserve_beyond_the_models_scales_to_a_small_disk(tmp_path: Path):
+    """Issue 20, point 8: 15.6 MiB of models with 19.9 MiB free was refused (a flat 8 MiB
+    reserve); on a small disk the reserve is a share of it, and the refusal says what the
+    reserve is for."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a small filesystem")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(disk)],
+                             capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"could not mount a 20 MiB tmpfs: {mounted.stderr.decode().strip()}")
+    try:
+        src = tmp_path / "src"
+        for n in range(4):
+            _model(src / f"m{n}.safetensors", 3_900_000, seed=n)  # 15.6 MB in all
+        lib = disk / "lib"
+        run = run_cli("--library", lib, "import", src, "--yes", "--json", "--offline")
+        assert run.code == 0, run.stderr
+        assert run.json["summary"]["imported"] == 4
+        _model(tmp_path / "big" / "big.safetensors", 5 << 20, seed=9)
+        refused = run_cli("--library", lib, "import", tmp_path / "big", "--yes", "--offline")
+        assert refused.code == 1
+        assert "kept free for metadata.json, journals and the index" in refused.stderr
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)

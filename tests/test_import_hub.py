@@ -8,6 +8,7 @@ left alone by `retry-pending` and `rescan`.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -220,3 +221,40 @@ def test_a_generic_file_name_keeps_the_model_name_after_a_hub_match(
     assert meta["trust_level"] == "verified"
     assert meta["cleaned_name"] == "Tiny-Repo-Model"  # not "model"
     assert meta["model_id"].endswith("/tiny-repo-model")
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_an_unreachable_hub_and_civitai_are_named_once_with_why_and_what_it_cost(
+    tmp_path: Path,
+):
+    """Issue 20, point 7: each model only showed "Lookup pending"; the sources that could
+    not be reached are now named once per batch, with the reason and the time they cost."""
+    port = _closed_port()
+    env = {
+        "HF_ENDPOINT": f"http://127.0.0.1:{port}",
+        "HF_HUB_OFFLINE": "0",
+        "HF_HOME": str(tmp_path / "hf-home"),
+        "MODELIMPORT_CACHE_DIR": str(tmp_path / "cache"),
+        "CIVITAI_ENDPOINT": f"http://127.0.0.1:{port}",
+        "MODELIMPORT_CIVITAI": "1",
+    }
+    lora = {"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": ("F16", [4, 8]),
+            "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight": ("F16", [8, 4])}
+    for n in range(3):  # LoRAs: CivitAI is asked about them
+        make_safetensors(tmp_path / "dl" / f"thing-{n}.safetensors", lora, fill=bytes([n + 1]))
+    run = run_cli("--library", tmp_path / "lib", "import", tmp_path / "dl", "--yes",
+                  env=env, timeout=120)
+    assert run.code == 0, run.stderr
+    said = run.stdout + run.stderr
+    for source in ("The Hugging Face Hub", "CivitAI"):
+        lines = [line for line in said.splitlines() if line.startswith(source)]
+        assert len(lines) == 1, said  # once per batch, not once per model
+        assert "could not be reached (connection refused)" in lines[0], lines[0]
+        assert re.search(r"Gave up after \d+\.\d s of asking", lines[0]), lines[0]

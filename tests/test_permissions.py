@@ -226,3 +226,38 @@ def test_move_out_of_a_folder_the_user_may_not_change_fails_and_keeps_the_source
     assert result["error"].startswith("Permission denied while importing m.safetensors")
     assert source.exists()
     assert library_files(other_user.home / "lib") == []
+
+
+def test_a_run_removes_its_test_user_even_when_a_test_fails(tmp_path: Path):
+    """Issue 20, point 9: the permission tests left the OS user `modelimport-test` behind.
+    A run of one failing permission test leaves no user."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    import pytest
+
+    if os.geteuid() != 0 or not shutil.which("useradd") or not shutil.which("userdel"):
+        pytest.skip("needs root, useradd and userdel")
+    name = f"mi-test-n{os.getpid()}"
+    (tmp_path / "test_fails.py").write_text(
+        "from pathlib import Path\n"
+        "def test_fails(other_user):\n"
+        "    assert other_user.run('--version').code == 0\n"
+        f"    Path({str(tmp_path / 'used')!r}).write_text(other_user.name)\n"
+        "    raise AssertionError('failing on purpose')\n"
+    )
+    tests = Path(__file__).parent
+    env = {**os.environ, "MODELIMPORT_TEST_USER": name,
+           "PYTHONPATH": os.pathsep.join([str(tests), os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "conftest", "-p", "no:cacheprovider",
+         "-n", "0", str(tmp_path / "test_fails.py")],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+    )
+    assert run.returncode == 1 and "failing on purpose" in run.stdout, run.stdout + run.stderr
+    used = (tmp_path / "used").read_text()
+    assert subprocess.run(["id", "-u", used], capture_output=True).returncode != 0, (
+        f"the user {used} was left behind"
+    )

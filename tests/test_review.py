@@ -372,3 +372,54 @@ def test_a_review_of_2000_items_skips_a_range_and_a_type_with_stable_numbers(tmp
     assert not any(name.startswith("emb") for name in imported)
     assert not skipped_loras & set(imported)
     assert imported[loras[edited_number]]["family"] == "flux"
+
+
+def test_review_items_select_numbers_ranges_lists_and_types():
+    """What `s`/`u`/`l` accept, and that numbers never move when items are skipped."""
+    from types import SimpleNamespace
+
+    import pytest
+
+    from modelimport.errors import UsageError
+    from modelimport.importer.pipeline import ImportPlan
+    from modelimport.importer.review import ReviewItems, number_ranges
+
+    kinds = ["lora", "lora", "checkpoint", "lora", "embedding", "lora", "checkpoint"]
+    plan = ImportPlan(models=[SimpleNamespace(model_type=k) for k in kinds])  # type: ignore[misc]
+    items = ReviewItems(plan)
+    assert items.select("3") == [3]
+    assert items.select("1-3, 6") == [1, 2, 3, 6]
+    assert items.select("2 - 4 7") == [2, 3, 4, 7]
+    assert items.select("3,7,3") == [3, 7]
+    for name in ("checkpoint", "checkpoints", "type checkpoint", "Stable-diffusion"):
+        assert items.select(name) == [3, 7], name
+    for bad, said in (("0", "0 is not a range"), ("5-2", "5-2 is not a range"),
+                      ("8", "from 1 to 7"), ("vae", "(checkpoint, embedding, lora)"), ("", "Give")):
+        with pytest.raises(UsageError, match=re.escape(said)):
+            items.select(bad)
+    assert items.skip([3]) == [3] and items.skip([3, 5]) == [5]  # 3 was skipped already
+    assert [m.model_type for m in plan.models] == ["lora", "lora", "lora", "lora", "checkpoint"]
+    assert items.planned_numbers() == [1, 2, 4, 6, 7]
+    assert items.take_back([3, 4]) == [3] and items.planned_numbers() == [1, 2, 3, 4, 6, 7]
+    assert number_ranges([1, 2, 3, 5, 7, 8]) == "1-3, 5, 7-8"
+
+
+def test_an_unreachable_hub_is_named_before_the_review_and_not_again(tmp_path: Path):
+    """Issue 20, point 7: the review showed every model as "Lookup pending" with no word of
+    why; the Hub that could not be reached is named before the question, once."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {"HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HUB_OFFLINE": "0",
+           "HF_HOME": str(tmp_path / "hf-home"), "MODELIMPORT_CACHE_DIR": str(tmp_path / "c")}
+    model = _lora(tmp_path / "dl" / "mine.safetensors", b"\x05")
+    code, text = _run_on_terminal(
+        ["--library", str(tmp_path / "lib"), "import", str(model)], {"model(s)?": "y\n"},
+        env=env,
+    )
+    assert code == 0, text
+    before, _, after = text.partition("model(s)?")
+    assert "The Hugging Face Hub could not be reached (connection refused)" in before, text
+    assert "could not be reached" not in after, text

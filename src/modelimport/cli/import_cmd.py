@@ -163,6 +163,11 @@ def import_command(
             paths, opened.library, opened.db, options, sink, hub_session,
             wait_for_lookups=not opts.yes,
         )
+    # A source that failed while planning is named before the review (its models show
+    # "Lookup pending" there); each source once per batch.
+    told = unreachable_sources([hub_session]) if not opts.yes else []
+    for line in told:
+        out.info(line)
     if not opts.yes and plan.models:
         from modelimport.cli.review import review_plan
 
@@ -193,6 +198,9 @@ def import_command(
             _render_originals(console, report["originals"])
 
     out.result(report, render)
+    for line in unreachable_sources([hub_session, *content_sources]):
+        if line not in told:
+            out.info(line)
     # An imported model with an error is in the library but not yet indexed: not all done.
     failed = any(
         r.status in (FAILED, REJECTED)
@@ -237,6 +245,24 @@ def _sources(offline: bool, timeout: float, refresh: bool, no_civitai: bool) -> 
     sources = open_sources(SourceSettings(False, timeout, refresh, disabled))
     hub = next((s for s in sources if s.name == "hub"), None)
     return hub, by_content(sources)
+
+
+def unreachable_sources(sources: list[Any]) -> list[str]:
+    """One line per identity source that failed in this batch (the breaker opened): which,
+    why, and how long it was asked before giving up; every model it did not answer waits
+    for retry-pending."""
+    lines = []
+    for source in sources:
+        failure = getattr(source, "failure", None)
+        if not failure or failure == "offline":
+            continue
+        spent = getattr(source, "failed_after", None)
+        cost = f" Gave up after {spent:.1f} s of asking;" if spent is not None else ""
+        lines.append(
+            f"{failure}{cost} the models it did not answer wait for "
+            "`modelimport retry-pending`."
+        )
+    return lines
 
 
 def import_report(results: list[Any], library: str, seconds: float) -> dict[str, Any]:

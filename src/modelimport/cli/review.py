@@ -321,11 +321,14 @@ def render_plan(
     # goes under type/family and trust under files and size, two lines a row.
     compact = room - FILES_MIN_WIDTH < NAME_MIN_WIDTH
     if compact:
-        headers = ("#", "name → model id", "files, size / trust", "type/family / precision")
-        others = [others[0], others[1], max(others[2], others[3], len(headers[3]))]
+        # Two-line headers too, as narrow as the values under them: what they save goes to
+        # the names (an 80-column row showed "→ embeddin…15/emb-0003").
+        headers = ("#", "name → model id", "files, size\ntrust", "type/family\nprecision")
+        others = [others[0], max(others[1], others[4]), max(others[2], others[3], 11)]
         room = console.width - 3 * len(headers) - (others[0] + others[2])
     names = max(max(len(r[1]), len(r[2]) + 2) for r in rows)
-    files_width = min(max(others[1], len(headers[2])), max(FILES_MIN_WIDTH, room - names))
+    files_header = max(len(line) for line in headers[2].splitlines())
+    files_width = min(max(others[1], files_header), max(FILES_MIN_WIDTH, room - names))
     name_width = max(NAME_MIN_WIDTH, room - files_width)
     table = Table(
         title=f"Import plan ({_mode(move)} into the library)",

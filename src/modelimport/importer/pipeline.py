@@ -264,8 +264,20 @@ def plan_import(
     return plan
 
 
-# Room kept free beyond the model bytes: metadata.json, journals, the index's growth.
+# Room kept free beyond the model bytes, for what an import writes besides them
+# (metadata.json, staging journals, the index's growth): a share of the filesystem, at most
+# FREE_SPACE_MARGIN (8 MiB on a big disk), never less than the batch's own records need.
+# A flat 8 MiB refused 15.6 MiB of models with 19.9 MiB free on a small disk.
 FREE_SPACE_MARGIN = 8 * 1024 * 1024
+MARGIN_SHARE_OF_DISK = 100  # 1 %
+RECORD_BYTES_PER_MODEL = 32 * 1024
+RECORD_BYTES_PER_BATCH = 64 * 1024
+
+
+def free_space_margin(models: int, disk_total: int) -> int:
+    """Bytes kept free beyond the models' own for a batch of `models` models."""
+    records = RECORD_BYTES_PER_BATCH + RECORD_BYTES_PER_MODEL * models
+    return max(records, min(FREE_SPACE_MARGIN, disk_total // MARGIN_SHARE_OF_DISK))
 
 
 def check_free_space(plan: ImportPlan, library: Library, options: ImportOptions) -> None:
@@ -289,17 +301,18 @@ def check_free_space(plan: ImportPlan, library: Library, options: ImportOptions)
                 continue  # a rename
             needed += st.st_size
             same_fs_copies += st.st_size if same_fs else 0
-    free = shutil.disk_usage(library.staging_dir).free
-    if needed + FREE_SPACE_MARGIN <= free:
+    usage = shutil.disk_usage(library.staging_dir)
+    free, margin = usage.free, free_space_margin(len(plan.models), usage.total)
+    if needed + margin <= free:
         return
     if same_fs_copies and CLONE and can_clone(library.staging_dir):
         needed -= same_fs_copies  # clones share the sources' blocks
-        if needed + FREE_SPACE_MARGIN <= free:
+        if needed + margin <= free:
             return
     raise NotEnoughSpace(
         f"Not enough free space in {library.root}: this import needs {human_size(needed)} "
-        f"(+{human_size(FREE_SPACE_MARGIN)} for records) and {human_size(free)} are free; "
-        "nothing was imported."
+        f"(+{human_size(margin)} kept free for metadata.json, journals and the index) and "
+        f"{human_size(free)} are free; nothing was imported."
     )
 
 

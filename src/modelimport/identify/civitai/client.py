@@ -48,6 +48,7 @@ from modelimport.identify.hub.records import (
     TrustLevel,
     no_match,
 )
+from modelimport.identify.unreachable import unreachable_reason
 
 DEFAULT_ENDPOINT = "https://civitai.com"
 ENDPOINT_ENV = "CIVITAI_ENDPOINT"
@@ -157,6 +158,8 @@ class CivitaiSession:
         self.cache = HubCache(cache_dir)
         self.calls: Counter[str] = Counter()  # requests made: "by_hash", "by_hash_batch"
         self.failure: str | None = None  # the breaker: set once CivitAI failed
+        self.failed_after: float | None = None  # seconds from the first request to that
+        self._first_request: float | None = None
         self._sleep = sleep
         self._lock = threading.Lock()
         self._client: httpx2.Client | None = None
@@ -313,6 +316,7 @@ class CivitaiSession:
                 if self.failure:
                     raise CivitaiUnavailable(self.failure)
                 self.calls[kind] += 1
+                self._first_request = self._first_request or time.monotonic()
             try:
                 status, response, raw = self._send(method, path, body)
             except MalformedAnswer as exc:
@@ -320,7 +324,7 @@ class CivitaiSession:
             except httpx2.TimeoutException:
                 self._trip(f"CivitAI did not answer within {self.timeout:g} s.")
             except (httpx2.HTTPError, OSError, ValueError) as exc:
-                self._trip(f"CivitAI could not be reached ({type(exc).__name__}).")
+                self._trip(f"CivitAI could not be reached ({unreachable_reason(exc)}).")
             if status == 404:
                 return None
             if status == 429 or status >= 500:
@@ -357,5 +361,7 @@ class CivitaiSession:
 
     def _trip(self, reason: str) -> NoReturn:
         with self._lock:
+            if self.failure is None and self._first_request is not None:
+                self.failed_after = time.monotonic() - self._first_request
             self.failure = self.failure or reason
         raise CivitaiUnavailable(reason)

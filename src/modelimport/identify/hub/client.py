@@ -76,6 +76,7 @@ from modelimport.identify.hub.records import (
     no_match,
 )
 from modelimport.identify.hub.scoring import RepoMatch, match_listing, name_only_match, to_candidate
+from modelimport.identify.unreachable import unreachable_reason
 
 T = TypeVar("T")
 
@@ -187,6 +188,10 @@ class HubSession:
         self.search_limit = search_limit
         self.calls: Counter[str] = Counter()  # HTTP requests made, by kind ("search", "model_info")
         self.failure: str | None = None  # set once the Hub failed: the breaker is open
+        # Seconds from this session's first request to the failure: what the batch spent on
+        # a Hub that did not answer (said once per batch with the failure).
+        self.failed_after: float | None = None
+        self._first_request: float | None = None
         self._sleep = sleep
         # The batch budget: each identify() adds MAX_CALLS_PER_MODEL to the pool and takes
         # an allowance from it (its own calls live in a per-thread counter); what it does
@@ -590,6 +595,7 @@ class HubSession:
             self._budget -= 1
             with self._lock:
                 self.calls[kind] += 1
+                self._first_request = self._first_request or time.monotonic()
             try:
                 return fn()
             except (RepositoryNotFoundError, RevisionNotFoundError):
@@ -621,7 +627,8 @@ class HubSession:
             except httpx2.TimeoutException:
                 self._trip(f"The Hugging Face Hub did not answer within {self.timeout:g} s.")
             except (httpx2.HTTPError, OSError, ValueError) as exc:
-                self._trip(f"The Hugging Face Hub could not be reached ({type(exc).__name__}).")
+                why = unreachable_reason(exc)
+                self._trip(f"The Hugging Face Hub could not be reached ({why}).")
 
     # -- pace ---------------------------------------------------------------------------------
 
@@ -668,6 +675,9 @@ class HubSession:
             )
 
     def _trip(self, reason: str) -> None:
+        with self._lock:
+            if self.failed_after is None and self._first_request is not None:
+                self.failed_after = time.monotonic() - self._first_request
         self.failure = reason
         raise HubUnavailable(reason)
 
