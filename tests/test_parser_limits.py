@@ -299,3 +299,14 @@ def test_a_key_longer_than_the_specification_allows_is_refused(tmp_path):
 def test_a_walk_of_millions_of_strings_is_refused(tmp_path):
     path = hostile.gguf_with_many_strings(tmp_path / "v.gguf")
     assert "entries" in refused(path) and "beyond the limit" in refused(path)
+
+
+def test_more_gguf_keys_or_tensors_than_the_limits_are_refused(tmp_path):
+    from modelimport.formats.limits import MAX_GGUF_KEYS
+
+    keys = [_kv(b"k%06d" % i, 0, b"\x01") for i in range(MAX_GGUF_KEYS + 1)]
+    path = build_gguf(tmp_path / "keys.gguf", keys, [], b"")
+    assert f"{MAX_GGUF_KEYS + 1:,} metadata keys, beyond the limit" in refused(path)
+    tensors = [(b"t%06d" % i, [0], F32, 0) for i in range(MAX_TENSORS + 1)]
+    path = build_gguf(tmp_path / "tensors.gguf", [ARCH], tensors, b"")
+    assert f"{MAX_TENSORS + 1:,} tensors, beyond the limit" in refused(path)
