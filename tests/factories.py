@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import struct
 from pathlib import Path
 
@@ -57,6 +58,20 @@ def make_safetensors(
             fh.write((fill * (offset // len(fill) + 1))[:offset])
         else:  # zeros: a hole, so real shapes (a 4096 x 32128 embedding) cost no disk
             fh.truncate(fh.tell() + offset)
+    return path
+
+
+def make_big_safetensors(path: Path, size: int) -> Path:
+    """A valid safetensors file of exactly `size` bytes: one U8 tensor filling it, whose first
+    KiB is random (two such files differ) and the rest a hole (cheap to make at any size)."""
+    header_bytes = 96  # one tensor's entry, padded with spaces as the safetensors writer pads
+    count = size - 8 - header_bytes
+    raw = json.dumps({"w": {"dtype": "U8", "shape": [count], "data_offsets": [0, count]}})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as fh:
+        fh.write(struct.pack("<Q", header_bytes) + raw.encode().ljust(header_bytes))
+        fh.write(os.urandom(min(1024, count)))
+        fh.truncate(size)
     return path
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from cli import library_files, run_cli, start_cli
-from factories import make_safetensors, make_sharded_safetensors
+from factories import make_big_safetensors, make_safetensors, make_sharded_safetensors
 
 MIB = 1 << 20
 RAN: list[str] = []  # "scenario mode point: outcome", printed by conftest's summary hook
@@ -28,10 +28,7 @@ RAN: list[str] = []  # "scenario mode point: outcome", printed by conftest's sum
 def _big(path: Path, size: int = 12 * MIB) -> Path:
     """A valid safetensors file of `size` bytes (sparse: cheap to make), big enough for the
     threaded copy (8 MiB chunks)."""
-    make_safetensors(path, {"w": ("U8", [1024])}, fill=os.urandom(1024))
-    with open(path, "r+b") as fh:
-        fh.truncate(size)
-    return path
+    return make_big_safetensors(path, size)
 
 
 def _file(base: Path) -> tuple[list[Path], Path]:

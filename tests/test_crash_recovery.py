@@ -16,17 +16,14 @@ from pathlib import Path
 
 import pytest
 from cli import library_files, run_cli, start_cli
-from factories import make_safetensors
+from factories import make_big_safetensors, make_safetensors
 
 BIG = 256 * 1024 * 1024
 
 
 def _big_model(path: Path, size: int = BIG) -> Path:
     """A valid safetensors file of `size` bytes (mostly sparse, so cheap to create)."""
-    make_safetensors(path, {"w": ("U8", [1024])}, fill=os.urandom(1024))
-    with open(path, "r+b") as fh:
-        fh.truncate(size)
-    return path
+    return make_big_safetensors(path, size)
 
 
 def _sha256(path: Path) -> str:
