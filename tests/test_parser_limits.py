@@ -92,6 +92,7 @@ F16x4 = {"dtype": "F16", "shape": [4], "data_offsets": [0, 8]}
         ({"a": {"dtype": "F4", "shape": [3], "data_offsets": [0, 1]}}, bytes(1), "claims 1"),
         ({"a": F16x4, "__metadata__": {"n": 5}}, bytes(8), "__metadata__"),
         ({"a": F16x4, "__metadata__": {"n": None}}, bytes(8), "__metadata__"),
+        ({"a": F16x4, "__metadata__": []}, bytes(8), "__metadata__"),
         ({"a": {"dtype": "F16", "shape": [4.0], "data_offsets": [0, 8]}}, bytes(8),
          "malformed shape"),
         (b'[{"dtype": "F16", "shape": [4], "data_offsets": [0, 8]}]', bytes(8),
@@ -100,7 +101,7 @@ F16x4 = {"dtype": "F16", "shape": [4], "data_offsets": [0, 8]}
          "not valid JSON"),
     ],
     ids=["overlap", "gap", "outside", "not-covered", "dtype", "shape", "sub-byte", "metadata",
-         "null-metadata", "float-dim", "list", "nan"],
+         "null-metadata", "list-metadata", "float-dim", "list", "nan"],
 )
 def test_what_safe_open_refuses_is_refused(tmp_path, header, data, says):
     path = raw_safetensors(tmp_path / "bad.safetensors", header, data)
