@@ -61,6 +61,20 @@ def make_safetensors(
     return path
 
 
+def make_big_safetensors(path: Path, size: int) -> Path:
+    """A valid safetensors file of exactly `size` bytes: one U8 tensor filling it, whose first
+    KiB is random (two such files differ) and the rest a hole (cheap to make at any size)."""
+    header_bytes = 96  # one tensor's entry, padded with spaces as the safetensors writer pads
+    count = size - 8 - header_bytes
+    raw = json.dumps({"w": {"dtype": "U8", "shape": [count], "data_offsets": [0, count]}})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as fh:
+        fh.write(struct.pack("<Q", header_bytes) + raw.encode().ljust(header_bytes))
+        fh.write(os.urandom(min(1024, count)))
+        fh.truncate(size)
+    return path
+
+
 def make_gguf(
     path: Path,
     arch: str = "llama",

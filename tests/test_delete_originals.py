@@ -198,8 +198,9 @@ def test_a_bundle_s_emptied_folders_go_and_what_was_left_out_stays(tmp_path: Pat
     make_diffusers_sdxl(whole)
     kept = tmp_path / "dl" / "sdxl-cached"
     make_diffusers_sdxl(kept)
-    (kept / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(
-        (whole / "unet" / "diffusion_pytorch_model.safetensors").read_bytes() + b" ")
+    other = bytearray((whole / "unet" / "diffusion_pytorch_model.safetensors").read_bytes())
+    other[-1] ^= 1  # another file (no duplicate), still valid: the tensor data changed
+    (kept / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(bytes(other))
     (kept / ".cache" / "huggingface").mkdir(parents=True)
     (kept / ".cache" / "huggingface" / ".gitignore").write_text("*\n")
     beside = tmp_path / "dl" / "notes"  # an empty folder of the user's, outside any bundle

@@ -182,7 +182,9 @@ def test_gguf_tokenizer_arrays_are_summarised_not_kept(tmp_path):
 
     path = tmp_path / "tok.gguf"
     writer = gguf.GGUFWriter(str(path), "llama")
-    writer.add_token_list([f"tok{i}" for i in range(5000)])
+    # A vocabulary of real size (Gemma's 262,144 tokens, 300,000 merges): within the walk's limit.
+    writer.add_token_list([f"tok{i}" for i in range(262_144)])
+    writer.add_token_merges([f"a{i} b{i}" for i in range(300_000)])
     writer.add_array("general.tags", ["a", "b"])
     writer.add_tensor("w", __import__("numpy").ones([4, 4], dtype="float32"))
     writer.write_header_to_file()
@@ -190,7 +192,8 @@ def test_gguf_tokenizer_arrays_are_summarised_not_kept(tmp_path):
     writer.write_tensors_to_file()
     writer.close()
     meta = inspect_file(path).details["metadata"]
-    assert meta["tokenizer.ggml.tokens"] == {"array_of": "string", "count": 5000}
+    assert meta["tokenizer.ggml.tokens"] == {"array_of": "string", "count": 262_144}
+    assert meta["tokenizer.ggml.merges"] == {"array_of": "string", "count": 300_000}
     assert meta["general.tags"] == ["a", "b"]
 
 

@@ -8,16 +8,9 @@ import json
 import struct
 from pathlib import Path
 
+import hostile_headers as hostile
 import pytest
 from factories import make_gguf, make_safetensors
-from hostile_headers import (
-    gguf_with_huge_key,
-    gguf_with_huge_strings,
-    gguf_with_many_strings,
-    gguf_with_nested_arrays,
-    safetensors_with_many_metadata,
-    safetensors_with_many_tensors,
-)
 
 from modelimport.errors import InvalidModelFile
 from modelimport.formats import inspect_file
@@ -99,6 +92,7 @@ F16x4 = {"dtype": "F16", "shape": [4], "data_offsets": [0, 8]}
         ({"a": {"dtype": "F4", "shape": [3], "data_offsets": [0, 1]}}, bytes(1), "claims 1"),
         ({"a": F16x4, "__metadata__": {"n": 5}}, bytes(8), "__metadata__"),
         ({"a": F16x4, "__metadata__": {"n": None}}, bytes(8), "__metadata__"),
+        ({"a": F16x4, "__metadata__": []}, bytes(8), "__metadata__"),
         ({"a": {"dtype": "F16", "shape": [4.0], "data_offsets": [0, 8]}}, bytes(8),
          "malformed shape"),
         (b'[{"dtype": "F16", "shape": [4], "data_offsets": [0, 8]}]', bytes(8),
@@ -107,7 +101,7 @@ F16x4 = {"dtype": "F16", "shape": [4], "data_offsets": [0, 8]}
          "not valid JSON"),
     ],
     ids=["overlap", "gap", "outside", "not-covered", "dtype", "shape", "sub-byte", "metadata",
-         "null-metadata", "float-dim", "list", "nan"],
+         "null-metadata", "list-metadata", "float-dim", "list", "nan"],
 )
 def test_what_safe_open_refuses_is_refused(tmp_path, header, data, says):
     path = raw_safetensors(tmp_path / "bad.safetensors", header, data)
@@ -142,12 +136,12 @@ def test_sub_byte_and_complex_dtypes_read_as_safe_open_reads_them(tmp_path):
 
 
 def test_a_header_of_millions_of_tensors_is_refused_unparsed(tmp_path):
-    path = safetensors_with_many_tensors(tmp_path / "t.safetensors")  # 1.8 M, 100 MB
+    path = hostile.safetensors_with_many_tensors(tmp_path / "t.safetensors")  # 1.8 M, 100 MB
     assert "exceeds the 16 MiB limit" in refused(path)
 
 
 def test_more_tensors_than_the_limit_are_refused(tmp_path):
-    path = safetensors_with_many_tensors(tmp_path / "t.safetensors", MAX_TENSORS + 1)
+    path = hostile.safetensors_with_many_tensors(tmp_path / "t.safetensors", MAX_TENSORS + 1)
     assert f"{MAX_TENSORS + 1:,} tensors, beyond the limit" in refused(path)
 
 
@@ -169,7 +163,7 @@ def test_a_header_of_a_million_json_values_is_refused_unparsed(tmp_path):
 
 
 def test_a_million_metadata_keys_are_refused(tmp_path):
-    path = safetensors_with_many_metadata(tmp_path / "m.safetensors")  # 61 MB of metadata
+    path = hostile.safetensors_with_many_metadata(tmp_path / "m.safetensors")  # 61 MB of metadata
     assert "exceeds the 16 MiB limit" in refused(path)
 
 
@@ -284,13 +278,13 @@ def test_nested_arrays_are_read_to_the_depth_limit(tmp_path):
 
 
 def test_arrays_nested_200000_deep_are_refused(tmp_path):
-    path = gguf_with_nested_arrays(tmp_path / "deep.gguf")
+    path = hostile.gguf_with_nested_arrays(tmp_path / "deep.gguf")
     assert "nests arrays" in refused(path)
     assert gguf_reader_refuses(path)  # gguf-py dies of RecursionError
 
 
 def test_huge_string_values_are_cut_not_read(tmp_path):
-    path = gguf_with_huge_strings(tmp_path / "s.gguf", count=6, length=4 << 20)
+    path = hostile.gguf_with_huge_strings(tmp_path / "s.gguf", count=6, length=4 << 20)
     facts = inspect_file(path)
     kept = facts.details["metadata"]
     assert [len(kept[f"custom.blob{n}"]) for n in range(6)] == [MAX_KEPT_VALUE_CHARS] * 6
@@ -299,27 +293,21 @@ def test_huge_string_values_are_cut_not_read(tmp_path):
 
 
 def test_a_key_longer_than_the_specification_allows_is_refused(tmp_path):
-    assert "longer than the 65,535 allowed" in refused(gguf_with_huge_key(tmp_path / "k.gguf"))
+    path = hostile.gguf_with_huge_key(tmp_path / "k.gguf")
+    assert "longer than the 65,535 allowed" in refused(path)
 
 
 def test_a_walk_of_millions_of_strings_is_refused(tmp_path):
-    path = gguf_with_many_strings(tmp_path / "v.gguf")
+    path = hostile.gguf_with_many_strings(tmp_path / "v.gguf")
     assert "entries" in refused(path) and "beyond the limit" in refused(path)
 
 
-def test_a_tokenizer_of_real_size_is_read(tmp_path):
-    import gguf
-    import numpy as np
+def test_more_gguf_keys_or_tensors_than_the_limits_are_refused(tmp_path):
+    from modelimport.formats.limits import MAX_GGUF_KEYS
 
-    path = tmp_path / "vocab.gguf"
-    writer = gguf.GGUFWriter(str(path), "llama")
-    writer.add_token_list([f"tok{i}" for i in range(262_144)])
-    writer.add_token_merges([f"a{i} b{i}" for i in range(300_000)])
-    writer.add_tensor("w", np.ones([4], dtype=np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    meta = inspect_file(path).details["metadata"]
-    assert meta["tokenizer.ggml.tokens"] == {"array_of": "string", "count": 262_144}
-    assert meta["tokenizer.ggml.merges"] == {"array_of": "string", "count": 300_000}
+    keys = [_kv(b"k%06d" % i, 0, b"\x01") for i in range(MAX_GGUF_KEYS + 1)]
+    path = build_gguf(tmp_path / "keys.gguf", keys, [], b"")
+    assert f"{MAX_GGUF_KEYS + 1:,} metadata keys, beyond the limit" in refused(path)
+    tensors = [(b"t%06d" % i, [0], F32, 0) for i in range(MAX_TENSORS + 1)]
+    path = build_gguf(tmp_path / "tensors.gguf", [ARCH], tensors, b"")
+    assert f"{MAX_TENSORS + 1:,} tensors, beyond the limit" in refused(path)

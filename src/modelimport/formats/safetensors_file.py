@@ -86,7 +86,9 @@ def _read(path: Path, size: int, head: bytes) -> FileFacts:
         raise invalid("its header is not valid JSON") from exc
     if not isinstance(header, dict):
         raise invalid("its header is not a JSON object")
-    metadata = header.pop("__metadata__", None) or {}
+    metadata = header.pop("__metadata__", None)
+    if metadata is None:  # absent, or null as the loader allows
+        metadata = {}
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise invalid("its __metadata__ is not a JSON object of strings")
     if len(header) > MAX_TENSORS:
