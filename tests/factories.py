@@ -387,20 +387,3 @@ def make_lora_with_sidecars(folder: Path, stem: str = "add_detail") -> list[Path
         "0000000049454e44ae426082"
     ))
     return [lora, info, preview]
-
-
-def make_big_safetensors(path: Path, size: int, head: bytes | None = None) -> Path:
-    """A valid safetensors file of exactly `size` bytes: one U8 tensor covering everything
-    after the header (as safetensors' own loader requires), its first bytes `head` (random by
-    default, so two such files differ), the rest a hole (cheap to make at any size)."""
-    head = os.urandom(1024) if head is None else head
-    n = size - 16
-    for _ in range(3):  # the header's length depends on the numbers in it; settle it
-        raw = json.dumps({"w": {"dtype": "U8", "shape": [n], "data_offsets": [0, n]}}).encode()
-        raw += b" " * (-len(raw) % 8)
-        n = size - 8 - len(raw)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as fh:
-        fh.write(struct.pack("<Q", len(raw)) + raw + head[:n])
-        fh.truncate(size)
-    return path
