@@ -97,8 +97,7 @@ _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z])(?=[A-Z])")
 
 # How people abbreviate a family in file names -> how its publisher spells it in repo ids.
 FAMILY_ALIASES: dict[str, str] = {
-    "sd_xl": "stable-diffusion-xl",
-    "sdxl": "stable-diffusion-xl",
+    "sd_xl": "stable-diffusion-xl",  # not `sdxl`: repos spell it so too (stabilityai/sdxl-vae)
     "sd15": "stable-diffusion-v1-5",
     "sd_v1-5": "stable-diffusion-v1-5",
     "v1-5": "stable-diffusion-v1-5",
