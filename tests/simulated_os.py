@@ -8,10 +8,12 @@ MODELIMPORT_TEST_SIMULATE here, so `MODELIMPORT_TEST_SIMULATE=windows pytest` ru
 test that starts the CLI under it. Keys:
 
 - "system": "windows" takes away `fcntl` (sys.modules["fcntl"] = None: no flock, no FICLONE
-  ioctl, no O_DIRECT switch), os.O_DIRECT, os.O_DIRECTORY, os.posix_fadvise and os.fchmod
-  (absent on Windows before Python 3.13), and makes os.symlink fail as Windows without
-  Developer Mode does: OSError winerror 1314, errno EINVAL (CPython's PC/errmap.h maps 1314
-  to its default, EINVAL).
+  ioctl, no O_DIRECT switch), os.O_DIRECT, os.O_DIRECTORY and os.posix_fadvise, and makes
+  os.symlink fail as Windows without Developer Mode does: OSError winerror 1314, errno
+  EINVAL (CPython's PC/errmap.h maps 1314 to its default, EINVAL). os.fchmod stays
+  (Windows has it from Python 3.13; without fcntl, filelock's soft lock, which stands in
+  here for its Windows lock in huggingface_hub, needs it); tests/test_portable.py covers
+  the library without it.
 - "links": false also refuses hard links (EPERM), as exFAT and FAT do; true (the default)
   allows them, as NTFS does.
 - "held_open": paths another program holds open (ComfyUI with the model loaded): renaming or
@@ -36,7 +38,7 @@ import warnings
 
 def _take_away_posix_only() -> None:
     sys.modules["fcntl"] = None  # type: ignore[assignment]  # `import fcntl` raises ImportError
-    for name in ("O_DIRECT", "O_DIRECTORY", "posix_fadvise", "fchmod"):
+    for name in ("O_DIRECT", "O_DIRECTORY", "posix_fadvise"):
         if hasattr(os, name):
             delattr(os, name)
     # filelock warns at import when it has no flock; on Windows it never does.
