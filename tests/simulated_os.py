@@ -18,7 +18,9 @@ test that starts the CLI under it. Keys:
   allows them, as NTFS does.
 - "held_open": paths another program holds open (ComfyUI with the model loaded): renaming or
   deleting one fails with winerror 32 (sharing violation), renaming a folder that holds one
-  with winerror 5 (access denied), both PermissionError (errno EACCES), as on Windows.
+  with winerror 5 (access denied), both PermissionError (errno EACCES), as on Windows; and
+  `modelimport.locks.held_open_elsewhere`, which asks Windows itself, says they are held
+  (unless "probe" is false: then only the renames and deletes themselves refuse).
 
 With `fcntl` gone, filelock's lock on a descriptor would have no primitive at all; on
 Windows it uses LockFileEx, a lock that belongs to the open handle and that the system drops
@@ -81,7 +83,7 @@ def _refuse_hard_links() -> None:
     os.link = link
 
 
-def _hold_open(held: list[str]) -> None:
+def _hold_open(held: list[str], probe: bool) -> None:
     """Renames and deletes of a held file (or of a folder holding one) fail as on Windows."""
     held_paths = [os.path.abspath(p) for p in held]
     real = {name: getattr(os, name) for name in ("rename", "replace", "unlink", "remove", "rmdir")}
@@ -108,6 +110,12 @@ def _hold_open(held: list[str]) -> None:
 
     for name in real:
         setattr(os, name, guarded(name))
+    if not probe:
+        return
+    # What modelimport asks Windows before deleting (CreateFileW for DELETE) answers the same.
+    import modelimport.locks
+
+    modelimport.locks.held_open_elsewhere = lambda path: os.path.abspath(path) in held_paths
 
 
 def _report() -> dict[str, object]:
@@ -141,7 +149,7 @@ def main() -> None:
     if simulation.get("links") is False:
         _refuse_hard_links()
     if simulation.get("held_open"):
-        _hold_open(simulation["held_open"])
+        _hold_open(simulation["held_open"], simulation.get("probe", True))
     if sys.argv[2:] == ["report"]:
         print(json.dumps(_report()))
         return

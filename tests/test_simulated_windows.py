@@ -131,10 +131,14 @@ def test_a_killed_import_is_recovered_without_fcntl(tmp_path: Path, simulate):
     assert library_files(lib) == []
 
 
-@pytest.mark.parametrize("command", ["remove", "edit"])
+@pytest.mark.parametrize(
+    ("command", "probe"), [("remove", True), ("remove", False), ("edit", True)]
+)
 def test_a_model_held_open_by_another_program_stays_whole(
-    tmp_path: Path, simulate, command: str
+    tmp_path: Path, simulate, command: str, probe: bool
 ):
+    """`remove` asks Windows first (nothing is touched); where only the rename refuses, the
+    links it took away are put back."""
     lib, comfy = tmp_path / "lib", tmp_path / "ComfyUI"
     (comfy / "models").mkdir(parents=True)
     lora = models.sdxl_lora(tmp_path / "dl" / "detail.safetensors")
@@ -145,7 +149,7 @@ def test_a_model_held_open_by_another_program_stays_whole(
     before = (model_file.parent / "metadata.json").read_text()
     links_before = sorted(p.relative_to(comfy) for p in comfy.rglob("*.safetensors"))
 
-    simulate({**WINDOWS, "held_open": [str(model_file)]})
+    simulate({**WINDOWS, "held_open": [str(model_file)], "probe": probe})
     if command == "remove":
         run = mi(lib, "remove", model_id, "--yes", "--json")
         assert run.code == 1
