@@ -29,9 +29,7 @@ _POSIX_ONLY_MODULES = {
     "test_bundle_crash.py": "kills the CLI with SIGKILL",
     "test_clone.py": "XFS loop mount, statvfs, SIGKILL",
     "test_cli_errors.py": "runs the CLI as another user, with chmod-ed folders",
-    "test_hostile_corpus.py": "limits the CLI's memory through preexec_fn",
     "test_examples.py": "drives a terminal (pty) with pexpect",
-    "test_review.py": "drives a terminal (pty) with pexpect",
     "test_network_fs.py": "reads /proc/mounts",
     "test_simulated_windows.py": "simulates Windows on Linux (libc flock through ctypes)",
 }
@@ -44,19 +42,27 @@ _POSIX_ONLY_CALLS = {
 }
 
 
+# Modules that import a POSIX-only module at their top cannot even be collected on Windows.
+collect_ignore = ["test_hostile_corpus.py", "test_review.py"] if sys.platform == "win32" else []
+# Linux itself (not macOS): /proc.
+_LINUX_ONLY_CALLS = {"/proc/mounts": "reads /proc/mounts"}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if sys.platform != "win32":
+    if sys.platform.startswith("linux"):
         return
+    windows = sys.platform == "win32"
+    calls = {**_POSIX_ONLY_CALLS, **_LINUX_ONLY_CALLS} if windows else _LINUX_ONLY_CALLS
     for item in items:
-        reason = _POSIX_ONLY_MODULES.get(item.path.name)
+        reason = _POSIX_ONLY_MODULES.get(item.path.name) if windows else None
         if reason is None:
             try:
                 source = inspect.getsource(item.function)  # type: ignore[attr-defined]
             except (AttributeError, OSError, TypeError):
                 continue
-            reason = next((why for call, why in _POSIX_ONLY_CALLS.items() if call in source), None)
+            reason = next((why for call, why in calls.items() if call in source), None)
         if reason is not None:
-            item.add_marker(pytest.mark.skip(reason=f"not on Windows: {reason}"))
+            item.add_marker(pytest.mark.skip(reason=f"not on {sys.platform}: {reason}"))
 
 
 def _is_root() -> bool:
