@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +18,51 @@ from fakecivitai import FakeCivitai
 from fakehub import FakeHub
 
 NO_HUB = "http://127.0.0.1:9"  # nothing listens there: a stray Hub call fails at once
+
+
+# What some tests need that only Linux and macOS offer. On Windows (CI) those are skipped
+# with the reason and the rest of the suite runs: whole modules where every test needs it,
+# else each test whose own code uses one of the calls below.
+_POSIX_ONLY_MODULES = {
+    "test_crash_matrix.py": "kills the CLI with SIGKILL at every fault point",
+    "test_crash_recovery.py": "kills or interrupts the CLI with SIGKILL / SIGINT",
+    "test_bundle_crash.py": "kills the CLI with SIGKILL",
+    "test_clone.py": "XFS loop mount, statvfs, SIGKILL",
+    "test_cli_errors.py": "runs the CLI as another user, with chmod-ed folders",
+    "test_examples.py": "drives a terminal (pty) with pexpect",
+    "test_network_fs.py": "reads /proc/mounts",
+    "test_simulated_windows.py": "simulates Windows on Linux (libc flock through ctypes)",
+}
+_POSIX_ONLY_CALLS = {
+    "signal.SIGKILL": "kills the CLI with SIGKILL",
+    "_kill_at(": "kills the CLI with SIGKILL",
+    "pexpect": "drives a terminal (pty) with pexpect",
+    "os.sync()": "os.sync",
+    "chmod(": "file modes (chmod)",
+}
+
+
+# Modules that import a POSIX-only module at their top cannot even be collected on Windows.
+collect_ignore = ["test_hostile_corpus.py", "test_review.py"] if sys.platform == "win32" else []
+# Linux itself (not macOS): /proc.
+_LINUX_ONLY_CALLS = {"/proc/mounts": "reads /proc/mounts"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if sys.platform.startswith("linux"):
+        return
+    windows = sys.platform == "win32"
+    calls = {**_POSIX_ONLY_CALLS, **_LINUX_ONLY_CALLS} if windows else _LINUX_ONLY_CALLS
+    for item in items:
+        reason = _POSIX_ONLY_MODULES.get(item.path.name) if windows else None
+        if reason is None:
+            try:
+                source = inspect.getsource(item.function)  # type: ignore[attr-defined]
+            except (AttributeError, OSError, TypeError):
+                continue
+            reason = next((why for call, why in calls.items() if call in source), None)
+        if reason is not None:
+            item.add_marker(pytest.mark.skip(reason=f"not on {sys.platform}: {reason}"))
 
 
 def _is_root() -> bool:

@@ -8,15 +8,19 @@ MODELIMPORT_TEST_SIMULATE here, so `MODELIMPORT_TEST_SIMULATE=windows pytest` ru
 test that starts the CLI under it. Keys:
 
 - "system": "windows" takes away `fcntl` (sys.modules["fcntl"] = None: no flock, no FICLONE
-  ioctl, no O_DIRECT switch), os.O_DIRECT, os.O_DIRECTORY, os.posix_fadvise and os.fchmod
-  (absent on Windows before Python 3.13), and makes os.symlink fail as Windows without
-  Developer Mode does: OSError winerror 1314, errno EINVAL (CPython's PC/errmap.h maps 1314
-  to its default, EINVAL).
+  ioctl, no O_DIRECT switch), os.O_DIRECT, os.O_DIRECTORY and os.posix_fadvise, and makes
+  os.symlink fail as Windows without Developer Mode does: OSError winerror 1314, errno
+  EINVAL (CPython's PC/errmap.h maps 1314 to its default, EINVAL). os.fchmod stays
+  (Windows has it from Python 3.13; without fcntl, filelock's soft lock, which stands in
+  here for its Windows lock in huggingface_hub, needs it); tests/test_portable.py covers
+  the library without it.
 - "links": false also refuses hard links (EPERM), as exFAT and FAT do; true (the default)
   allows them, as NTFS does.
 - "held_open": paths another program holds open (ComfyUI with the model loaded): renaming or
   deleting one fails with winerror 32 (sharing violation), renaming a folder that holds one
-  with winerror 5 (access denied), both PermissionError (errno EACCES), as on Windows.
+  with winerror 5 (access denied), both PermissionError (errno EACCES), as on Windows; and
+  `modelimport.locks.held_open_elsewhere`, which asks Windows itself, says they are held
+  (unless "probe" is false: then only the renames and deletes themselves refuse).
 
 With `fcntl` gone, filelock's lock on a descriptor would have no primitive at all; on
 Windows it uses LockFileEx, a lock that belongs to the open handle and that the system drops
@@ -36,7 +40,7 @@ import warnings
 
 def _take_away_posix_only() -> None:
     sys.modules["fcntl"] = None  # type: ignore[assignment]  # `import fcntl` raises ImportError
-    for name in ("O_DIRECT", "O_DIRECTORY", "posix_fadvise", "fchmod"):
+    for name in ("O_DIRECT", "O_DIRECTORY", "posix_fadvise"):
         if hasattr(os, name):
             delattr(os, name)
     # filelock warns at import when it has no flock; on Windows it never does.
@@ -79,7 +83,7 @@ def _refuse_hard_links() -> None:
     os.link = link
 
 
-def _hold_open(held: list[str]) -> None:
+def _hold_open(held: list[str], probe: bool) -> None:
     """Renames and deletes of a held file (or of a folder holding one) fail as on Windows."""
     held_paths = [os.path.abspath(p) for p in held]
     real = {name: getattr(os, name) for name in ("rename", "replace", "unlink", "remove", "rmdir")}
@@ -106,6 +110,12 @@ def _hold_open(held: list[str]) -> None:
 
     for name in real:
         setattr(os, name, guarded(name))
+    if not probe:
+        return
+    # What modelimport asks Windows before deleting (CreateFileW for DELETE) answers the same.
+    import modelimport.locks
+
+    modelimport.locks.held_open_elsewhere = lambda path: os.path.abspath(path) in held_paths
 
 
 def _report() -> dict[str, object]:
@@ -139,7 +149,7 @@ def main() -> None:
     if simulation.get("links") is False:
         _refuse_hard_links()
     if simulation.get("held_open"):
-        _hold_open(simulation["held_open"])
+        _hold_open(simulation["held_open"], simulation.get("probe", True))
     if sys.argv[2:] == ["report"]:
         print(json.dumps(_report()))
         return

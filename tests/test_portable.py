@@ -170,3 +170,21 @@ def test_apps_add_with_only_a_kind_uses_the_usual_folder(tmp_path: Path):
     assert added.json["app"]["path"] == str(home / ".lmstudio" / "models")
     listed = run_cli("apps", "list", env=env)
     assert f"lms: lmstudio at {home / '.lmstudio' / 'models'}" in listed.stdout
+
+
+def test_a_path_past_windows_limit_is_named_as_the_cause(monkeypatch: pytest.MonkeyPatch):
+    """Without long paths turned on, Windows answers "not found" for a path over 260
+    characters; the import says what it is and how to lift it, not "a file disappeared"."""
+    import errno
+
+    from modelimport.importer.pipeline import _describe_error
+
+    long_path = "C:\\Users\\me\\lib\\" + "a" * 250 + ".safetensors"
+    exc = FileNotFoundError(errno.ENOENT, "The system cannot find the path specified", long_path)
+    assert "disappeared" in _describe_error(exc, "x.safetensors")
+    monkeypatch.setattr(sys, "platform", "win32")
+    message = _describe_error(exc, "x.safetensors")
+    assert message.startswith("The path of x.safetensors in the library is longer than the 260")
+    assert "LongPathsEnabled" in message
+    short = FileNotFoundError(errno.ENOENT, "gone", "C:\\lib\\x.safetensors")
+    assert "disappeared" in _describe_error(short, "x.safetensors")

@@ -67,16 +67,21 @@ _HELD_OPEN = {32, 33}
 _ACCESS_DENIED = 5
 
 
+def held_open(path: object) -> FileInUse:
+    """The one sentence for a file Windows will not move or delete while another holds it."""
+    return FileInUse(
+        f"{path} is open in another program (ComfyUI, LM Studio, ...): Windows refuses to "
+        "move or delete it until that program lets it go, so nothing was changed; close it "
+        "there and try again."
+    )
+
+
 def raise_if_in_use(exc: OSError, path: object) -> None:
     """Raise FileInUse (one sentence) if `exc` is Windows refusing because `path`, or a file
     in it, is open in another program; return otherwise, for the caller to re-raise `exc`."""
     winerror = getattr(exc, "winerror", None)
     if winerror in _HELD_OPEN:
-        raise FileInUse(
-            f"{path} is open in another program (ComfyUI, LM Studio, ...): Windows refuses to "
-            "move or delete it until that program lets it go, so nothing was changed; close "
-            "it there and try again."
-        ) from exc
+        raise held_open(path) from exc
     if winerror == _ACCESS_DENIED:
         raise FileInUse(
             f"Windows refused to move {path}: another program (ComfyUI, LM Studio, ...) may "

@@ -122,6 +122,17 @@ def journal_mode_for(network: bool) -> str:
 
 def connect(path: Path, network: bool = False) -> sqlite3.Connection:
     db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    try:
+        _prepare(db, path, network)
+    except BaseException:
+        # Closed at once: a damaged index is then renamed aside, which Windows refuses for
+        # a file still open.
+        db.close()
+        raise
+    return db
+
+
+def _prepare(db: sqlite3.Connection, path: Path, network: bool) -> None:
     db.row_factory = sqlite3.Row
     deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
     _while_locked(lambda: db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}"), deadline)
@@ -137,7 +148,6 @@ def connect(path: Path, network: bool = False) -> sqlite3.Connection:
     db.execute(f"PRAGMA synchronous = {'FULL' if network else 'NORMAL'}")
     db.execute("PRAGMA foreign_keys = ON")
     _while_locked(lambda: migrate(db), deadline)
-    return db
 
 
 def connect_read_only(path: Path) -> sqlite3.Connection:

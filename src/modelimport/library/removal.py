@@ -22,12 +22,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelimport.errors import FileInUse, ModelImportError, UsageError, raise_if_in_use
+from modelimport.errors import (
+    FileInUse,
+    ModelImportError,
+    UsageError,
+    held_open,
+    raise_if_in_use,
+)
 from modelimport.faults import fault_point
 from modelimport.library import index, staging
 from modelimport.library.contained import OutsideLibrary, inside
 from modelimport.library.layout import METADATA_NAME, fsync_dir, validate_model_id
 from modelimport.library.maintenance import OpenLibrary
+from modelimport.locks import held_open_elsewhere
 
 
 @dataclass
@@ -123,6 +130,7 @@ def remove_models(
         try:
             if kept is not None and os.path.lexists(kept):
                 raise UsageError(f"{kept} already exists; the files of {plan.model_id} stay.")
+            _refuse_if_held_open(opened.library.root / plan.model_id)
             changes = unlink_model(opened.library, opened.db, plan.model_id)
             try:
                 _remove_one(opened, plan.model_id, kept)
@@ -141,6 +149,14 @@ def remove_models(
                             and c.reason != "already gone"]}
         )  # fmt: skip
     return results
+
+
+def _refuse_if_held_open(model_dir: Path) -> None:
+    """Windows: a file another program holds open cannot be deleted, so the model is left
+    whole, links included, before anything is touched (a no-op elsewhere)."""
+    for path in sorted(model_dir.rglob("*")):
+        if path.is_file() and held_open_elsewhere(path):
+            raise held_open(path)
 
 
 def _failed(plan: PlannedRemoval, error: str | None = None) -> dict[str, Any]:
