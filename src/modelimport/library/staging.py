@@ -172,7 +172,7 @@ def _restore_moved_sources(
         staged = inside(path / "model", entry.get("staged"), f"the journal of {path}")
         source = _source_path(entry.get("source"), library)
         if os.path.lexists(staged):
-            if source.exists():
+            if os.path.lexists(source):  # a link counts: the rename would replace it too
                 problems.append(f"{source} exists again; the moved copy stays at {staged}")
                 continue
             source.parent.mkdir(parents=True, exist_ok=True)
