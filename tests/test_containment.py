@@ -76,6 +76,12 @@ def test_a_staging_folder_replaced_by_a_link_is_never_followed(tmp_path: Path):
     assert result["status"] == "failed"
     assert "not a folder modelimport made" in result["error"]
     assert _tree(victim) == before  # nothing was staged through the link
+
+    check = run_cli("--library", lib, "check", "--json")
+    assert "Traceback" not in check.stderr
+    [left] = [p for p in check.json["problems"] if p["kind"] == "staging_left"]
+    assert "not a folder modelimport made" in left["message"]
+    assert _tree(victim) == before
     assert staging.is_symlink()  # left as it is
 
 

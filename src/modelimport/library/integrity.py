@@ -18,6 +18,7 @@ import (so a kill during a repair is recovered like any import).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -28,7 +29,13 @@ from typing import Any
 from modelimport.events import ProgressEvent, ProgressSink, Stage, ignore_progress
 from modelimport.importer.collect import is_candidate_name
 from modelimport.library import index
-from modelimport.library.contained import OutsideLibrary, model_file, open_no_link
+from modelimport.library.contained import (
+    OutsideLibrary,
+    model_file,
+    open_no_link,
+    own_folder,
+    planted_folder_problem,
+)
 from modelimport.library.layout import META_DIR, METADATA_NAME, Library, write_json_atomic
 from modelimport.library.maintenance import OpenLibrary, _read_record
 from modelimport.library.metadata import now_iso
@@ -185,15 +192,19 @@ def _check_staging(library: Library) -> list[Problem]:
     import fcntl
 
     problems = []
+    if os.path.lexists(library.staging_dir) and not own_folder(library.staging_dir):
+        return [Problem("staging_left", planted_folder_problem(library.staging_dir))]
     try:
-        txns = sorted(p for p in library.staging_dir.iterdir() if p.is_dir())
+        with os.scandir(library.staging_dir) as entries:
+            # A link in staging is reported as left, never entered (recovery left it too).
+            txns = sorted(Path(e.path) for e in entries)
     except OSError:
         return []
     for txn in txns:
-        try:
-            fd = os.open(txn / "lock", os.O_RDONLY)
-        except OSError:
-            fd = -1
+        fd = -1
+        if own_folder(txn):  # a link is reported below, never entered
+            with contextlib.suppress(OSError):
+                fd = os.open(txn / "lock", os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         try:
             if fd >= 0:
                 try:
