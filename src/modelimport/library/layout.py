@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from modelimport.errors import LibraryError, ModelNotFound
+from modelimport.library.contained import inside
 from modelimport.names import sanitize_component
 
 METADATA_NAME = "metadata.json"
@@ -145,7 +146,9 @@ class Library:
         return not self.index_path.exists() or os.access(self.index_path, os.W_OK)
 
     def model_dir(self, model_id: str) -> Path:
-        return self.root / validate_model_id(model_id)
+        # Ids come from the index and from records, which anyone who can write the library
+        # can edit: a type or family folder made a link is refused (OutsideLibrary).
+        return inside(self.root, validate_model_id(model_id), "the library")
 
     def metadata_path(self, model_id: str) -> Path:
         return self.model_dir(model_id) / METADATA_NAME

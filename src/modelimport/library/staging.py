@@ -286,7 +286,8 @@ def recover(library: Library, reindex: Any, forget: Any = None) -> RecoveryRepor
             except Exception as exc:  # whatever it is, it is this transaction's alone
                 problems.append(
                     f"The interrupted import in {path} could not be recovered "
-                    f"({_reason(exc)}); it is left as it is and tried again by the next command."
+                    f"({_reason(exc).rstrip('.')}); it is left as it is and tried again by the "
+                    "next command."
                 )
                 continue
             shutil.rmtree(path, ignore_errors=True)
