@@ -338,3 +338,13 @@ def test_a_model_whose_type_folder_is_a_link_is_not_removed_through_it(tmp_path:
         run = run_cli("--library", lib, *command)
         assert "Traceback" not in run.stderr
         assert run.code != 0 and "symbolic link" in _said(run.stderr), run.stderr
+
+
+def test_a_link_planted_as_the_verify_record_is_not_read(tmp_path: Path):
+    lib, _ = _library(tmp_path)
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"at": "a private value", "problems": 0}))
+    (lib / ".modelimport" / "verified.json").symlink_to(other)
+    status = run_cli("--library", lib, "status", "--json")
+    assert status.code == 0, status.stderr
+    assert "a private value" not in status.stdout

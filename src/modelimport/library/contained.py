@@ -114,3 +114,10 @@ def model_file(root: Path, model_id: str, name: object) -> Path:
     one check for every `files[].name` joined onto a library path."""
     what = f"the metadata.json of {model_id}"
     return inside(inside(root, model_id, what), name, what)
+
+
+def read_no_link(path: Path) -> str:
+    """The text of one of the library's own files (`.modelimport/verified.json`, ...), read
+    only if it is not a link: a planted link would show another file's contents."""
+    with os.fdopen(open_no_link(path), encoding="utf-8") as fh:
+        return fh.read()

@@ -35,6 +35,7 @@ from modelimport.library.contained import (
     open_no_link,
     own_folder,
     planted_folder_problem,
+    read_no_link,
 )
 from modelimport.library.layout import META_DIR, METADATA_NAME, Library, write_json_atomic
 from modelimport.library.maintenance import OpenLibrary, _read_record
@@ -464,7 +465,7 @@ def verify_library(
 def last_verified(library: Library) -> dict[str, Any] | None:
     """What the last `verify` found and when, or None if it never ran."""
     try:
-        data = json.loads((library.meta_dir / VERIFIED_STATE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(read_no_link(library.meta_dir / VERIFIED_STATE))
+    except (OSError, ValueError, OutsideLibrary):
         return None
     return data if isinstance(data, dict) else None
