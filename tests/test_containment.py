@@ -348,3 +348,17 @@ def test_a_link_planted_as_the_verify_record_is_not_read(tmp_path: Path):
     status = run_cli("--library", lib, "status", "--json")
     assert status.code == 0, status.stderr
     assert "a private value" not in status.stdout
+
+
+def test_a_lock_file_planted_as_a_link_creates_nothing_outside(tmp_path: Path):
+    lib, _ = _library(tmp_path)
+    created = tmp_path / "created-by-the-lock"
+    lock = lib / ".modelimport" / "commit.lock"
+    lock.unlink()
+    lock.symlink_to(created)  # dangling: opening it with O_CREAT would create the target
+    new = make_safetensors(tmp_path / "src" / "new.safetensors", {"x": ("F32", [2, 2])})
+    run = run_cli("--library", lib, "import", new, "--yes", "--json")
+    assert "Traceback" not in run.stderr
+    [result] = run.json["results"]
+    assert result["status"] == "failed" and "not followed" in result["error"]
+    assert not os.path.lexists(created)

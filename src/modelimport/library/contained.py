@@ -108,6 +108,14 @@ def planted_folder_problem(path: Path) -> str:
     )
 
 
+def planted_file_problem(path: Path) -> str:
+    """The sentence for one of the library's own files (a lock) that is a link."""
+    return (
+        f"{path} is a symbolic link, not the file modelimport made there; it is not followed. "
+        "Remove it and run the command again."
+    )
+
+
 def model_file(root: Path, model_id: str, name: object) -> Path:
     """Where file `name` of model `model_id` (as its metadata.json lists it) is, refused
     (OutsideLibrary) if the name or a folder on the way would lead out of the library: the

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from modelimport.errors import LibraryError, ModelNotFound
-from modelimport.library.contained import inside
+from modelimport.library.contained import OutsideLibrary, inside, planted_file_problem
 from modelimport.names import sanitize_component
 
 METADATA_NAME = "metadata.json"
@@ -184,14 +184,16 @@ class Library:
         """Exclusive flock on `.modelimport/<name>.lock`; yields False if non-blocking and busy."""
         path = self.meta_dir / f"{name}.lock"
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o644)  # a planted link: ELOOP
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise OutsideLibrary(planted_file_problem(path)) from exc
             if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
                 raise
             # A read-only library: flock works on a descriptor opened for reading, and a
             # lock file nobody could create is a lock nobody holds.
             try:
-                fd = os.open(path, os.O_RDONLY)
+                fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
             except FileNotFoundError:
                 yield True
                 return
@@ -204,6 +206,9 @@ class Library:
             yield True
         finally:
             os.close(fd)
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # a lock file is never opened through a link
 
 
 def _subdirs(path: Path) -> Iterator[Path]:
