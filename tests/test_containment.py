@@ -206,16 +206,19 @@ def test_a_committed_move_journal_deletes_no_file_it_did_not_copy(tmp_path: Path
     assert target.read_text() == "private key"
 
 
-def test_a_link_in_place_of_the_library_meta_folder_stops_recovery(tmp_path: Path):
+def test_a_link_in_place_of_the_library_meta_folder_is_refused(tmp_path: Path):
     lib, _ = _library(tmp_path)
     victim = _victim(tmp_path)
     (victim / "staging" / "0123456789abcdef").mkdir(parents=True)  # no lock: looks crashed
     (victim / "staging" / "0123456789abcdef" / "keep").write_text("k")
     os.rename(lib / ".modelimport", tmp_path / "meta-moved")
     (lib / ".modelimport").symlink_to(victim)
-    run = run_cli("--library", lib, "status")
-    assert "Traceback" not in run.stderr
-    assert (victim / "staging" / "0123456789abcdef" / "keep").read_text() == "k"
+    before = _tree(victim)
+    for command in (["status"], ["list"], ["import", tmp_path / "src", "--yes"]):
+        run = run_cli("--library", lib, *command)
+        assert "Traceback" not in run.stderr
+        assert run.code != 0 and "not a folder modelimport made" in _said(run.stderr)
+    assert _tree(victim) == before  # no index, lock or staged file was written there
 
 
 # --- files[].name in a hand-edited metadata.json

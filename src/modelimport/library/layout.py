@@ -31,7 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from modelimport.errors import LibraryError, ModelNotFound
-from modelimport.library.contained import OutsideLibrary, inside, planted_file_problem
+from modelimport.library.contained import (
+    OutsideLibrary,
+    inside,
+    own_folder,
+    planted_file_problem,
+    planted_folder_problem,
+)
 from modelimport.names import sanitize_component
 
 METADATA_NAME = "metadata.json"
@@ -117,7 +123,11 @@ class Library:
             # Path.exists raises (not False) when a folder above the root cannot be entered.
             if self.root.exists() and not self.root.is_dir():
                 raise LibraryError(f"The library path {self.root} is not a folder.")
-            self.staging_dir.mkdir(parents=True, exist_ok=True)
+            if os.path.lexists(self.meta_dir) and not own_folder(self.meta_dir):
+                # Everything the library keeps (index, locks, staging) would go through it.
+                raise OutsideLibrary(planted_folder_problem(self.meta_dir))
+            if not os.path.lexists(self.staging_dir):  # a link there: recovery reports it
+                self.staging_dir.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError) as exc:
             raise LibraryError(f"The library path {self.root} is not a folder.") from exc
         except PermissionError as exc:
