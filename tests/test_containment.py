@@ -50,6 +50,11 @@ def _transaction(lib: Path, journal: dict, name: str = "0123456789abcdef") -> Pa
     return txn
 
 
+def _said(text: str) -> str:
+    """What was said, with the terminal's line wrapping undone."""
+    return " ".join(text.split())
+
+
 def _one_sentence(stderr: str) -> None:
     assert "Traceback" not in stderr
     assert stderr.strip(), "the problem is reported"
@@ -66,7 +71,7 @@ def test_a_staging_folder_replaced_by_a_link_is_never_followed(tmp_path: Path):
     listed = run_cli("--library", lib, "list")
     assert listed.code == 0
     _one_sentence(listed.stderr)
-    assert "not a folder modelimport made" in listed.stderr
+    assert "not a folder modelimport made" in _said(listed.stderr)
     assert _tree(victim) == before  # recovery used to delete victim/sub whole
 
     new = make_safetensors(tmp_path / "src" / "new.safetensors", {"x": ("F32", [2, 2])})
@@ -76,6 +81,12 @@ def test_a_staging_folder_replaced_by_a_link_is_never_followed(tmp_path: Path):
     assert result["status"] == "failed"
     assert "not a folder modelimport made" in result["error"]
     assert _tree(victim) == before  # nothing was staged through the link
+
+    check = run_cli("--library", lib, "check", "--json")
+    assert "Traceback" not in check.stderr
+    [left] = [p for p in check.json["problems"] if p["kind"] == "staging_left"]
+    assert "not a folder modelimport made" in left["message"]
+    assert _tree(victim) == before
     assert staging.is_symlink()  # left as it is
 
 
@@ -98,7 +109,7 @@ def test_a_journal_naming_a_file_outside_its_transaction_moves_nothing(tmp_path:
     run = run_cli("--library", lib, "status")
     assert run.code == 0
     _one_sentence(run.stderr)
-    assert "is not a plain relative path inside the library" in " ".join(run.stderr.split())
+    assert "is not a plain relative path inside the library" in _said(run.stderr)
     assert _tree(victim) == before
     assert not gone_to.exists()
     assert (txn / "journal.json").is_file()  # left for a person to look at
@@ -125,7 +136,7 @@ def test_a_link_planted_in_a_transaction_is_not_followed(tmp_path: Path, planted
     run = run_cli("--library", lib, "status")
     assert run.code == 0
     _one_sentence(run.stderr)
-    assert str(staging) in run.stderr
+    assert "it is left as it is" in _said(run.stderr)
     assert _tree(victim) == before
 
 
@@ -195,16 +206,19 @@ def test_a_committed_move_journal_deletes_no_file_it_did_not_copy(tmp_path: Path
     assert target.read_text() == "private key"
 
 
-def test_a_link_in_place_of_the_library_meta_folder_stops_recovery(tmp_path: Path):
+def test_a_link_in_place_of_the_library_meta_folder_is_refused(tmp_path: Path):
     lib, _ = _library(tmp_path)
     victim = _victim(tmp_path)
     (victim / "staging" / "0123456789abcdef").mkdir(parents=True)  # no lock: looks crashed
     (victim / "staging" / "0123456789abcdef" / "keep").write_text("k")
     os.rename(lib / ".modelimport", tmp_path / "meta-moved")
     (lib / ".modelimport").symlink_to(victim)
-    run = run_cli("--library", lib, "status")
-    assert "Traceback" not in run.stderr
-    assert (victim / "staging" / "0123456789abcdef" / "keep").read_text() == "k"
+    before = _tree(victim)
+    for command in (["status"], ["list"], ["import", tmp_path / "src", "--yes"]):
+        run = run_cli("--library", lib, *command)
+        assert "Traceback" not in run.stderr
+        assert run.code != 0 and "not a folder modelimport made" in _said(run.stderr)
+    assert _tree(victim) == before  # no index, lock or staged file was written there
 
 
 # --- files[].name in a hand-edited metadata.json
@@ -323,3 +337,31 @@ def test_a_model_whose_type_folder_is_a_link_is_not_removed_through_it(tmp_path:
     assert "Traceback" not in removed.stderr
     assert removed.code != 0
     assert (elsewhere / model_id.split("/", 1)[1] / "metadata.json").is_file()
+    for command in (["show", model_id], ["mark-manual", model_id]):
+        run = run_cli("--library", lib, *command)
+        assert "Traceback" not in run.stderr
+        assert run.code != 0 and "symbolic link" in _said(run.stderr), run.stderr
+
+
+def test_a_link_planted_as_the_verify_record_is_not_read(tmp_path: Path):
+    lib, _ = _library(tmp_path)
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"at": "a private value", "problems": 0}))
+    (lib / ".modelimport" / "verified.json").symlink_to(other)
+    status = run_cli("--library", lib, "status", "--json")
+    assert status.code == 0, status.stderr
+    assert "a private value" not in status.stdout
+
+
+def test_a_lock_file_planted_as_a_link_creates_nothing_outside(tmp_path: Path):
+    lib, _ = _library(tmp_path)
+    created = tmp_path / "created-by-the-lock"
+    lock = lib / ".modelimport" / "commit.lock"
+    lock.unlink()
+    lock.symlink_to(created)  # dangling: opening it with O_CREAT would create the target
+    new = make_safetensors(tmp_path / "src" / "new.safetensors", {"x": ("F32", [2, 2])})
+    run = run_cli("--library", lib, "import", new, "--yes", "--json")
+    assert "Traceback" not in run.stderr
+    [result] = run.json["results"]
+    assert result["status"] == "failed" and "not followed" in result["error"]
+    assert not os.path.lexists(created)

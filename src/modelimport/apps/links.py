@@ -157,10 +157,20 @@ def remove_link(link_path: Path) -> None:
 
 
 def _link_at(link_path: Path, target: Path, is_dir: bool) -> Made:
-    relative = os.path.relpath(target, link_path.parent)
+    # Relative to the folder the link really lands in: an app's type folder may itself be a
+    # link elsewhere (models/loras -> /data/loras), and the kernel resolves `..` from there.
+    relative = os.path.relpath(target, os.path.realpath(link_path.parent))
     try:
         fault_point("apps.symlink")
         os.symlink(relative, link_path, target_is_directory=is_dir)
+        if not _leads_to(link_path, target):
+            # Whatever made it wrong (a folder on the way swapped meanwhile), a link that
+            # leads elsewhere is not reported as made.
+            os.unlink(link_path)
+            raise LinkError(
+                f"The link {link_path} would not lead to {target} (a folder on the way is "
+                "a link that moved?); it was not made."
+            )
         return Made("symlink")
     except FileExistsError:
         raise
@@ -218,6 +228,13 @@ def _symlink_refusal(exc: OSError) -> str:
     if getattr(exc, "winerror", None) == ERROR_PRIVILEGE_NOT_HELD:
         return "Windows allows symlinks only in Developer Mode or to administrators"
     return _why(exc)
+
+
+def _leads_to(link_path: Path, target: Path) -> bool:
+    try:
+        return os.path.samefile(link_path, target)
+    except OSError:
+        return False
 
 
 def _why(exc: OSError) -> str:

@@ -108,9 +108,24 @@ def planted_folder_problem(path: Path) -> str:
     )
 
 
+def planted_file_problem(path: Path) -> str:
+    """The sentence for one of the library's own files (a lock) that is a link."""
+    return (
+        f"{path} is a symbolic link, not the file modelimport made there; it is not followed. "
+        "Remove it and run the command again."
+    )
+
+
 def model_file(root: Path, model_id: str, name: object) -> Path:
     """Where file `name` of model `model_id` (as its metadata.json lists it) is, refused
     (OutsideLibrary) if the name or a folder on the way would lead out of the library: the
     one check for every `files[].name` joined onto a library path."""
     what = f"the metadata.json of {model_id}"
     return inside(inside(root, model_id, what), name, what)
+
+
+def read_no_link(path: Path) -> str:
+    """The text of one of the library's own files (`.modelimport/verified.json`, ...), read
+    only if it is not a link: a planted link would show another file's contents."""
+    with os.fdopen(open_no_link(path), encoding="utf-8") as fh:
+        return fh.read()

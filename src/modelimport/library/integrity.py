@@ -18,6 +18,7 @@ import (so a kill during a repair is recovered like any import).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -28,7 +29,14 @@ from typing import Any
 from modelimport.events import ProgressEvent, ProgressSink, Stage, ignore_progress
 from modelimport.importer.collect import is_candidate_name
 from modelimport.library import index
-from modelimport.library.contained import OutsideLibrary, model_file, open_no_link
+from modelimport.library.contained import (
+    OutsideLibrary,
+    model_file,
+    open_no_link,
+    own_folder,
+    planted_folder_problem,
+    read_no_link,
+)
 from modelimport.library.layout import META_DIR, METADATA_NAME, Library, write_json_atomic
 from modelimport.library.maintenance import OpenLibrary, _read_record
 from modelimport.library.metadata import now_iso
@@ -187,15 +195,19 @@ def _check_staging(library: Library) -> list[Problem]:
     """Recovery ran when the library was opened; what is left is a live import's (its lock
     is held) or one recovery could not finish (already reported, kept on purpose)."""
     problems = []
+    if os.path.lexists(library.staging_dir) and not own_folder(library.staging_dir):
+        return [Problem("staging_left", planted_folder_problem(library.staging_dir))]
     try:
-        txns = sorted(p for p in library.staging_dir.iterdir() if p.is_dir())
+        with os.scandir(library.staging_dir) as entries:
+            # A link in staging is reported as left, never entered (recovery left it too).
+            txns = sorted(Path(e.path) for e in entries)
     except OSError:
         return []
     for txn in txns:
-        try:
-            fd = os.open(txn / "lock", os.O_RDONLY)
-        except OSError:
-            fd = -1
+        fd = -1
+        if own_folder(txn):  # a link is reported below, never entered
+            with contextlib.suppress(OSError):
+                fd = os.open(txn / "lock", os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         try:
             if fd >= 0 and not try_lock(fd, txn / "lock", blocking=False):
                 continue  # a running import
@@ -456,7 +468,7 @@ def verify_library(
 def last_verified(library: Library) -> dict[str, Any] | None:
     """What the last `verify` found and when, or None if it never ran."""
     try:
-        data = json.loads((library.meta_dir / VERIFIED_STATE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(read_no_link(library.meta_dir / VERIFIED_STATE))
+    except (OSError, ValueError, OutsideLibrary):
         return None
     return data if isinstance(data, dict) else None

@@ -30,6 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from modelimport.errors import LibraryError, ModelNotFound
+from modelimport.library.contained import (
+    OutsideLibrary,
+    inside,
+    own_folder,
+    planted_file_problem,
+    planted_folder_problem,
+)
 from modelimport.locks import try_lock, unlock_and_close
 from modelimport.names import sanitize_component
 
@@ -122,7 +129,11 @@ class Library:
             # Path.exists raises (not False) when a folder above the root cannot be entered.
             if self.root.exists() and not self.root.is_dir():
                 raise LibraryError(f"The library path {self.root} is not a folder.")
-            self.staging_dir.mkdir(parents=True, exist_ok=True)
+            if os.path.lexists(self.meta_dir) and not own_folder(self.meta_dir):
+                # Everything the library keeps (index, locks, staging) would go through it.
+                raise OutsideLibrary(planted_folder_problem(self.meta_dir))
+            if not os.path.lexists(self.staging_dir):  # a link there: recovery reports it
+                self.staging_dir.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError) as exc:
             raise LibraryError(f"The library path {self.root} is not a folder.") from exc
         except PermissionError as exc:
@@ -151,7 +162,9 @@ class Library:
         return not self.index_path.exists() or os.access(self.index_path, os.W_OK)
 
     def model_dir(self, model_id: str) -> Path:
-        return self.root / validate_model_id(model_id)
+        # Ids come from the index and from records, which anyone who can write the library
+        # can edit: a type or family folder made a link is refused (OutsideLibrary).
+        return inside(self.root, validate_model_id(model_id), "the library")
 
     def metadata_path(self, model_id: str) -> Path:
         return self.model_dir(model_id) / METADATA_NAME
@@ -187,14 +200,16 @@ class Library:
         """Exclusive lock on `.modelimport/<name>.lock`; yields False if non-blocking and busy."""
         path = self.meta_dir / f"{name}.lock"
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o644)  # a planted link: ELOOP
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise OutsideLibrary(planted_file_problem(path)) from exc
             if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
                 raise
             # A read-only library: a lock works on a descriptor opened for reading, and a
             # lock file nobody could create is a lock nobody holds.
             try:
-                fd = os.open(path, os.O_RDONLY)
+                fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
             except FileNotFoundError:
                 yield True
                 return
@@ -202,6 +217,9 @@ class Library:
             yield try_lock(fd, path, blocking)
         finally:
             unlock_and_close(fd)
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # a lock file is never opened through a link
 
 
 def _subdirs(path: Path) -> Iterator[Path]:

@@ -17,7 +17,7 @@ from modelimport.errors import LibraryError
 from modelimport.events import ProgressEvent, ProgressSink, Stage, ignore_progress
 from modelimport.faults import fault_point
 from modelimport.library import index
-from modelimport.library.contained import OutsideLibrary, inside, model_file
+from modelimport.library.contained import OutsideLibrary, inside, model_file, read_no_link
 from modelimport.library.filesystems import filesystem_type, is_network
 from modelimport.library.layout import Library, validate_model_id, write_json_atomic
 from modelimport.library.metadata import now_iso
@@ -161,8 +161,8 @@ def rescan_state(library: Library) -> dict[str, Any] | None:
         if got:
             return None
     try:
-        return json.loads((library.meta_dir / "rescan.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return json.loads(read_no_link(library.meta_dir / "rescan.json"))
+    except (OSError, ValueError, OutsideLibrary):
         return {"done": 0, "total": None}
 
 

@@ -57,7 +57,6 @@ from modelimport.library.layout import (
     METADATA_NAME,
     Library,
     fsync_dir,
-    is_within,
     validate_model_id,
     write_json_atomic,
 )
@@ -180,19 +179,17 @@ def rollback(txn: StagingTxn) -> None:
     txn.close()
 
 
-def _restore_moved_sources(
-    path: Path, entries: list[dict[str, Any]], library: Library | None = None
-) -> list[str]:
+def _restore_moved_sources(path: Path, entries: list[dict[str, Any]]) -> list[str]:
     problems = []
     for entry in entries:
         if not entry.get("moved"):
             continue
         # The journal is as untrusted as any file in the library: its names stay inside the
-        # transaction, and a source is a plain absolute path outside the library.
+        # transaction, and a source is an absolute path.
         staged = inside(path / "model", entry.get("staged"), f"the journal of {path}")
-        source = _source_path(entry.get("source"), library)
+        source = _source_path(entry.get("source"))
         if os.path.lexists(staged):
-            if source.exists():
+            if os.path.lexists(source):  # a link counts: the rename would replace it too
                 problems.append(f"{source} exists again; the moved copy stays at {staged}")
                 continue
             source.parent.mkdir(parents=True, exist_ok=True)
@@ -202,15 +199,11 @@ def _restore_moved_sources(
     return problems
 
 
-def _source_path(raw: Any, library: Library | None) -> Path:
-    """A journal's `source`: where a moved file goes back to. Always an absolute path (what
-    `record` writes), never inside the library (nothing is imported from there)."""
-    if (
-        not isinstance(raw, str)
-        or not os.path.isabs(raw)
-        or "\x00" in raw
-        or (library is not None and is_within(raw, library.root))
-    ):
+def _source_path(raw: Any) -> Path:
+    """A journal's `source`: where a moved file goes back to, always an absolute path (what
+    `record` writes). It may be inside the library: `check --repair` adopts a stray file
+    there by moving it."""
+    if not isinstance(raw, str) or not os.path.isabs(raw) or "\x00" in raw:
         raise OutsideLibrary(f"The journal names {raw!r} as a source, which no import writes.")
     return Path(raw)
 
@@ -295,9 +288,7 @@ def recover(library: Library, reindex: Any, forget: Any = None) -> RecoveryRepor
                         _finish_move(library, dest, journal)
                 else:
                     moved = [e for e in journal.get("entries", []) if e.get("moved")]
-                    txn_problems = _restore_moved_sources(
-                        path, journal.get("entries", []), library
-                    )
+                    txn_problems = _restore_moved_sources(path, journal.get("entries", []))
                     fault_point("recover.restored")
                     if txn_problems:
                         # Keep the directory: it still holds the only copy of a moved file.
@@ -308,7 +299,8 @@ def recover(library: Library, reindex: Any, forget: Any = None) -> RecoveryRepor
             except Exception as exc:  # whatever it is, it is this transaction's alone
                 problems.append(
                     f"The interrupted import in {path} could not be recovered "
-                    f"({_reason(exc)}); it is left as it is and tried again by the next command."
+                    f"({_reason(exc).rstrip('.')}); it is left as it is and tried again by the "
+                    "next command."
                 )
                 continue
             remove_txn_dir(path, fd)
@@ -420,7 +412,7 @@ def _finish_removal(path: Path, journal: dict[str, Any], forget: Any) -> bool:
     if isinstance(journal.get("removing"), str) and forget is not None:
         forget(journal["removing"])
     if journal.get("keep_to") is not None:
-        move_kept_files(model, _source_path(journal["keep_to"], None))
+        move_kept_files(model, _source_path(journal["keep_to"]))
     return True
 
 
@@ -437,7 +429,7 @@ def _finish_move(library: Library, model_id: str, journal: dict[str, Any]) -> No
     entries = journal.get("entries", [])
     for entry in entries:
         with contextlib.suppress(OSError, ValueError, TypeError):
-            source = _source_path(entry.get("source"), library)
+            source = _source_path(entry.get("source"))
             if entry.get("moved") or source.is_symlink():
                 continue
             st = source.stat()
