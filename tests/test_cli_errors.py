@@ -293,6 +293,7 @@ def test_every_command_accepts_every_global_option_after_it(
         "show": [model_id],
         "sync": [],
         "apps": ["list"],
+        "index": ["status"],
         "remove": [doomed_id],
         "edit": [model_id, "--notes", "checked"],
     }
