@@ -50,3 +50,15 @@ class ModelNotFound(LibraryError):
 
 class NotEnoughSpace(LibraryError):
     """The library's filesystem cannot hold what a batch would write (checked before it)."""
+
+
+class DiskFull(LibraryError):
+    """The library's disk is full: nothing was changed, and what is there stays as it was."""
+
+
+class LibraryBusy(LibraryError):
+    """Another process holds the library's index for writing longer than we wait."""
+
+
+class DamagedRecord(LibraryError):
+    """A metadata.json whose shape is not a record's (a file name that is a number, ...)."""

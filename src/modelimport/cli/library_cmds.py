@@ -498,7 +498,8 @@ def check(
     from modelimport.library.integrity import REPAIRABLE, check_library
 
     out = Output(opts.json, opts.verbose)
-    opened = open_for(opts, out, create=False, read_only_ok=True)
+    # Not reconciled at open: where the index and the folders disagree is what check reports.
+    opened = open_for(opts, out, create=False, read_only_ok=True, reconcile=False)
     data = check_library(opened, repair=repair)
 
     def render(console: Console) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 
 from modelimport.events import ProgressEvent, ProgressSink, Stage, ignore_progress
 from modelimport.importer.collect import is_candidate_name
-from modelimport.library import index
+from modelimport.library import index, index_file
 from modelimport.library.layout import META_DIR, METADATA_NAME, Library, write_json_atomic
 from modelimport.library.maintenance import OpenLibrary, _read_record
 from modelimport.library.metadata import now_iso
@@ -66,6 +66,8 @@ def check_library(
     opened: OpenLibrary, repair: bool = False, progress: ProgressSink = ignore_progress
 ) -> dict[str, Any]:
     library, db = opened.library, opened.db
+    if repair and opened.disk_full:
+        raise index_file.disk_full_error(library.root)  # a repair writes; read-only is no help
     problems: list[Problem] = []
     indexed = {r[0]: r for r in db.execute("SELECT * FROM models").fetchall()}
     on_disk: dict[str, dict[str, Any]] = {}
