@@ -185,7 +185,8 @@ def _command_of(pid: int) -> str:
         if Path(word).name == "modelimport" or word == "modelimport":
             words = ["modelimport", *words[i + 1 :]]
             break
-    text = " ".join(words)
+    text = " ".join(" ".join(words).split())  # one line, whatever the arguments hold
+    text = "".join(c if c.isprintable() else "?" for c in text)
     return f" ({text[:80]}{'…' if len(text) > 80 else ''})"
 
 
