@@ -178,7 +178,8 @@ def test_a_full_disk_leaves_the_index_whole_and_reads_answered(tiny_tmpfs: Path,
     assert listed.code == 0, listed.stderr
     assert len(listed.json["models"]) == 4
     assert "is full" in listed.stderr and "rescan" not in listed.stderr
-    assert run_cli("--library", lib, "status", "--json").json["models"] == 4
+    status = run_cli("--library", lib, "status", "--json").json
+    assert (status["models"], status["disk_full"]) == (4, True)
     assert run_cli("--library", lib, "check").code == 0
     assert run_cli("--library", lib, "verify").code == 0
     first = listed.json["models"][0]["model_id"]

@@ -49,7 +49,9 @@ def _render_status(console: Console, data: dict[str, Any]) -> None:
             f"Filesystem: {data['filesystem']} (a network filesystem: the index uses the "
             f"{data['index_journal_mode'].upper()} journal, not WAL)"
         )
-    if data.get("read_only"):
+    if data.get("disk_full"):
+        console.print("The disk is full: list, status, lookup, check and verify work.")
+    elif data.get("read_only"):
         console.print("Read-only here: list, status, lookup, check and verify work.")
     console.print(f"Models: {data['models']} ({human_size(data['total_bytes'])})")
     for model_type, count in data["by_type"].items():

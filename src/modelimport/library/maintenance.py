@@ -204,6 +204,7 @@ def library_status(opened: OpenLibrary) -> dict[str, Any]:
     data = {"library": str(opened.library.root), **index.summary(opened.db)}
     data["schema_version"] = index.schema_version(opened.db)
     data["read_only"] = opened.read_only
+    data["disk_full"] = opened.disk_full  # read only because the disk is full
     data["filesystem"] = opened.filesystem
     data["network_filesystem"] = is_network(opened.filesystem)
     data["index_journal_mode"] = str(
