@@ -13,6 +13,7 @@ import pytest
 from cli import library_files, run_cli
 from factories import make_safetensors
 
+from modelimport.hashing import fast_hash, hash_file
 from modelimport.library.index_file import APPLICATION_ID
 
 
@@ -152,3 +153,19 @@ def test_a_stale_index_of_a_read_only_library_is_not_believed(tmp_path: Path):
         subprocess.run(["umount", str(view)], check=False)
     assert listed.code == 0, listed.stderr
     assert len(listed.json["models"]) == 3
+
+
+def test_an_index_row_changed_by_hand_never_turns_a_new_file_away(tmp_path: Path):
+    lib, sources = _library_of_three(tmp_path)
+    newcomer = make_safetensors(tmp_path / "new.safetensors", {"w0": ("F16", [8, 1])},
+                                fill=b"\x07")  # fmt: skip
+    assert newcomer.stat().st_size == sources[0].stat().st_size
+    with sqlite3.connect(_index(lib)) as db:  # the index claims m0 holds the new file's bytes
+        db.execute(
+            "UPDATE files SET sha256 = ?, fast_hash = ? WHERE name = 'm0.safetensors'",
+            (hash_file(newcomer).sha256, fast_hash(newcomer)),
+        )
+    db.close()
+
+    run = run_cli("--library", lib, "import", newcomer, "--yes", "--json")
+    assert run.json["results"][0]["status"] == "imported", run.stdout
