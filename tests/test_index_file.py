@@ -169,3 +169,18 @@ def test_an_index_row_changed_by_hand_never_turns_a_new_file_away(tmp_path: Path
 
     run = run_cli("--library", lib, "import", newcomer, "--yes", "--json")
     assert run.json["results"][0]["status"] == "imported", run.stdout
+
+
+def test_a_really_damaged_index_is_still_set_aside_by_rescan(tmp_path: Path):
+    lib, _ = _library_of_three(tmp_path)
+    _drop_index_files(lib)
+    _index(lib).write_bytes(b"this is no database at all, just text" * 200)
+
+    run = run_cli("--library", lib, "list")
+    assert run.code == 1
+    assert "is damaged (file is not a database); run `modelimport rescan`" in run.stderr
+
+    rebuilt = run_cli("--library", lib, "rescan", "--json")
+    assert rebuilt.code == 0, rebuilt.stderr
+    assert rebuilt.json["models"] == 3
+    assert rebuilt.json["damaged_index_kept_at"].startswith(str(_index(lib)) + ".damaged-")

@@ -198,7 +198,7 @@ def set_aside(path: Path, suffix: str) -> Path:
     for extra in ("", *JOURNAL_SUFFIXES):
         source = path.with_name(path.name + extra)
         if os.path.lexists(source):
-            os.rename(source, kept.with_name(kept.name + extra))
+            os.replace(source, kept.with_name(kept.name + extra))  # over an older one, anywhere
     return kept
 
 
