@@ -15,6 +15,9 @@ index is then built by `modelimport rescan`, and timed:
   list (SQL)      modelimport.library.index.list_models over the whole index, in a fresh process
   list            modelimport list (the table, written to a pipe), and list --json
   --help          modelimport --help: the CLI's fixed start-up cost, for scale
+  index check     the check every command makes when it opens the library (does the index
+                  list exactly the model folders on disk? maintenance.reconcile_index), timed
+                  inside one process, median of 5
 """
 
 from __future__ import annotations
@@ -61,6 +64,23 @@ from modelimport.library import index
 db = index.connect(Path(sys.argv[1]) / ".modelimport" / "index.sqlite")
 rows = index.list_models(db)
 assert len(rows) == int(sys.argv[2]), len(rows)
+"""
+
+INDEX_CHECK = """
+import statistics, sys, time
+from pathlib import Path
+from modelimport.library import index
+from modelimport.library.layout import Library
+from modelimport.library.reconcile import index_lists_folders
+library = Library(Path(sys.argv[1]))
+db = index.connect(library.index_path)
+runs = []
+for _ in range(5):
+    start = time.perf_counter()
+    agrees = index_lists_folders(library, db)
+    runs.append(time.perf_counter() - start)
+    assert agrees
+print(statistics.median(runs))
 """
 
 TYPES = ["llm", "checkpoint", "lora", "vae", "text_encoder", "embedding"]
@@ -142,6 +162,8 @@ def main() -> None:
         counted = json.loads(status.stdout)["models"]
         if counted != n:
             raise SystemExit(f"status counts {counted} models, expected {n}")
+        checked = run([sys.executable, "-c", INDEX_CHECK, lib], capture=True)
+        index_check = float(checked.stdout.strip())
     finally:
         rm(work)
 
@@ -159,6 +181,8 @@ def main() -> None:
     print(f"list (SQL) of {n} rows = {by['list (SQL)'].median:.3f} s")
     print(f"list of {n} models     = {by['list'].median:.3f} s (table), "
           f"{by['list --json'].median:.3f} s (--json)")
+    print(f"index check at open    = {index_check * 1000:.1f} ms "
+          f"({index_check / by['status'].median:.0%} of status)")
 
 
 if __name__ == "__main__":

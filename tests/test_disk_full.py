@@ -11,10 +11,11 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cli import library_files, run_cli, start_cli
+from cli import CliRun, library_files, run_cli, start_cli
 from factories import make_safetensors
 
 
@@ -145,3 +146,130 @@ def test_the_reserve_beyond_the_models_scales_to_a_small_disk(tmp_path: Path):
         assert "kept free for metadata.json, journals and the index" in refused.stderr
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+# --- A full disk under a library that already holds models (issue 20, point 1) -------------
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A real 20 MiB tmpfs, where a full disk also stops SQLite growing its -shm file (so
+    the index cannot even be opened for writing). Skips where it cannot be mounted."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(mount)], capture_output=True
+    )
+    if made.returncode != 0:
+        pytest.skip(f"could not mount a 20 MiB tmpfs here: {made.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _fill(disk: Path) -> Path:
+    """Fill the filesystem to the last byte, as `dd` does; returns the filler to delete."""
+    filler = disk / "filler"
+    subprocess.run(
+        ["dd", "if=/dev/zero", f"of={filler}", "bs=1M", "count=100"], capture_output=True
+    )
+    assert shutil.disk_usage(disk).free < (1 << 20)
+    return filler
+
+
+def _four_models(tmp_path: Path) -> list[Path]:
+    return [_model(tmp_path / "src" / f"m{n}.safetensors", 1 << 20, seed=n) for n in range(4)]
+
+
+def _index_files(lib: Path) -> dict[str, bytes]:
+    meta = lib / ".modelimport"
+    return {p.name: p.read_bytes() for p in meta.iterdir() if p.name.startswith("index")}
+
+
+def _one_sentence(run: CliRun) -> str:
+    assert "Traceback" not in run.stderr and "Internal error" not in run.stderr, run.stderr
+    [line] = [x for x in run.stderr.splitlines() if x.startswith("Error:")]
+    assert "disk" in line and "full" in line, line
+    return line
+
+
+def test_a_full_disk_leaves_the_index_whole_and_reads_answered(tiny_tmpfs: Path, tmp_path: Path):
+    sources = _four_models(tmp_path)
+    lib = tiny_tmpfs / "lib"
+    assert run_cli("--library", lib, "import", *sources, "--yes").code == 0
+    before = _index_files(lib)
+    filler = _fill(tiny_tmpfs)
+    newcomer = _model(tmp_path / "new.safetensors", 1 << 20, seed=9)
+
+    listed = run_cli("--library", lib, "list", "--json")
+    assert listed.code == 0, listed.stderr
+    assert len(listed.json["models"]) == 4
+    assert "is full" in listed.stderr and "rescan" not in listed.stderr
+    status = run_cli("--library", lib, "status", "--json").json
+    assert (status["models"], status["disk_full"]) == (4, True)
+    assert run_cli("--library", lib, "check").code == 0
+    assert run_cli("--library", lib, "verify").code == 0
+    first = listed.json["models"][0]["model_id"]
+    writes = [["rescan"], ["check", "--repair"], ["sync"], ["remove", "--yes", first],
+              ["import", newcomer, "--yes"]]  # fmt: skip
+    for command in writes:
+        run = run_cli("--library", lib, *command)
+        assert run.code == 1, (command, run.stderr)
+        assert "nothing was changed" in _one_sentence(run), command
+        assert "rescan" not in run.stderr, command  # no advice that makes it worse
+
+    assert {k: v for k, v in _index_files(lib).items() if k == "index.sqlite"} == {
+        "index.sqlite": before["index.sqlite"]
+    }
+    assert not [p for p in (lib / ".modelimport").iterdir() if "damaged" in p.name]
+    filler.unlink()
+    after = run_cli("--library", lib, "check", "--json")
+    assert after.code == 0, after.stdout
+    assert after.json["models"] == 4
+    again = run_cli("--library", lib, "import", *sources, "--yes", "--json")
+    assert [r["status"] for r in again.json["results"]] == ["duplicate"] * 4
+    assert len(library_files(lib)) == 8  # four models, each one file and its metadata.json
+
+
+@pytest.mark.parametrize(
+    ("step", "point"),
+    [
+        ("copy", "copy.before_copy"),
+        ("metadata", "commit.locked"),
+        ("commit", "commit.metadata_written"),
+        ("index write", "commit.index"),
+    ],
+)
+def test_a_disk_that_fills_at_each_step_of_an_import(
+    tiny_tmpfs: Path, tmp_path: Path, step: str, point: str
+):
+    sources = _four_models(tmp_path)
+    lib = tiny_tmpfs / "lib"
+    assert run_cli("--library", lib, "import", *sources[:3], "--yes").code == 0
+    marker = tmp_path / "marker"
+    env = {"MODELIMPORT_FAULTS": f"{point}:pause", "MODELIMPORT_FAULT_MARKER": str(marker)}
+    proc = start_cli("--library", lib, "import", sources[3], "--yes", "--json", env=env)
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    filler = _fill(tiny_tmpfs)
+    marker.unlink()
+    out, err = proc.communicate(timeout=120)
+
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err and "Internal error" not in err, err
+    [result] = json.loads(out)["results"]
+    assert "disk is full" in result["error"], result
+    listed = run_cli("--library", lib, "list", "--json")  # still answered on the full disk
+    assert listed.code == 0 and len(listed.json["models"]) >= 3, listed.stderr
+    filler.unlink()
+    check = run_cli("--library", lib, "check", "--json")
+    assert check.code == 0, check.stdout
+    assert check.json["models"] == (4 if result["status"] == "imported" else 3)
+    again = run_cli("--library", lib, "import", *sources, "--yes", "--json")
+    assert again.code == 0, again.stderr
+    names = sorted(p.name for p in library_files(lib) if p.suffix == ".safetensors")
+    assert names == [s.name for s in sources]  # every model once: no second copy

@@ -6,9 +6,11 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import time
 from pathlib import Path
 
-from cli import library_files, run_cli
+import pytest
+from cli import library_files, run_cli, start_cli
 from conftest import OtherUser
 from factories import make_safetensors
 
@@ -182,3 +184,53 @@ def test_check_repair_adopts_a_hand_dropped_hugging_face_folder_whole(tmp_path: 
                   if p.is_file() and p.name != "metadata.json") == names
     assert not dropped.exists()
     assert run_cli("--library", lib, "check").code == 0
+
+
+@pytest.mark.parametrize(
+    "name", [7, {"path": "m0.safetensors"}, None], ids=["number", "object", "missing"]
+)
+def test_verify_names_a_damaged_record_in_one_sentence(tmp_path: Path, name: object):
+    lib, ids = _library(tmp_path)
+    path = lib / ids[0] / "metadata.json"
+    record = json.loads(path.read_text())
+    if name is None:
+        del record["files"][0]["name"]
+    else:
+        record["files"][0]["name"] = name
+    path.write_text(json.dumps(record))
+
+    run = run_cli("--library", lib, "verify", "--json")
+
+    assert run.code == 1, run.stderr
+    assert "Traceback" not in run.stderr and "Internal error" not in run.stderr
+    results = {r["model_id"]: r for r in run.json["results"]}
+    assert results[ids[0]]["status"] == "failed"
+    assert results[ids[0]]["error"] == (
+        f"The metadata.json of {ids[0]} is damaged: it lists a file without a usable name."
+    )
+    assert results[ids[1]]["status"] == "ok"  # the other model is still verified
+
+
+def test_verify_while_remove_takes_the_models_away(tmp_path: Path):
+    lib, ids = _library(tmp_path)
+    marker = tmp_path / "marker"
+    env = {"MODELIMPORT_FAULTS": "read.bytes:pause", "MODELIMPORT_FAULT_MARKER": str(marker)}
+    proc = start_cli("--library", lib, "verify", "--json", env=env)
+    deadline = time.monotonic() + 60
+    while not marker.exists():  # verify is reading the first model's file
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    removed = run_cli("--library", lib, "remove", "--yes", *ids)
+    assert removed.code == 0, removed.stderr
+    marker.unlink()
+    out, err = proc.communicate(timeout=60)
+
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "Internal error" not in err
+    results = {r["model_id"]: r for r in json.loads(out)["results"]}
+    assert results[ids[0]]["status"] == "ok"  # its bytes were read whole, from the open file
+    assert results[ids[1]]["status"] == "removed"
+    assert results[ids[1]]["error"] == (
+        f"{ids[1]} was removed from the library while it was being verified."
+    )

@@ -175,3 +175,26 @@ def test_show_lists_the_record_files_links_and_trust(lib: Path, split_library: d
     assert mi(lib, "show", tiny["model_id"], "--json").json["links"][0]["state"] == "missing"
     missing = mi(lib, "show", "llm/llama/nope")
     assert missing.code == 1 and "No model llm/llama/nope" in missing.stderr
+
+
+def test_remove_while_another_process_holds_the_index_says_the_library_is_busy(
+    tmp_path: Path, lib: Path
+):
+    source = models.sdxl_lora(tmp_path / "src" / "detail.safetensors")
+    model_id = mi(lib, "import", source, "--yes", "--json").json["results"][0]["model_id"]
+    holder = sqlite3.connect(lib / ".modelimport" / "index.sqlite", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # this test's process: a long transaction of another
+    try:
+        run = mi(lib, "remove", "--yes", model_id, timeout=180)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+    assert run.code == 1, run.stderr
+    assert "Traceback" not in run.stderr and "Internal error" not in run.stderr
+    [line] = [x for x in run.stdout.splitlines() + run.stderr.splitlines() if "busy" in x]
+    assert f"The library is busy: process {os.getpid()} (" in line, line
+    assert (lib / model_id / "metadata.json").is_file()  # nothing was moved
+    assert list((lib / ".modelimport" / "staging").iterdir()) == []
+    assert rows_of(lib, model_id)["models"] == 1
+    assert mi(lib, "remove", "--yes", model_id).code == 0  # and it works once the lock is gone

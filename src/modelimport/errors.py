@@ -98,3 +98,15 @@ def beyond_windows_path_limit(path: object) -> bool:
     if sys.platform != "win32" or not isinstance(path, str | bytes | os.PathLike):
         return False
     return len(os.fsdecode(path)) >= 260
+
+
+class DiskFull(LibraryError):
+    """The library's disk is full: nothing was changed, and what is there stays as it was."""
+
+
+class LibraryBusy(LibraryError):
+    """Another process holds the library's index for writing longer than we wait."""
+
+
+class DamagedRecord(LibraryError):
+    """A metadata.json whose shape is not a record's (a file name that is a number, ...)."""

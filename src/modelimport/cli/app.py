@@ -97,6 +97,10 @@ def main() -> None:
     except BrokenPipeError:
         sys.exit(1)
     except Exception as exc:
+        sentence = _environment_error(exc)
+        if sentence is not None:
+            sys.stderr.write(f"Error: {sentence}\n")
+            sys.exit(1)
         # Click's usage errors (bad option, missing argument) carry their exit code and
         # know how to show themselves; typer vendors click, so match by shape, not class.
         exit_code = getattr(exc, "exit_code", None)
@@ -133,6 +137,33 @@ def plain_argument_help(command: Any) -> None:
             param.get_usage_pieces = lambda ctx, name=name: [name]
     for sub in getattr(command, "commands", {}).values():
         plain_argument_help(sub)  # and a group's commands (`apps add`)
+
+
+def _environment_error(exc: BaseException) -> str | None:
+    """A full disk or a busy index that reached us from a step that does not name it itself:
+    one sentence, not a bug report (every write is atomic or in a transaction, so what was
+    there is as it was)."""
+    import errno
+    import sqlite3
+
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"The disk is full{where}; free some space and run the command again."
+    if isinstance(exc, sqlite3.Error):
+        from modelimport.library.index_file import error_kind
+
+        kind = error_kind(exc, None)
+        if kind == "full":
+            return (
+                "The disk holding the library's index is full; free some space and run the "
+                "command again."
+            )
+        if kind == "busy":
+            return (
+                "The library is busy: another process holds its index; try again when it "
+                "has finished."
+            )
+    return None
 
 
 def _interrupted() -> None:

@@ -23,9 +23,11 @@ def open_for(
     create: bool = True,
     read_only_ok: bool = False,
     rebuild_damaged: bool = False,
+    reconcile: bool = True,
 ) -> OpenLibrary:
     """Open the library for a command; `read_only_ok` for commands that only read (they work
-    on a library this user may not write), `rebuild_damaged` for `rescan`."""
+    on a library this user may not write), `rebuild_damaged` for `rescan`, not `reconcile`
+    for `check` (which reports an index that disagrees with the folders)."""
     # Imported here, not at the top: `--help` loads this module but never opens a library.
     from modelimport.library.maintenance import open_library
 
@@ -34,6 +36,7 @@ def open_for(
         create=create,
         read_only_ok=read_only_ok,
         rebuild_damaged=rebuild_damaged,
+        reconcile=reconcile,
     )
     rec = opened.recovery
     if rec.rolled_back or rec.completed:
@@ -45,7 +48,23 @@ def open_for(
         out.error(problem)
     if opened.damaged_index is not None:
         out.info(f"The index was damaged; it was kept aside as {opened.damaged_index}.")
-    if opened.rebuilt is not None and opened.read_only:
+    if opened.reconciled is not None:
+        added, dropped = opened.reconciled
+        out.info(
+            f"The index did not match the model folders on disk; indexed {added} from their "
+            f"metadata.json and forgot {dropped} whose folder is gone."
+        )
+    if opened.disk_full:
+        out.info(
+            f"The disk holding the library at {opened.library.root} is full; read it without "
+            + (
+                f"the index, from {opened.rebuilt} metadata.json file(s)"
+                if opened.rebuilt is not None
+                else "writing"
+            )
+            + " (nothing was changed)."
+        )
+    elif opened.rebuilt is not None and opened.read_only:
         out.info(
             f"The index is missing or unreadable and the library is read-only here; read "
             f"{opened.rebuilt} metadata.json file(s) instead (nothing was written)."

@@ -50,7 +50,9 @@ def _render_status(console: Console, data: dict[str, Any]) -> None:
             f"Filesystem: {data['filesystem']} (a network filesystem: the index uses the "
             f"{data['index_journal_mode'].upper()} journal, not WAL)"
         )
-    if data.get("read_only"):
+    if data.get("disk_full"):
+        console.print("The disk is full: list, status, lookup, check and verify work.")
+    elif data.get("read_only"):
         console.print("Read-only here: list, status, lookup, check and verify work.")
     console.print(f"Models: {data['models']} ({human_size(data['total_bytes'])})")
     for model_type, count in data["by_type"].items():
@@ -532,7 +534,8 @@ def check(
     from modelimport.library.integrity import REPAIRABLE, check_library
 
     out = Output(opts.json, opts.verbose)
-    opened = open_for(opts, out, create=False, read_only_ok=True)
+    # Not reconciled at open: where the index and the folders disagree is what check reports.
+    opened = open_for(opts, out, create=False, read_only_ok=True, reconcile=False)
     data = check_library(opened, repair=repair)
 
     def render(console: Console) -> None:

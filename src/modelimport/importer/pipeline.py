@@ -569,9 +569,8 @@ def _find_duplicate(library: Library, db: sqlite3.Connection, planned: PlannedMo
             return owner
     digests = [hash_file(path).sha256 for path in _identity_paths(planned)]
     for owner in candidates:
-        wanted = {
-            r["sha256"] for r in db.execute("SELECT sha256 FROM files WHERE model_id = ?", (owner,))
-        }
+        # From the owner's metadata.json, the truth: an index row may have been changed.
+        wanted = {sha for sha, _ in _recorded_files(library, owner)}
         if all(d in wanted for d in digests):
             return owner
     return None
@@ -614,7 +613,29 @@ def _holders(library: Library, db: sqlite3.Connection, entry: dict[str, Any]) ->
         (entry["sha256"], entry["size"]),
     ).fetchall()  # read whole: an unfinished statement would hold a read snapshot open
     return {
-        model_id for model_id, name in rows if _in_library(library, model_id, name, entry["size"])
+        model_id
+        for model_id, name in rows
+        if _in_library(library, model_id, name, entry["size"])
+        # The index finds candidates; the owner's metadata.json (the truth) confirms them, so
+        # an index row changed by hand or by another program never turns a new file away.
+        and (entry["sha256"], entry["size"]) in _recorded_files(library, model_id)
+    }
+
+
+def _recorded_files(library: Library, model_id: str) -> set[tuple[Any, Any]]:
+    """(sha256, size) of every file the model's metadata.json lists."""
+    try:
+        record = library.read_metadata(model_id)
+    except ModelImportError:
+        return set()
+    files = record.get("files") if isinstance(record, dict) else None
+    if not isinstance(files, list):
+        return set()
+    entries = [f for f in files if isinstance(f, dict)]
+    return {
+        (f["sha256"], f["size"])
+        for f in entries
+        if isinstance(f.get("sha256"), str) and isinstance(f.get("size"), int)
     }
 
 

@@ -210,14 +210,7 @@ def _move_model_dir(library: Library, old_id: str, new_id: str) -> None:
 def _reindex_moved(
     db: sqlite3.Connection, old_id: str, new_id: str, record: dict[str, Any]
 ) -> None:
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        db.execute("DELETE FROM files WHERE model_id = ?", (old_id,))
-        db.execute("DELETE FROM models WHERE model_id = ?", (old_id,))
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
+    index.delete_model(db, old_id)
     index.upsert_model(db, new_id, record)
 
 

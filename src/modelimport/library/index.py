@@ -10,20 +10,26 @@ Invariants:
   `schema_migrations`.
 - Only valid UTF-8 reaches SQLite (it refuses lone surrogates): a name from a file name that
   is not UTF-8 is stored with U+FFFD; metadata.json keeps the exact original.
+- Only the regular file we made is opened (never a link, never another program's database:
+  library/index_file.py); the file carries our application_id from migration 004 on.
+- The index is believed only while it lists the model folders on disk: opening the library
+  compares the two and indexes what is missing (maintenance.reconcile_index), so an empty,
+  zero-byte or stale index never makes dedup import a second copy.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import sqlite3
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from modelimport.library import index_file
 from modelimport.names import valid_text
 
 BUSY_TIMEOUT_MS = 30_000
@@ -106,11 +112,18 @@ def _m003_model_tags(db: sqlite3.Connection) -> None:
     _run_statements(db, "ALTER TABLE models ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';")
 
 
+def _m004_application_id(db: sqlite3.Connection) -> None:
+    # Marks the file as modelimport's index in SQLite's own header, so a database that is
+    # not ours is recognised before anything is written into it (index_file.ensure_ours).
+    db.execute(f"PRAGMA application_id = {index_file.APPLICATION_ID}")
+
+
 # Append new migrations here; never edit or reorder an applied one.
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("001_models_and_files", _m001_models_and_files),
     ("002_app_links", _m002_app_links),
     ("003_model_tags", _m003_model_tags),
+    ("004_application_id", _m004_application_id),
 ]
 
 
@@ -121,9 +134,13 @@ def journal_mode_for(network: bool) -> str:
 
 
 def connect(path: Path, network: bool = False) -> sqlite3.Connection:
+    """Open (or create) the index for writing. Raises index_file.NotOurIndex when the file
+    is a link or another program's database (nothing is written into it)."""
+    in_memory = str(path) == ":memory:"
+    found = None if in_memory else index_file.inspect(path)
     db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
     try:
-        _prepare(db, path, network)
+        _prepare(db, path, found, network, in_memory)
     except BaseException:
         # Closed at once: a damaged index is then renamed aside, which Windows refuses for
         # a file still open.
@@ -132,17 +149,22 @@ def connect(path: Path, network: bool = False) -> sqlite3.Connection:
     return db
 
 
-def _prepare(db: sqlite3.Connection, path: Path, network: bool) -> None:
+def _prepare(
+    db: sqlite3.Connection, path: Path, found: Any, network: bool, in_memory: bool
+) -> None:
     db.row_factory = sqlite3.Row
     deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
     _while_locked(lambda: db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}"), deadline)
+    if not in_memory:
+        _while_locked(lambda: index_file.ensure_ours(db, path), deadline)
+        index_file.ensure_same_file(path, found)
     # The journal mode is a property of the file, set once. Asking for WAL again makes
     # SQLite take a lock without its busy handler, so a second process opening the index
     # while the first closes it (and checkpoints the WAL) failed at once with "database is
     # locked".
     wanted = journal_mode_for(network)
     mode = _while_locked(lambda: db.execute("PRAGMA journal_mode").fetchone()[0], deadline)
-    if str(mode).lower() != wanted and str(path) != ":memory:":
+    if str(mode).lower() != wanted and not in_memory:
         _while_locked(lambda: db.execute(f"PRAGMA journal_mode = {wanted.upper()}"), deadline)
     # Without WAL, NORMAL could lose the last transaction on a power cut; FULL does not.
     db.execute(f"PRAGMA synchronous = {'FULL' if network else 'NORMAL'}")
@@ -150,27 +172,47 @@ def _prepare(db: sqlite3.Connection, path: Path, network: bool) -> None:
     _while_locked(lambda: migrate(db), deadline)
 
 
-def connect_read_only(path: Path) -> sqlite3.Connection:
-    """Open an index this process may not write (a read-only library) for reading.
+def connect_read_only(path: Path, immutable_only: bool = False) -> sqlite3.Connection:
+    """Open an index this process may not write (a read-only library, a full disk) for
+    reading.
 
-    A WAL database needs its -shm file, which a reader cannot create in a read-only folder;
-    there SQLite can still read the file as immutable (nobody can be writing it through this
-    folder). Raises sqlite3.DatabaseError when the file is not a usable index.
+    A WAL database needs its -shm file, which a reader cannot create in a read-only folder
+    (nor grow on a full disk); there SQLite can still read the file as immutable. Immutable
+    reading ignores the -wal file, so it is only tried when that file is absent or empty
+    (nothing committed is missing from the main file). Raises sqlite3.DatabaseError when the
+    file is not a usable index, index_file.NotOurIndex when it is not ours.
     """
+    found = index_file.inspect(path)
     uri = "file:" + urllib.parse.quote(str(path.absolute()))
     last: sqlite3.DatabaseError | None = None
-    for params in ("mode=ro", "mode=ro&immutable=1"):
+    modes = ["mode=ro&immutable=1"] if _wal_is_empty(path) else []
+    if not immutable_only:
+        modes.insert(0, "mode=ro")
+    for params in modes:
         db = sqlite3.connect(f"{uri}?{params}", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
         db.row_factory = sqlite3.Row
         try:
             db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            index_file.ensure_ours(db, path)
+            index_file.ensure_same_file(path, found)
             db.execute("SELECT COUNT(*) FROM models").fetchone()
             return db
         except sqlite3.DatabaseError as exc:
             db.close()
             last = exc
-    assert last is not None
-    raise last
+        except BaseException:
+            db.close()
+            raise
+    raise last or sqlite3.DatabaseError("the index's WAL file holds changes not yet in it")
+
+
+def _wal_is_empty(path: Path) -> bool:
+    try:
+        return path.with_name(path.name + "-wal").stat().st_size == 0
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
 
 
 def is_healthy(db: sqlite3.Connection) -> bool:
@@ -181,14 +223,7 @@ def is_healthy(db: sqlite3.Connection) -> bool:
         return False
 
 
-def set_aside(path: Path, suffix: str) -> Path:
-    """Rename a damaged index (and its -wal/-shm) out of the way, keeping it for a look."""
-    kept = path.with_name(f"{path.name}.{suffix}")
-    for extra in ("", "-wal", "-shm"):
-        source = path.with_name(path.name + extra)
-        if source.exists():
-            os.replace(source, kept.with_name(kept.name + extra))  # over an older one, anywhere
-    return kept
+set_aside = index_file.set_aside
 
 
 def is_locked(exc: BaseException) -> bool:
@@ -196,6 +231,26 @@ def is_locked(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and any(
         word in str(exc).lower() for word in ("locked", "busy")
     )
+
+
+@contextlib.contextmanager
+def write_transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction: the write lock is taken first (BEGIN IMMEDIATE), so a caller
+    that must also change files can wait for a busy index before it changes anything."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        _rollback(db)
+        raise
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    # SQLite has already rolled back by itself after some errors (a full disk: SQLITE_FULL);
+    # a second ROLLBACK would raise and hide the error that matters.
+    if db.in_transaction:
+        db.execute("ROLLBACK")
 
 
 def _while_locked(step: Callable[[], T], deadline: float) -> T:
@@ -213,9 +268,13 @@ def _while_locked(step: Callable[[], T], deadline: float) -> T:
 
 
 def migrate(db: sqlite3.Connection) -> None:
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT)"
-    )
+    # Only written when something is missing: a CREATE ... IF NOT EXISTS still waits for the
+    # write lock, so every open would wait for another process's long transaction.
+    exists = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+    if db.execute(exists).fetchone() is None:
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT)"
+        )
     applied = {row[0] for row in db.execute("SELECT name FROM schema_migrations")}
     for name, step in MIGRATIONS:
         if name in applied:
@@ -230,7 +289,7 @@ def migrate(db: sqlite3.Connection) -> None:
             db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (name, _now()))
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            _rollback(db)
             raise
 
 
@@ -311,42 +370,43 @@ def _write_model(db: sqlite3.Connection, model_id: str, meta: dict[str, Any]) ->
 
 def upsert_model(db: sqlite3.Connection, model_id: str, meta: dict[str, Any]) -> None:
     """Insert or replace one model's rows in a single transaction."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(db):
         _write_model(db, model_id, meta)
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
 
 
 def replace_all(db: sqlite3.Connection, models: Iterable[tuple[str, dict[str, Any]]]) -> int:
     """Rebuild: every model's rows replaced by `models`, atomically."""
     count = 0
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(db):
         db.execute("DELETE FROM files")
         db.execute("DELETE FROM models")
         for model_id, meta in models:
             _write_model(db, model_id, meta)
             count += 1
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
     return count
 
 
 def delete_model(db: sqlite3.Connection, model_id: str) -> None:
     """Forget one model's rows (its app links are the apps package's to remove)."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        db.execute("DELETE FROM files WHERE model_id = ?", (model_id,))
-        db.execute("DELETE FROM models WHERE model_id = ?", (model_id,))
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
+    with write_transaction(db):
+        delete_rows(db, model_id)
+
+
+def delete_rows(db: sqlite3.Connection, model_id: str) -> None:
+    """One model's rows, inside a transaction the caller holds (write_transaction)."""
+    db.execute("DELETE FROM files WHERE model_id = ?", (model_id,))
+    db.execute("DELETE FROM models WHERE model_id = ?", (model_id,))
+
+
+def reconcile(
+    db: sqlite3.Connection, add: Iterable[tuple[str, dict[str, Any]]], drop: Iterable[str]
+) -> None:
+    """Index the models in `add` and forget those in `drop`, in one transaction."""
+    with write_transaction(db):
+        for model_id, meta in add:
+            _write_model(db, model_id, meta)
+        for model_id in drop:
+            delete_rows(db, model_id)
 
 
 # --- The link registry: every link modelimport made in an app's folders (apps package).

@@ -28,7 +28,7 @@ from typing import Any
 
 from modelimport.events import ProgressEvent, ProgressSink, Stage, ignore_progress
 from modelimport.importer.collect import is_candidate_name
-from modelimport.library import index
+from modelimport.library import index, index_file
 from modelimport.library.contained import (
     OutsideLibrary,
     model_file,
@@ -80,6 +80,8 @@ def check_library(
     opened: OpenLibrary, repair: bool = False, progress: ProgressSink = ignore_progress
 ) -> dict[str, Any]:
     library, db = opened.library, opened.db
+    if repair and opened.disk_full:
+        raise index_file.disk_full_error(library.root)  # a repair writes; read-only is no help
     problems: list[Problem] = []
     indexed = {r[0]: r for r in db.execute("SELECT * FROM models").fetchall()}
     on_disk: dict[str, dict[str, Any]] = {}
@@ -389,9 +391,13 @@ def verify_library(
     model_ids: list[str] | None = None,
     progress: ProgressSink = ignore_progress,
 ) -> dict[str, Any]:
-    """Re-read every file of the given models (all by default) and compare its BLAKE3."""
-    from modelimport.errors import ModelImportError
-    from modelimport.hashing import blake3_file
+    """Re-read every file of the given models (all by default) and compare its BLAKE3.
+
+    A model removed while it is being verified (`remove` in another process) is reported
+    as `removed`, not as a problem; a metadata.json whose shape is not a record's (a file
+    name that is a number, an object, missing) fails that model with one sentence.
+    """
+    from modelimport.errors import ModelImportError, ModelNotFound
     from modelimport.library.layout import validate_model_id
 
     library = opened.library
@@ -405,44 +411,29 @@ def verify_library(
         try:
             model_id = validate_model_id(model_id)
             record = library.read_metadata(model_id)
+            _require_record_shape(model_id, record)
+        except ModelNotFound as exc:
+            if not model_ids:  # listed a moment ago: removed since
+                results.append(_removed_meanwhile(model_id))
+                continue
+            results.append({"model_id": model_id, "status": "failed", "error": str(exc)})
+            mismatches += 1
+            continue
         except ModelImportError as exc:
             results.append({"model_id": model_id, "status": "failed", "error": str(exc)})
             mismatches += 1
             continue
         bad = []
         for entry in record.get("files") or []:
-            name = entry.get("name") if isinstance(entry, dict) else None
-            item = f"{model_id}/{name}"
-
-            def on_bytes(done: int, item: str = item, total: int = entry.get("size") or 0) -> None:
-                progress(ProgressEvent(Stage.VERIFYING, item, done, total))
-
-            progress(ProgressEvent(Stage.VERIFYING, item, 0, entry.get("size") or 0))
-            try:
-                fd = open_no_link(model_file(library.root, model_id, name))
-            except OutsideLibrary as exc:
-                bad.append({"name": name, "problem": str(exc)})
-                progress(ProgressEvent(Stage.ERROR, item, message="not followed"))
-                continue
-            except OSError as exc:
-                bad.append({"name": name, "problem": f"cannot be read ({exc.strerror or exc})"})
-                progress(ProgressEvent(Stage.ERROR, item, message="unreadable"))
-                continue
-            try:
-                digest = blake3_file(fd, on_bytes)
-                bytes_read += os.fstat(fd).st_size
-            except OSError as exc:
-                bad.append({"name": name, "problem": f"cannot be read ({exc.strerror or exc})"})
-                progress(ProgressEvent(Stage.ERROR, item, message="unreadable"))
-                continue
-            finally:
-                os.close(fd)
-            files_read += 1
-            if digest != entry.get("blake3"):
-                bad.append({"name": name, "problem": "its BLAKE3 differs from metadata.json"})
-                progress(ProgressEvent(Stage.ERROR, item, message="CORRUPTED"))
+            problem, size = _verify_file(library.root, entry, model_id, progress)
+            if problem is None:
+                files_read += 1
+                bytes_read += size
             else:
-                progress(ProgressEvent(Stage.COMPLETE, item, message="ok"))
+                bad.append({"name": entry["name"], "problem": problem})
+        if bad and not (library.root / model_id / METADATA_NAME).exists():
+            results.append(_removed_meanwhile(model_id))
+            continue
         mismatches += len(bad)
         results.append(
             {
@@ -463,6 +454,69 @@ def verify_library(
     if not opened.read_only:
         write_json_atomic(library.meta_dir / VERIFIED_STATE, summary)
     return {"library": str(library.root), "results": results, "summary": summary}
+
+
+def _require_record_shape(model_id: str, record: Any) -> None:
+    """Raise DamagedRecord unless `record` has the shape verify reads (types only)."""
+    from modelimport.errors import DamagedRecord
+    from modelimport.library.maintenance import JSON_TYPE_NAMES, _record_shape_problem
+
+    if not isinstance(record, dict):
+        what = JSON_TYPE_NAMES.get(type(record), "a value")
+        problem: str | None = f"holds {what}, not a JSON object"
+    else:
+        problem = _record_shape_problem(record)
+    if problem is not None:
+        raise DamagedRecord(f"The metadata.json of {model_id} is damaged: it {problem}.")
+
+
+def _removed_meanwhile(model_id: str) -> dict[str, Any]:
+    return {
+        "model_id": model_id,
+        "status": "removed",
+        "files": [],
+        "error": f"{model_id} was removed from the library while it was being verified.",
+    }
+
+
+def _verify_file(
+    library_root: Path, entry: dict[str, Any], model_id: str, progress: ProgressSink
+) -> tuple[str | None, int]:
+    """(why the file fails, None when it is intact; the bytes read). A name that leads out
+    of the library (`../`, a link on the way) is not followed: that is its problem."""
+    from modelimport.hashing import blake3_file
+
+    name = entry["name"]
+    item = f"{model_id}/{name}"
+    total = entry.get("size") or 0
+    read = 0  # counted as it is read: the file may be gone (removed) by the time it is done
+
+    def on_bytes(done: int) -> None:
+        nonlocal read
+        read = done
+        progress(ProgressEvent(Stage.VERIFYING, item, done, total))
+
+    on_bytes(0)
+    try:
+        fd = open_no_link(model_file(library_root, model_id, name))
+    except OutsideLibrary as exc:
+        progress(ProgressEvent(Stage.ERROR, item, message="not followed"))
+        return str(exc), 0
+    except OSError as exc:
+        progress(ProgressEvent(Stage.ERROR, item, message="unreadable"))
+        return f"cannot be read ({exc.strerror or exc})", 0
+    try:
+        digest = blake3_file(fd, on_bytes)
+    except OSError as exc:
+        progress(ProgressEvent(Stage.ERROR, item, message="unreadable"))
+        return f"cannot be read ({exc.strerror or exc})", 0
+    finally:
+        os.close(fd)
+    if digest != entry.get("blake3"):
+        progress(ProgressEvent(Stage.ERROR, item, message="CORRUPTED"))
+        return "its BLAKE3 differs from metadata.json", read
+    progress(ProgressEvent(Stage.COMPLETE, item, message="ok"))
+    return None, read
 
 
 def last_verified(library: Library) -> dict[str, Any] | None:

@@ -6,7 +6,9 @@ so `status` in another process can tell whether a rescan is running and how far 
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sqlite3
 import stat
 from dataclasses import dataclass
@@ -16,11 +18,13 @@ from typing import Any
 from modelimport.errors import LibraryError
 from modelimport.events import ProgressEvent, ProgressSink, Stage, ignore_progress
 from modelimport.faults import fault_point
-from modelimport.library import index
+from modelimport.library import index, index_file
 from modelimport.library.contained import OutsideLibrary, inside, model_file, read_no_link
 from modelimport.library.filesystems import filesystem_type, is_network
+from modelimport.library.index_file import NotOurIndex
 from modelimport.library.layout import Library, validate_model_id, write_json_atomic
 from modelimport.library.metadata import now_iso
+from modelimport.library.reconcile import index_lists_folders, reconcile_index
 from modelimport.library.staging import RecoveryReport
 
 RESCAN_PROGRESS_EVERY = 200
@@ -35,17 +39,26 @@ class OpenLibrary:
     read_only: bool = False  # this process may not change the library; nothing is written
     filesystem: str | None = None  # fstype of the library's mount (/proc/mounts)
     damaged_index: Path | None = None  # where a damaged index was set aside (rescan)
+    disk_full: bool = False  # opened for reading only because the disk is full
+    reconciled: tuple[int, int] | None = None  # (indexed, forgotten) to match the folders
 
 
 def open_library(
-    root: Path, create: bool = True, read_only_ok: bool = False, rebuild_damaged: bool = False
+    root: Path,
+    create: bool = True,
+    read_only_ok: bool = False,
+    rebuild_damaged: bool = False,
+    reconcile: bool = True,
 ) -> OpenLibrary:
     """Open (or create) the library, then finish or roll back imports whose process died.
 
     `read_only_ok`: the command only reads, so a library this process may not write (a
-    read-only mount, another user's library) is opened for reading instead of refused.
-    `rebuild_damaged`: the command is `rescan`, whose job is rebuilding the index, so a
-    damaged index file is set aside (kept for a look) and a new one created.
+    read-only mount, another user's library, a full disk) is opened for reading instead of
+    refused. `rebuild_damaged`: the command is `rescan`, whose job is rebuilding the index,
+    so a damaged index file (or one that is not ours) is set aside, kept for a look, and a
+    new one created; never an index that only could not be opened (a full disk, a lock).
+    `reconcile`: make the index list the model folders on disk (reconcile_index); off for
+    `check`, which reports where they disagree.
     """
     from modelimport.importer.pipeline import recover_library
 
@@ -57,47 +70,63 @@ def open_library(
     library.ensure()
     fstype = filesystem_type(library.root)
     network = is_network(fstype)
-    index_missing = not library.index_path.exists()
+    index_missing = not os.path.lexists(library.index_path)
     damaged: Path | None = None
     try:
-        db = index.connect(library.index_path, network)
-        if rebuild_damaged and not index.is_healthy(db):
-            db.close()
-            raise sqlite3.DatabaseError("SQLite's quick_check found damaged pages")
-    except sqlite3.DatabaseError as exc:
-        if index.is_locked(exc):
-            raise LibraryError(
-                f"The index at {library.index_path} stayed locked by another modelimport "
-                f"process for {index.BUSY_TIMEOUT_MS // 1000} s; try again when it has finished."
-            ) from exc
-        if not rebuild_damaged:
-            raise LibraryError(
-                f"The index at {library.index_path} is damaged ({exc}); run `modelimport "
-                "rescan` to rebuild it from metadata.json (the damaged file is kept aside)."
-            ) from exc
-        damaged = index.set_aside(library.index_path, f"damaged-{_stamp()}")
-        db = index.connect(library.index_path, network)
-    recovery = recover_library(library, db)
-    opened = OpenLibrary(library, db, recovery, damaged_index=damaged, filesystem=fstype)
-    if index_missing and next(library.iter_metadata_paths(), None) is not None:
-        # The index is a cache of the metadata.json files. Working without it would import
-        # every model again as new (no duplicate could be found), so rebuild it first.
-        opened.rebuilt = _rebuild_index(opened)
+        try:
+            db = index.connect(library.index_path, network)
+            if rebuild_damaged and not index.is_healthy(db):
+                db.close()
+                raise sqlite3.DatabaseError("SQLite's quick_check found damaged pages")
+        except (sqlite3.DatabaseError, NotOurIndex) as exc:
+            kind = index_file.error_kind(exc, library.index_path)
+            if not (rebuild_damaged and kind in ("damaged", "not_ours")):
+                raise
+            damaged = index.set_aside(library.index_path, f"damaged-{_stamp()}")
+            db = index.connect(library.index_path, network)
+        recovery = recover_library(library, db)
+        opened = OpenLibrary(library, db, recovery, damaged_index=damaged, filesystem=fstype)
+        if index_missing and next(library.iter_metadata_paths(), None) is not None:
+            # The index is a cache of the metadata.json files. Working without it would
+            # import every model again as new (no duplicate could be found): rebuild it.
+            opened.rebuilt = _rebuild_index(opened)
+        elif reconcile:
+            opened.reconciled = reconcile_index(library, db)
+    except (sqlite3.DatabaseError, NotOurIndex) as exc:
+        if read_only_ok and not rebuild_damaged and _is_full(exc, library):
+            return _open_read_only(library, disk_full=True)
+        raise index_file.as_library_error(exc, library.index_path, library.root) from exc
+    except OSError as exc:
+        if _is_full(exc, library):
+            if read_only_ok and not rebuild_damaged:
+                return _open_read_only(library, disk_full=True)
+            raise index_file.disk_full_error(library.root) from exc
+        raise
     return opened
+
+
+def _is_full(exc: BaseException, library: Library) -> bool:
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return index_file.error_kind(exc, library.index_path) == "full"
 
 
 def _stamp() -> str:
     return now_iso().replace(":", "").replace("-", "").split("+")[0]
 
 
-def _open_read_only(library: Library) -> OpenLibrary:
-    """A library this process may not write: read its index as it is, or, when the index is
-    missing or damaged, index the metadata.json files in memory (nothing is written)."""
+def _open_read_only(library: Library, disk_full: bool = False) -> OpenLibrary:
+    """A library this process may not write (or not now: a full disk): read its index as it
+    is when it lists the model folders on disk, or else index the metadata.json files in
+    memory (nothing is written either way)."""
     db: sqlite3.Connection | None = None
-    if library.index_path.exists():
+    if os.path.lexists(library.index_path):
         try:
-            db = index.connect_read_only(library.index_path)
-        except sqlite3.DatabaseError:
+            db = index.connect_read_only(library.index_path, immutable_only=disk_full)
+            if not index_lists_folders(library, db):
+                db.close()  # stale: the metadata.json files say otherwise
+                db = None
+        except (sqlite3.DatabaseError, NotOurIndex):
             db = None
     rebuilt = None
     if db is None:
@@ -111,9 +140,10 @@ def _open_read_only(library: Library) -> OpenLibrary:
         pending = False
     if pending:
         problems = (
-            f"The library at {library.root} is read-only here, so interrupted imports in "
-            f"{library.staging_dir} are not recovered; a command run by a user who may write "
-            "it recovers them.",
+            f"The library at {library.root} is "
+            + ("on a full disk" if disk_full else "read-only here")
+            + f", so interrupted imports in {library.staging_dir} are not recovered; a "
+            "command that may write it recovers them.",
         )
     return OpenLibrary(
         library,
@@ -122,13 +152,18 @@ def _open_read_only(library: Library) -> OpenLibrary:
         rebuilt=rebuilt,
         read_only=True,
         filesystem=filesystem_type(library.root),
+        disk_full=disk_full,
     )
+
+
+class RescanRunning(LibraryError):
+    """Another process is rebuilding the index right now."""
 
 
 def _rebuild_index(opened: OpenLibrary) -> int:
     try:
         return rescan(opened)["models"]
-    except LibraryError:
+    except RescanRunning:
         # Another process is already rebuilding it: wait for that, then use its result.
         with opened.library.lock("rescan"):
             return index.summary(opened.db)["models"]
@@ -170,6 +205,7 @@ def library_status(opened: OpenLibrary) -> dict[str, Any]:
     data = {"library": str(opened.library.root), **index.summary(opened.db)}
     data["schema_version"] = index.schema_version(opened.db)
     data["read_only"] = opened.read_only
+    data["disk_full"] = opened.disk_full  # read only because the disk is full
     data["filesystem"] = opened.filesystem
     data["network_filesystem"] = is_network(opened.filesystem)
     data["index_journal_mode"] = str(
@@ -251,17 +287,8 @@ def rescan(opened: OpenLibrary, progress: ProgressSink = ignore_progress) -> dic
     else:
         with library.lock("rescan", blocking=False) as got:
             if not got:
-                raise LibraryError("Another rescan of this library is already running.")
-            state_path = library.meta_dir / "rescan.json"
-            started = now_iso()
-            write_json_atomic(state_path, {"done": 0, "total": None, "started": started})
-
-            def on_progress(done: int, total: int) -> None:
-                write_json_atomic(state_path, {"done": done, "total": total, "started": started})
-
-            scan = _scan_records(library, progress, on_progress)
-            count = index.replace_all(opened.db, scan.models)
-            state_path.unlink(missing_ok=True)
+                raise RescanRunning("Another rescan of this library is already running.")
+            scan, count = _rebuild_from_records(opened, progress)
     return {
         "library": str(library.root),
         "models": count,
@@ -271,6 +298,34 @@ def rescan(opened: OpenLibrary, progress: ProgressSink = ignore_progress) -> dic
         "read_only": opened.read_only,
         "damaged_index_kept_at": str(opened.damaged_index) if opened.damaged_index else None,
     }
+
+
+def _rebuild_from_records(
+    opened: OpenLibrary, progress: ProgressSink
+) -> tuple[RecordScan, int]:
+    """Read every record and replace the index's rows with them in one transaction: on any
+    failure (a full disk, a busy index) the index stays exactly as it was."""
+    library = opened.library
+    state_path = library.meta_dir / "rescan.json"
+    started = now_iso()
+
+    def on_progress(done: int, total: int | None) -> None:
+        write_json_atomic(state_path, {"done": done, "total": total, "started": started})
+
+    try:
+        try:
+            on_progress(0, None)
+            scan = _scan_records(library, progress, on_progress)
+            count = index.replace_all(opened.db, scan.models)
+        finally:
+            state_path.unlink(missing_ok=True)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise index_file.disk_full_error(library.root) from exc
+        raise
+    except sqlite3.DatabaseError as exc:
+        raise index_file.as_library_error(exc, library.index_path, library.root) from exc
+    return scan, count
 
 
 def _files_not_whole(model_dir: Path, record: dict[str, Any]) -> list[str]:

@@ -18,19 +18,22 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from modelimport.errors import (
+    DiskFull,
     FileInUse,
+    LibraryBusy,
     ModelImportError,
     UsageError,
     held_open,
     raise_if_in_use,
 )
 from modelimport.faults import fault_point
-from modelimport.library import index, staging
+from modelimport.library import index, index_file, staging
 from modelimport.library.contained import OutsideLibrary, inside
 from modelimport.library.layout import METADATA_NAME, fsync_dir, validate_model_id
 from modelimport.library.maintenance import OpenLibrary
@@ -138,6 +141,14 @@ def remove_models(
                 # Windows: an app holds one of its files; the model stays, and so do its links.
                 link_new_models(opened.library, opened.db, [plan.model_id])
                 raise
+        except sqlite3.Error as exc:  # the index busy or full while unlinking
+            library = opened.library
+            error = index_file.as_library_error(exc, library.index_path, library.root)
+            results.append(_failed(plan, str(error)))
+            continue
+        except (LibraryBusy, DiskFull) as exc:  # a sentence about the library, not the model
+            results.append(_failed(plan, str(exc)))
+            continue
         except (OSError, ModelImportError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             results.append(_failed(plan, f"Removing {plan.model_id} failed: {reason}"))
@@ -173,22 +184,42 @@ def _remove_one(opened: OpenLibrary, model_id: str, kept: Path | None) -> None:
         txn.extra.update(removing=model_id, keep_to=str(kept) if kept else None)
         txn.save()
         fault_point("remove.before_rename")
+        renamed = False
         try:
-            os.rename(model_dir, txn.model_path)
-        except OSError as exc:
+            # The index's write lock first: while another process holds it, the removal
+            # fails here, before anything has moved (not half done after a long wait).
+            with index.write_transaction(opened.db):
+                try:
+                    os.rename(model_dir, txn.model_path)
+                except OSError as exc:
+                    raise_if_in_use(exc, model_dir)  # Windows: an app holds a file of it
+                    raise
+                renamed = True
+                fsync_dir(model_dir.parent)
+                fault_point("remove.after_rename")
+                index.delete_rows(opened.db, model_id)
+        except BaseException as exc:
+            if renamed and not _put_back(txn.model_path, model_dir):
+                txn.release()  # the journal stays: the next command finishes the removal
+                raise
             txn.close()
-            raise_if_in_use(exc, model_dir)
+            if isinstance(exc, sqlite3.Error):
+                raise index_file.as_library_error(exc, library.index_path, library.root) from exc
             raise
-        except BaseException:
-            txn.close()
-            raise
-        fsync_dir(model_dir.parent)
-        fault_point("remove.after_rename")
-        index.delete_model(opened.db, model_id)
     if kept is not None:
         move_kept_files(txn.model_path, kept)
     txn.close()  # deletes what is left: the model's files and metadata.json
     _prune_empty(model_dir.parent, library.root)
+
+
+def _put_back(moved: Path, model_dir: Path) -> bool:
+    """Undo the removal's rename (the index kept the model's rows); False if impossible."""
+    try:
+        os.rename(moved, model_dir)
+        fsync_dir(model_dir.parent)
+    except OSError:
+        return False
+    return True
 
 
 def move_kept_files(model: Path, kept: Path) -> None:
