@@ -239,6 +239,13 @@ class _Machine:
             self.found.append(glob)
         return Global(*glob)
 
+    def flag(self, pseudo: tuple[str, str]) -> None:
+        """Record something no allowlist can vouch for as a called global (`<...>` module)."""
+        if pseudo not in self.seen:
+            self.seen.add(pseudo)
+            self.found.append(pseudo)
+        self.called.add(pseudo)
+
     def call(self, func: Any, args: Any, invokes: bool = True) -> Any:
         if isinstance(func, Global):
             key = (func.module, func.name)
@@ -346,6 +353,11 @@ class _Machine:
             stack.append(self.call(items[0], self.made(args, args)))
         elif name == "BUILD":
             state = stack.pop()
+            if isinstance(stack[-1], Global):
+                # BUILD on a class or function itself sets its attributes in the loading
+                # process (setattr(argparse.Namespace, "__repr__", ...)): only objects the
+                # pickle made are built, as torch's weights_only unpickler requires.
+                self.flag(("<attributes set on>", f"{stack[-1].module}.{stack[-1].name}"))
             self.made(stack[-1], (state,))
         elif name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
             if len(self.memo) >= MAX_MEMO:

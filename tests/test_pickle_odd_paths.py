@@ -1,0 +1,53 @@
+"""Pickles that reach code through allowlisted names used oddly: each would run or change
+code in a process that loads it with pickle.load (torch.load(weights_only=False)) although
+every global it names is on the allowlist. Never unpickled here except the harmless
+demonstration of what BUILD on a class does."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import pickle
+
+import pytest
+from factories import _p_global, _p_str, torch_state_dict_pickle
+
+from modelimport.formats.pickle_scan import run_pickle
+from modelimport.formats.pickle_verdict import classify_globals
+
+STATE = torch_state_dict_pickle({"w": ("F32", [4])})
+
+
+def _verdict(prefix: bytes) -> dict:
+    """A real state dict pickle whose stream first runs `prefix` (and pops what it left)."""
+    result = run_pickle(io.BytesIO(STATE[:2] + prefix + b"0" + STATE[2:]))
+    return classify_globals(result.globals, result.called)
+
+
+def _build_on(module: str, name: str) -> bytes:
+    """BUILD with a slot state on the global itself: setattr(module.name, "__repr__", str)."""
+    return _p_global(module, name) + b"N}" + _p_str("__repr__") + _p_global("builtins", "str") \
+        + b"s\x86b"
+
+
+def test_build_on_a_class_sets_its_attributes_in_the_loading_process():
+    """What the refusal below prevents, shown on a harmless class and put back."""
+    before = argparse.Namespace.__repr__
+    try:
+        pickle.loads(b"\x80\x02" + _build_on("argparse", "Namespace") + b".")
+        assert argparse.Namespace.__repr__ is str
+    finally:
+        argparse.Namespace.__repr__ = before
+
+
+@pytest.mark.parametrize("glob", [("argparse", "Namespace"), ("torch", "Tensor"),
+                                  ("torch._utils", "_rebuild_tensor_v2")])
+def test_build_on_an_allowlisted_global_itself_is_unsafe(glob):
+    scan = _verdict(_build_on(*glob))
+    assert scan["verdict"] == "unsafe", scan
+    assert f"<attributes set on>.{glob[0]}.{glob[1]}" in scan["dangerous"]
+
+
+def test_build_on_an_object_the_pickle_made_stays_allowed():
+    made = _p_global("argparse", "Namespace") + b")R}" + _p_str("lr") + b"K\x01sb"
+    assert _verdict(made)["verdict"] == "needs_classes"
