@@ -51,3 +51,26 @@ def test_build_on_an_allowlisted_global_itself_is_unsafe(glob):
 def test_build_on_an_object_the_pickle_made_stays_allowed():
     made = _p_global("argparse", "Namespace") + b")R}" + _p_str("lr") + b"K\x01sb"
     assert _verdict(made)["verdict"] == "needs_classes"
+
+
+CHECKPOINT = ("pytorch_lightning.callbacks.model_checkpoint", "ModelCheckpoint")
+
+
+def test_reconstructor_with_an_object_as_base_runs_its_init_and_is_unsafe():
+    """copyreg._reconstructor(cls, base, state) runs base.__init__(obj, state): with base an
+    instance made by NEWOBJ (allowed: no __init__), that is ModelCheckpoint.__init__, a class
+    the allowlist lets a checkpoint only name."""
+    instance = _p_global(*CHECKPOINT) + b")\x81"
+    payload = _p_global("copyreg", "_reconstructor") + _p_global(*CHECKPOINT) + instance \
+        + _p_str("/tmp/x") + b"\x87R"
+    assert _verdict(instance)["verdict"] == "needs_classes"  # naming and NEWOBJ alone: fine
+    scan = _verdict(payload)
+    assert scan["verdict"] == "unsafe", scan
+
+
+def test_calling_an_object_the_pickle_made_is_unsafe():
+    """REDUCE on a callable that is no named global: NEWOBJ made an instance, REDUCE calls it
+    (its class's __call__)."""
+    payload = _p_global(*CHECKPOINT) + b")\x81" + b")R"
+    scan = _verdict(payload)
+    assert scan["verdict"] == "unsafe", scan

@@ -247,13 +247,22 @@ class _Machine:
         self.called.add(pseudo)
 
     def call(self, func: Any, args: Any, invokes: bool = True) -> Any:
-        if isinstance(func, Global):
+        if not isinstance(func, Global):
+            # a callable that is no named global (an object the pickle made): calling it runs
+            # whatever its class does, which no allowlist entry vouches for
+            self.flag(COMPUTED)
+        else:
             key = (func.module, func.name)
             if invokes:
                 self.called.add(key)
             base = args[1] if isinstance(args, tuple) and len(args) > 1 else None
-            if key == ("copyreg", "_reconstructor") and isinstance(base, Global):
-                self.called.add((base.module, base.name))  # it runs base.__init__(obj, state)
+            if key == ("copyreg", "_reconstructor"):
+                # it runs base.__init__(obj, state); a base that is an object, not a class,
+                # runs its class's __init__ (a class the allowlist lets only be named)
+                if isinstance(base, Global):
+                    self.called.add((base.module, base.name))
+                else:
+                    self.flag(COMPUTED)
             if key in (("collections", "OrderedDict"), ("builtins", "dict")):
                 return {}
             if key in (("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_tensor")):
