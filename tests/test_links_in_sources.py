@@ -81,3 +81,14 @@ def test_a_planted_blobs_link_is_no_cache(tmp_path: Path):
     lib = tmp_path / "lib"
     _import(lib, snapshot)
     assert _library_holds_secret(lib) == []
+
+
+def test_a_named_models_sidecar_linked_outside_its_folder_stays_out(tmp_path: Path):
+    private = _private(tmp_path)
+    make_lora_with_sidecars(tmp_path / "dl")
+    (tmp_path / "dl" / "add_detail.txt").symlink_to(private / "id_rsa")
+    lib = tmp_path / "lib"
+    [result] = _import(lib, tmp_path / "dl" / "add_detail.safetensors")["results"]
+    assert result["status"] == "imported"
+    assert _library_holds_secret(lib) == []
+    assert "add_detail.civitai.info" in {f["name"] for f in result["files"]}

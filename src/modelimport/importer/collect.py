@@ -85,7 +85,9 @@ def collect_paths(paths: list[Path], exclude: Path | None = None) -> Collected:
         elif (st.st_dev, st.st_ino) not in seen_files:
             seen_files.add((st.st_dev, st.st_ino))
             out.files.append(given.absolute())
-            found = sidecars_of(given.absolute(), _regular_file_names(given.parent))
+            beside = [name for name in _regular_file_names(given.parent)
+                      if not link_leads_outside(given.parent / name, given.parent)]
+            found = sidecars_of(given.absolute(), beside)
             if found:
                 out.sidecars[given.absolute()] = found
     # `import ~/Downloads/*` names sidecars too: each travels with its model, and is only
