@@ -74,3 +74,38 @@ def test_calling_an_object_the_pickle_made_is_unsafe():
     payload = _p_global(*CHECKPOINT) + b")\x81" + b")R"
     scan = _verdict(payload)
     assert scan["verdict"] == "unsafe", scan
+
+
+# A protocol-0 payload after a real state dict, behind an opcode pickletools cannot read but
+# pickle.load can: Python's unpickler (torch.load decodes STRING as UTF-8) reads on to it.
+PAYLOAD = b"cposix\nsystem\n(S'echo pwned'\ntR0"
+UNREADABLE_FOR_US = {
+    "utf8-string": "S'caf\u00e9'\n0".encode(),  # genops decodes STRING as ASCII
+    "long-line": b"S'" + b"A" * 100_000 + b"'\n0",  # beyond our 64 KiB line
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNREADABLE_FOR_US))
+def test_a_payload_behind_what_we_cannot_read_is_not_judged_safe(tmp_path, name):
+    from modelimport.errors import InvalidModelFile
+    from modelimport.formats.torch_file import scan_folder_pickle
+
+    hidden = UNREADABLE_FOR_US[name]
+    seen: list[tuple[str, str]] = []
+
+    class Recording(pickle.Unpickler):
+        def find_class(self, module, gname):  # records, imports nothing
+            seen.append((module, gname))
+            return lambda *args: None
+
+    Recording(io.BytesIO(b"\x80\x02" + hidden + PAYLOAD + b"N."), encoding="utf-8").load()
+    assert seen == [("posix", "system")]  # pickle.load reaches the payload
+
+    path = tmp_path / "optimizer.pt"  # a folder model's file its loader torch.loads
+    path.write_bytes(STATE[:-1] + hidden + PAYLOAD + b".")
+    try:
+        facts = scan_folder_pickle(path)
+    except InvalidModelFile as refused:
+        assert "beyond what this tool scans" in str(refused)
+    else:
+        assert facts is not None and facts.details["pickle_scan"]["verdict"] == "unsafe"

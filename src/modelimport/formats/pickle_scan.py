@@ -439,7 +439,14 @@ def collect_tensors(value: Any) -> dict[str, TensorInfo]:
     return tensors
 
 
+# What follows the point where a pickle broke for us: Python's unpickler may read on where
+# pickletools stops (a protocol-0 STRING of UTF-8 text, which torch.load decodes as UTF-8),
+# so whatever comes after is unread, and unread is not vetted.
+UNREAD_REST = ("<the rest after a damaged opcode>", "")
+
+
 def broken_pickle_scan(exc: PickleError) -> PickleResult:
     """What a pickle that broke half-way imported: what it would have done with those
-    globals cannot be known, so each counts as called."""
-    return PickleResult(None, exc.globals, set(exc.globals))
+    globals cannot be known, so each counts as called, and so does the unread rest."""
+    found = [*exc.globals, UNREAD_REST]
+    return PickleResult(None, found, set(found))

@@ -201,7 +201,7 @@ def classify_globals(
 
 
 def _dotted(glob: tuple[str, str]) -> str:
-    return f"{glob[0]}.{glob[1]}"
+    return f"{glob[0]}.{glob[1]}" if glob[1] else glob[0]
 
 
 def _reaches_dangerous(glob: tuple[str, str]) -> bool:
