@@ -109,3 +109,19 @@ def test_a_payload_behind_what_we_cannot_read_is_not_judged_safe(tmp_path, name)
         assert "beyond what this tool scans" in str(refused)
     else:
         assert facts is not None and facts.details["pickle_scan"]["verdict"] == "unsafe"
+
+
+@pytest.mark.parametrize("name", sorted(UNREADABLE_FOR_US))
+def test_a_protocol_0_pickle_we_cannot_read_is_still_a_pickle(tmp_path, name):
+    """Before any global: the folder file was taken for no pickle at all and copied as it
+    was, though torch.load of it reaches posix.system."""
+    from modelimport.errors import InvalidModelFile
+    from modelimport.formats.torch_file import scan_folder_pickle
+
+    path = tmp_path / "scheduler.bin"
+    path.write_bytes(UNREADABLE_FOR_US[name] + PAYLOAD + b"N.")
+    with pytest.raises(InvalidModelFile, match="not a readable pickle"):
+        scan_folder_pickle(path)
+    text = tmp_path / "README.md"  # text with UTF-8 is no pickle
+    text.write_bytes("S\u00e9ance notes: caf\u00e9\n".encode())
+    assert scan_folder_pickle(text) is None

@@ -87,10 +87,13 @@ class PickleError(Exception):
     """A malformed pickle; `globals`/`called` say what it imported before it broke."""
 
     def __init__(self, message: str, globals_: list[tuple[str, str]] | None = None,
-                 called: set[tuple[str, str]] | None = None) -> None:
+                 called: set[tuple[str, str]] | None = None, reads_on: bool = False) -> None:
         super().__init__(message)
         self.globals = list(globals_ or [])
         self.called = set(called or ())
+        # a break of ours where pickle.load reads on (a UTF-8 STRING, a line past our limit):
+        # what follows may import anything
+        self.reads_on = reads_on
 
 
 class PickleLimit(Exception):
@@ -144,7 +147,7 @@ class BoundedReader:
         line = self.stream.readline(min(MAX_LINE_BYTES, self.limit - self.position) + 1)
         self.position += len(line)
         if len(line) > MAX_LINE_BYTES:
-            raise PickleError("a text argument longer than a line")
+            raise PickleError("a text argument longer than a line", reads_on=True)
         return line
 
     def peek(self, n: int = 1) -> bytes:
@@ -195,9 +198,10 @@ class _Machine:
                     raise PickleLimit(f"a stack deeper than {MAX_STACK:,}")
         except (ValueError, KeyError, IndexError, TypeError, AttributeError, EOFError,
                 UnicodeDecodeError) as exc:
-            raise PickleError(str(exc) or type(exc).__name__, self.found, self.called) from exc
+            raise PickleError(str(exc) or type(exc).__name__, self.found, self.called,
+                              reads_on=_ascii_only_here(exc)) from exc
         except PickleError as exc:
-            raise PickleError(str(exc), self.found, self.called) from exc
+            raise PickleError(str(exc), self.found, self.called, exc.reads_on) from exc
         raise PickleError("pickle ends without STOP", self.found, self.called)
 
     # -- values ------------------------------------------------------------------------------
@@ -389,6 +393,12 @@ class _Machine:
             stack.append(None)
         else:
             raise PickleError(f"unhandled opcode {name}")
+
+
+def _ascii_only_here(exc: Exception) -> bool:
+    """genops decodes a protocol-0 STRING as ASCII, where torch.load's unpickler decodes UTF-8
+    and reads on."""
+    return isinstance(exc, UnicodeDecodeError) and exc.encoding == "ascii"
 
 
 # Opcodes whose argument genops decodes but which are not constants to push.

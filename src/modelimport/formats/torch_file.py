@@ -212,7 +212,7 @@ def runs_as_pickle(path: Path, size: int) -> bool:
         try:
             result = run_pickle(BoundedReader(fh, min(size, MAX_PICKLE_BYTES), size))
         except PickleError as exc:
-            return bool(exc.globals)
+            return bool(exc.globals) or exc.reads_on
         except PickleLimit:
             return True  # too big to judge: what torch.load would do with it is unknown
     return bool(result.globals)
