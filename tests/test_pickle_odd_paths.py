@@ -125,3 +125,12 @@ def test_a_protocol_0_pickle_we_cannot_read_is_still_a_pickle(tmp_path, name):
     text = tmp_path / "README.md"  # text with UTF-8 is no pickle
     text.write_bytes("S\u00e9ance notes: caf\u00e9\n".encode())
     assert scan_folder_pickle(text) is None
+
+
+@pytest.mark.parametrize("name", sorted(UNREADABLE_FOR_US))
+def test_a_second_pickle_we_cannot_read_is_not_taken_for_trailing_bytes(tmp_path, name):
+    from modelimport.formats import inspect_file
+
+    path = tmp_path / "two.ckpt"
+    path.write_bytes(STATE + UNREADABLE_FOR_US[name] + PAYLOAD + b"N.")
+    assert inspect_file(path).details["pickle_scan"]["verdict"] == "unsafe"

@@ -176,7 +176,7 @@ def inspect_pickle(path: Path, size: int, require_tensors: bool = True) -> FileF
                     break
                 extra = _scan_stream(name, reader, "a pickle")
                 if isinstance(extra, PickleError):
-                    if not extra.globals:
+                    if not extra.globals and not extra.reads_on:
                         break  # trailing bytes that import nothing
                     extra = broken_pickle_scan(extra)
                 found += extra.globals
