@@ -134,3 +134,15 @@ def test_a_second_pickle_we_cannot_read_is_not_taken_for_trailing_bytes(tmp_path
     path = tmp_path / "two.ckpt"
     path.write_bytes(STATE + UNREADABLE_FOR_US[name] + PAYLOAD + b"N.")
     assert inspect_file(path).details["pickle_scan"]["verdict"] == "unsafe"
+
+
+def test_a_safetensors_file_whose_header_length_reads_as_an_opcode_is_no_pickle(tmp_path):
+    """A header of 80 bytes starts the file with 'P' (PERSID): the line it reads is the rest
+    of the file, which pickle.load refuses as well."""
+    from factories import make_safetensors
+
+    from modelimport.formats import inspect_file
+
+    path = make_safetensors(tmp_path / "m.safetensors", {"w": ("F32", [256, 256])})
+    assert path.read_bytes()[:1] == b"P"
+    assert inspect_file(path).format == "safetensors"

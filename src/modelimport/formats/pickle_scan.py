@@ -147,7 +147,9 @@ class BoundedReader:
         line = self.stream.readline(min(MAX_LINE_BYTES, self.limit - self.position) + 1)
         self.position += len(line)
         if len(line) > MAX_LINE_BYTES:
-            raise PickleError("a text argument longer than a line", reads_on=True)
+            # a quoted STRING pickle.load would read whole; any other long line it refuses too
+            raise PickleError("a text argument longer than a line",
+                              reads_on=line.startswith((b"'", b'"')))
         return line
 
     def peek(self, n: int = 1) -> bytes:
