@@ -146,3 +146,19 @@ def test_a_safetensors_file_whose_header_length_reads_as_an_opcode_is_no_pickle(
     path = make_safetensors(tmp_path / "m.safetensors", {"w": ("F32", [256, 256])})
     assert path.read_bytes()[:1] == b"P"
     assert inspect_file(path).format == "safetensors"
+
+
+def test_safetensors_files_whose_header_reads_as_persid_with_any_bytes_are_no_pickles(tmp_path):
+    """PERSID's line is decoded as ASCII by pickle.load as by pickletools: random tensor
+    bytes after an 80-byte header are no STRING pickle.load reads on."""
+    import os
+
+    from factories import make_safetensors
+
+    from modelimport.formats import inspect_file
+
+    for seed in range(3):
+        path = make_safetensors(tmp_path / f"m{seed}.safetensors",
+                                {f"w{seed}": ("U8", [1_000_000])}, fill=os.urandom(1_000_000))
+        assert path.read_bytes()[:1] == b"P"
+        assert inspect_file(path).format == "safetensors"

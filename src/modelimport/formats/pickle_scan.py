@@ -51,6 +51,9 @@ STORAGE_DTYPES = {
 }
 
 
+STRING_OPCODE = b"S"
+
+
 @dataclass(frozen=True)
 class Global:
     module: str
@@ -117,6 +120,7 @@ class BoundedReader:
                  available: int | None = None) -> None:
         self.stream, self.limit, self.position = stream, limit, 0
         self.available = available  # the file's size, when known
+        self.last_byte = b""
 
     def tell(self) -> int:
         return self.position
@@ -141,15 +145,17 @@ class BoundedReader:
             raise PickleLimit("an unbounded read")
         chunk = self.stream.read(self._room(n))
         self.position += len(chunk)
+        if n == 1:
+            self.last_byte = chunk  # genops reads each opcode alone: the one being decoded
         return chunk
 
     def readline(self, limit: int = -1) -> bytes:  # GLOBAL, INT, STRING args end in "\n"
         line = self.stream.readline(min(MAX_LINE_BYTES, self.limit - self.position) + 1)
         self.position += len(line)
         if len(line) > MAX_LINE_BYTES:
-            # a quoted STRING pickle.load would read whole; any other long line it refuses too
+            # a STRING pickle.load would read whole; any other long line it refuses too
             raise PickleError("a text argument longer than a line",
-                              reads_on=line.startswith((b"'", b'"')))
+                              reads_on=self.last_byte == STRING_OPCODE)
         return line
 
     def peek(self, n: int = 1) -> bytes:
@@ -201,7 +207,7 @@ class _Machine:
         except (ValueError, KeyError, IndexError, TypeError, AttributeError, EOFError,
                 UnicodeDecodeError) as exc:
             raise PickleError(str(exc) or type(exc).__name__, self.found, self.called,
-                              reads_on=_ascii_only_here(exc)) from exc
+                              reads_on=_ascii_only_here(exc, stream)) from exc
         except PickleError as exc:
             raise PickleError(str(exc), self.found, self.called, exc.reads_on) from exc
         raise PickleError("pickle ends without STOP", self.found, self.called)
@@ -397,10 +403,11 @@ class _Machine:
             raise PickleError(f"unhandled opcode {name}")
 
 
-def _ascii_only_here(exc: Exception) -> bool:
+def _ascii_only_here(exc: Exception, stream: BoundedReader) -> bool:
     """genops decodes a protocol-0 STRING as ASCII, where torch.load's unpickler decodes UTF-8
-    and reads on."""
-    return isinstance(exc, UnicodeDecodeError) and exc.encoding == "ascii"
+    and reads on (other text arguments it refuses as non-ASCII too)."""
+    return (isinstance(exc, UnicodeDecodeError) and exc.encoding == "ascii"
+            and stream.last_byte == STRING_OPCODE)
 
 
 # Opcodes whose argument genops decodes but which are not constants to push.
