@@ -203,3 +203,22 @@ def test_a_config_file_modelimport_made_goes_with_its_section(tmp_path: Path) ->
     assert mi(lib, "apps", "remove", "c", "--unlink").code == 0
     # Empty, it would stop ComfyUI from starting (it reads the file as a mapping).
     assert not config.exists()
+
+
+def test_a_config_file_that_is_a_link_is_never_written_through(tmp_path: Path) -> None:
+    """A planted (or the person's own) extra_model_paths.yaml link: writing our section used
+    to replace the link with a copy of what it pointed at (a token file) in ComfyUI's folder."""
+    comfy, lib = tmp_path / "ComfyUI", tmp_path / "lib"
+    (comfy / "models").mkdir(parents=True)
+    private = tmp_path / "dot" / "hosts.yml"
+    private.parent.mkdir()
+    private.write_text("github.com:\n    oauth_token: gho_not_for_comfyui\n", encoding="utf-8")
+    config = comfy / "extra_model_paths.yaml"
+    config.symlink_to(private)
+
+    add = mi(lib, "apps", "add", "c", comfy, "--kind", "comfyui", "--via", "config")
+
+    assert add.code != 0 and "is a link" in add.stderr and "Traceback" not in add.stderr
+    assert config.is_symlink() and config.readlink() == private
+    assert private.read_text(encoding="utf-8").endswith("gho_not_for_comfyui\n")
+    assert mi(lib, "apps", "list", "--json").json["apps"] == []

@@ -268,3 +268,31 @@ def test_an_online_import_refreshes_an_index_older_than_a_week_and_only_then(
     stats = index.stats()
     index.close()
     assert stats.age_s is not None and stats.age_s < 3600
+
+
+def test_an_index_planted_as_a_link_is_never_written_through(
+    tmp_path: Path, fake_hub: FakeHub, fake_hub_env: dict[str, str]
+):
+    """publisher-index.sqlite as a link to another program's database: update wrote its
+    tables into that database (and a dangling link made a file wherever it pointed)."""
+    _world(fake_hub, tmp_path / "dl")
+    cache = Path(fake_hub_env["MODELIMPORT_CACHE_DIR"])
+    cache.mkdir(parents=True, exist_ok=True)
+    other = tmp_path / "other-app" / "places.sqlite"
+    other.parent.mkdir()
+    db = sqlite3.connect(other)
+    with db:
+        db.execute("CREATE TABLE bookmarks (url TEXT)")
+    db.close()
+    before = other.read_bytes()
+    (cache / "publisher-index.sqlite").symlink_to(other)
+    env = {**fake_hub_env, "MODELIMPORT_PUBLISHERS": "Comfy-Org,someone"}
+
+    run = run_cli("index", "update", env=env)
+
+    assert run.code == 1 and "is a link" in run.stderr and "Internal error" not in run.stderr
+    assert other.read_bytes() == before
+    (cache / "publisher-index.sqlite").unlink()
+    (cache / "publisher-index.sqlite").symlink_to(tmp_path / "nowhere.sqlite")
+    assert run_cli("index", "update", env=env).code != 0
+    assert not (tmp_path / "nowhere.sqlite").exists()

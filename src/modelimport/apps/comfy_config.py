@@ -28,6 +28,7 @@ Invariants:
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -141,9 +142,20 @@ def read_state(target: AppTarget, library_root: Path) -> str:
     return "current" if current else "stale"
 
 
+def _refuse_link(path: Path) -> None:
+    """The file is edited only where it is ComfyUI's own: a link would be replaced by a copy
+    of whatever it points at (another config, a token file), and the person's link lost."""
+    if os.path.islink(path):
+        raise AppsConfigError(
+            f"{path} is a link (to {os.readlink(path)}), which modelimport does not write "
+            f"through: add the {SECTION!r} section by hand (`modelimport apps add --help`)."
+        )
+
+
 def write_section(target: AppTarget, library_root: Path) -> str:
     """Make our section say `library_root`: returns written | updated | unchanged."""
     path = config_file(target)
+    _refuse_link(path)
     text = _read(path) or ""
     before = _load(path, text)
     head, ours, tail = _split(path, text)
@@ -175,6 +187,7 @@ def write_section(target: AppTarget, library_root: Path) -> str:
 def remove_section(target: AppTarget) -> bool:
     """Take our section out of the file (the rest stays as it is); False if it had none."""
     path = config_file(target)
+    _refuse_link(path)
     head, ours, tail = _split(path, _read(path) or "")
     if ours is None:
         return False

@@ -21,6 +21,7 @@ from modelimport.apps.report import FAILED, LinkChange, SyncReport, skip_change
 from modelimport.apps.targets import AppTarget
 from modelimport.library import index
 from modelimport.library.contained import OutsideLibrary, inside
+from modelimport.library.layout import is_within
 from modelimport.names import MODEL_EXTENSIONS
 
 
@@ -181,6 +182,15 @@ def _contained(
         except OutsideLibrary as exc:
             path = str(link.link_path)
             report.add(LinkChange(FAILED, link.app, link.model_id, path, None, reason=str(exc)))
+            continue
+        if is_within(link.link_path.parent, library_root):
+            # an app folder that is a link into the library (models/loras -> the library):
+            # modelimport never makes a link inside its library
+            folder = link.link_path.parent
+            reason = (f"{folder} leads into the library ({os.path.realpath(folder)}); no link "
+                      "is made there")
+            report.add(LinkChange(FAILED, link.app, link.model_id, str(link.link_path), None,
+                                  reason=reason))
             continue
         kept.append(link)
     return kept

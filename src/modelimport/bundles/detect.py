@@ -230,6 +230,25 @@ def _gguf_folder(folder: Path, files: list[str], dirs: list[str]) -> tuple[str, 
 BUNDLE_RULES = (_diffusers_pipeline, _diffusers_component, _transformers, _gguf_folder)
 
 
+def link_leads_outside(path: Path, boundary: Path) -> bool:
+    """Whether `path`, met while walking the folder `boundary` the person named, is a symbolic
+    link whose target lies outside that folder: such a link is never followed (a downloaded
+    folder's `tokenizer.json -> ~/.ssh/id_rsa` would copy a private file into the library).
+    The Hugging Face cache's own links, from a snapshot into its repo's real `blobs/`, stay."""
+    if not os.path.islink(path):
+        return False
+    target = os.path.realpath(path)
+    allowed = [os.path.realpath(boundary)]
+    for parent in Path(os.path.abspath(path)).parents:
+        if HF_CACHE_REPO_FOLDER.fullmatch(parent.name):
+            blobs = os.path.realpath(parent / "blobs")
+            if blobs == os.path.join(os.path.realpath(parent), "blobs"):  # not a planted link
+                allowed.append(blobs)
+            break
+    return not any(target == root or target.startswith(root.rstrip(os.sep) + os.sep)
+                   for root in allowed)
+
+
 def _left_out_file(name: str) -> str | None:
     for pattern, reason in LEFT_OUT_FILES:
         if re.search(pattern, name):
@@ -238,10 +257,12 @@ def _left_out_file(name: str) -> str | None:
 
 
 def read_bundle(
-    root: Path, kind: str, reason: str, exclude: tuple[int, int] | None = None
+    root: Path, kind: str, reason: str, exclude: tuple[int, int] | None = None,
+    boundary: Path | None = None,
 ) -> Bundle:
     """Every file under `root` (symlinked folders followed once), with roles and what is left
-    out. `exclude` is the (device, inode) of the library root, never walked into."""
+    out. `exclude` is the (device, inode) of the library root, never walked into; a link
+    leading outside `boundary` (the folder the person named, else `root`) is left out."""
     files: list[BundleFile] = []
     left_out: list[tuple[str, str]] = []
     problems: list[str] = []
@@ -257,6 +278,9 @@ def read_bundle(
             return
         for entry in entries:
             relative = f"{prefix}{entry.name}"
+            if link_leads_outside(Path(entry.path), boundary or root):
+                left_out.append((relative, "a link leading outside the folder named"))
+                continue
             try:
                 st = entry.stat(follow_symlinks=True)
             except OSError:

@@ -33,7 +33,7 @@ from modelimport.cli.options import (
 from modelimport.cli.output import Output
 from modelimport.cli.progress import planning_sink, progress_sink
 from modelimport.config import hub_offline_by_env
-from modelimport.errors import UsageError
+from modelimport.errors import ModelImportError, UsageError
 
 IMPORT_EXAMPLES = """
 Examples:
@@ -223,7 +223,7 @@ def _refresh_publisher_index(out: Output, timeout: float) -> None:
     endpoint = os.environ.get("HF_ENDPOINT") or constants.ENDPOINT
     try:
         report = refresh_stale(endpoint=endpoint, timeout=timeout)
-    except OSError:
+    except (OSError, ModelImportError):  # an index that cannot be written: imports go on
         return
     if report is not None:
         out.info(

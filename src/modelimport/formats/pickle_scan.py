@@ -51,6 +51,9 @@ STORAGE_DTYPES = {
 }
 
 
+STRING_OPCODE = b"S"
+
+
 @dataclass(frozen=True)
 class Global:
     module: str
@@ -87,10 +90,13 @@ class PickleError(Exception):
     """A malformed pickle; `globals`/`called` say what it imported before it broke."""
 
     def __init__(self, message: str, globals_: list[tuple[str, str]] | None = None,
-                 called: set[tuple[str, str]] | None = None) -> None:
+                 called: set[tuple[str, str]] | None = None, reads_on: bool = False) -> None:
         super().__init__(message)
         self.globals = list(globals_ or [])
         self.called = set(called or ())
+        # a break of ours where pickle.load reads on (a UTF-8 STRING, a line past our limit):
+        # what follows may import anything
+        self.reads_on = reads_on
 
 
 class PickleLimit(Exception):
@@ -114,6 +120,7 @@ class BoundedReader:
                  available: int | None = None) -> None:
         self.stream, self.limit, self.position = stream, limit, 0
         self.available = available  # the file's size, when known
+        self.last_byte = b""
 
     def tell(self) -> int:
         return self.position
@@ -138,13 +145,17 @@ class BoundedReader:
             raise PickleLimit("an unbounded read")
         chunk = self.stream.read(self._room(n))
         self.position += len(chunk)
+        if n == 1:
+            self.last_byte = chunk  # genops reads each opcode alone: the one being decoded
         return chunk
 
     def readline(self, limit: int = -1) -> bytes:  # GLOBAL, INT, STRING args end in "\n"
         line = self.stream.readline(min(MAX_LINE_BYTES, self.limit - self.position) + 1)
         self.position += len(line)
         if len(line) > MAX_LINE_BYTES:
-            raise PickleError("a text argument longer than a line")
+            # a STRING pickle.load would read whole; any other long line it refuses too
+            raise PickleError("a text argument longer than a line",
+                              reads_on=self.last_byte == STRING_OPCODE)
         return line
 
     def peek(self, n: int = 1) -> bytes:
@@ -195,9 +206,10 @@ class _Machine:
                     raise PickleLimit(f"a stack deeper than {MAX_STACK:,}")
         except (ValueError, KeyError, IndexError, TypeError, AttributeError, EOFError,
                 UnicodeDecodeError) as exc:
-            raise PickleError(str(exc) or type(exc).__name__, self.found, self.called) from exc
+            raise PickleError(str(exc) or type(exc).__name__, self.found, self.called,
+                              reads_on=_ascii_only_here(exc, stream)) from exc
         except PickleError as exc:
-            raise PickleError(str(exc), self.found, self.called) from exc
+            raise PickleError(str(exc), self.found, self.called, exc.reads_on) from exc
         raise PickleError("pickle ends without STOP", self.found, self.called)
 
     # -- values ------------------------------------------------------------------------------
@@ -239,14 +251,30 @@ class _Machine:
             self.found.append(glob)
         return Global(*glob)
 
+    def flag(self, pseudo: tuple[str, str]) -> None:
+        """Record something no allowlist can vouch for as a called global (`<...>` module)."""
+        if pseudo not in self.seen:
+            self.seen.add(pseudo)
+            self.found.append(pseudo)
+        self.called.add(pseudo)
+
     def call(self, func: Any, args: Any, invokes: bool = True) -> Any:
-        if isinstance(func, Global):
+        if not isinstance(func, Global):
+            # a callable that is no named global (an object the pickle made): calling it runs
+            # whatever its class does, which no allowlist entry vouches for
+            self.flag(COMPUTED)
+        else:
             key = (func.module, func.name)
             if invokes:
                 self.called.add(key)
             base = args[1] if isinstance(args, tuple) and len(args) > 1 else None
-            if key == ("copyreg", "_reconstructor") and isinstance(base, Global):
-                self.called.add((base.module, base.name))  # it runs base.__init__(obj, state)
+            if key == ("copyreg", "_reconstructor"):
+                # it runs base.__init__(obj, state); a base that is an object, not a class,
+                # runs its class's __init__ (a class the allowlist lets only be named)
+                if isinstance(base, Global):
+                    self.called.add((base.module, base.name))
+                else:
+                    self.flag(COMPUTED)
             if key in (("collections", "OrderedDict"), ("builtins", "dict")):
                 return {}
             if key in (("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_tensor")):
@@ -346,6 +374,11 @@ class _Machine:
             stack.append(self.call(items[0], self.made(args, args)))
         elif name == "BUILD":
             state = stack.pop()
+            if isinstance(stack[-1], Global):
+                # BUILD on a class or function itself sets its attributes in the loading
+                # process (setattr(argparse.Namespace, "__repr__", ...)): only objects the
+                # pickle made are built, as torch's weights_only unpickler requires.
+                self.flag(("<attributes set on>", f"{stack[-1].module}.{stack[-1].name}"))
             self.made(stack[-1], (state,))
         elif name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
             if len(self.memo) >= MAX_MEMO:
@@ -368,6 +401,13 @@ class _Machine:
             stack.append(None)
         else:
             raise PickleError(f"unhandled opcode {name}")
+
+
+def _ascii_only_here(exc: Exception, stream: BoundedReader) -> bool:
+    """genops decodes a protocol-0 STRING as ASCII, where torch.load's unpickler decodes UTF-8
+    and reads on (other text arguments it refuses as non-ASCII too)."""
+    return (isinstance(exc, UnicodeDecodeError) and exc.encoding == "ascii"
+            and stream.last_byte == STRING_OPCODE)
 
 
 # Opcodes whose argument genops decodes but which are not constants to push.
@@ -418,7 +458,14 @@ def collect_tensors(value: Any) -> dict[str, TensorInfo]:
     return tensors
 
 
+# What follows the point where a pickle broke for us: Python's unpickler may read on where
+# pickletools stops (a protocol-0 STRING of UTF-8 text, which torch.load decodes as UTF-8),
+# so whatever comes after is unread, and unread is not vetted.
+UNREAD_REST = ("<the rest after a damaged opcode>", "")
+
+
 def broken_pickle_scan(exc: PickleError) -> PickleResult:
     """What a pickle that broke half-way imported: what it would have done with those
-    globals cannot be known, so each counts as called."""
-    return PickleResult(None, exc.globals, set(exc.globals))
+    globals cannot be known, so each counts as called, and so does the unread rest."""
+    found = [*exc.globals, UNREAD_REST]
+    return PickleResult(None, found, set(found))

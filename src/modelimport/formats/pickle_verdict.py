@@ -201,15 +201,17 @@ def classify_globals(
 
 
 def _dotted(glob: tuple[str, str]) -> str:
-    return f"{glob[0]}.{glob[1]}"
+    return f"{glob[0]}.{glob[1]}" if glob[1] else glob[0]
 
 
 def _reaches_dangerous(glob: tuple[str, str]) -> bool:
     """Whether any run of the global's dotted parts names a dangerous module or function:
     `find_class` walks attributes, so `os.path` + `os.system` reaches `os.system`."""
     module, name = glob
-    if glob == COMPUTED or name.startswith("<extension"):
-        return True  # computed at load time or looked up in a registry: cannot be vetted
+    if module.startswith("<") or name.startswith("<extension"):
+        # computed at load time, looked up in a registry, or a class's own attributes set
+        # (pickle_scan's `<...>` pseudo-globals): cannot be vetted
+        return True
     # A module path is imported from its top (`mypkg.subprocess` is not `subprocess`); an
     # attribute may be any module the one before it imported.
     module_parts = module.split(".")

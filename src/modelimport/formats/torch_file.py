@@ -49,10 +49,7 @@ def inspect_torch_zip(path: Path, size: int, require_tensors: bool = True) -> Fi
                     f"{name} is a ZIP archive of {len(infos):,} entries, more than a PyTorch "
                     f"checkpoint holds (limit {MAX_ZIP_ENTRIES:,})."
                 )
-            pickles = [i for i in infos if ("/" + i.filename).endswith("/data.pkl")]
-            if not pickles:
-                raise InvalidModelFile(f"{name} is a ZIP archive but not a PyTorch checkpoint.")
-            member = min(pickles, key=lambda i: i.filename.count("/"))
+            member = _torch_pickle_member(name, infos)
             if member.file_size > MAX_PICKLE_BYTES:
                 raise InvalidModelFile(
                     f"{name} holds a {member.file_size:,}-byte data.pkl, more than this tool "
@@ -82,6 +79,25 @@ def inspect_torch_zip(path: Path, size: int, require_tensors: bool = True) -> Fi
         result = broken_pickle_scan(result)  # broken, but judged by what it imports
     extra = {"entries": len(infos), "pickle_member": member.filename}
     return _facts(path, "torch-zip", size, result, extra, require_tensors)
+
+
+def _torch_pickle_member(name: str, infos: list[zipfile.ZipInfo]) -> zipfile.ZipInfo:
+    """The one pickle `torch.load` reads: `<folder of the first entry>/data.pkl`, a name its
+    ZIP reader (miniz) matches case-insensitively. An archive holding any other pickle
+    (a second data.pkl, one in another folder, TorchScript's constants.pkl) is refused: which
+    of them a loader runs is not ours to guess."""
+    pickles = [i for i in infos if i.filename.lower().endswith(".pkl")]
+    if not any(("/" + i.filename.lower()).endswith("/data.pkl") for i in pickles):
+        raise InvalidModelFile(f"{name} is a ZIP archive but not a PyTorch checkpoint.")
+    folder, slash, _ = infos[0].filename.partition("/")
+    expected = f"{folder}/data.pkl"
+    if not slash or len(pickles) != 1 or pickles[0].filename.lower() != expected.lower():
+        shown = ", ".join(i.filename for i in pickles[:4]) + (", ..." if len(pickles) > 4 else "")
+        raise InvalidModelFile(
+            f"{name} is refused: torch.load would read {expected if slash else 'no pickle'}"
+            f" but the archive holds {shown}, so what it would run cannot be vetted."
+        )
+    return pickles[0]
 
 
 def _scan_stream(name: str, reader: BoundedReader, what: str) -> PickleResult | PickleError:
@@ -160,7 +176,7 @@ def inspect_pickle(path: Path, size: int, require_tensors: bool = True) -> FileF
                     break
                 extra = _scan_stream(name, reader, "a pickle")
                 if isinstance(extra, PickleError):
-                    if not extra.globals:
+                    if not extra.globals and not extra.reads_on:
                         break  # trailing bytes that import nothing
                     extra = broken_pickle_scan(extra)
                 found += extra.globals
@@ -196,7 +212,7 @@ def runs_as_pickle(path: Path, size: int) -> bool:
         try:
             result = run_pickle(BoundedReader(fh, min(size, MAX_PICKLE_BYTES), size))
         except PickleError as exc:
-            return bool(exc.globals)
+            return bool(exc.globals) or exc.reads_on
         except PickleLimit:
             return True  # too big to judge: what torch.load would do with it is unknown
     return bool(result.globals)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelimport.bundles import Bundle, detect_bundle, read_bundle
-from modelimport.bundles.detect import HF_CACHE_REPO_FOLDER
+from modelimport.bundles.detect import HF_CACHE_REPO_FOLDER, link_leads_outside
 from modelimport.bundles.sidecars import model_stem, sidecar_owner_stem, sidecars_of
 from modelimport.importer.shards import INDEX_SUFFIX, parse_shard_name
 from modelimport.library.layout import is_within
@@ -68,7 +68,8 @@ def collect_paths(paths: list[Path], exclude: Path | None = None) -> Collected:
             out.failures.append((given, unreadable_reason(given, exc)))
             continue
         if stat.S_ISDIR(st.st_mode):
-            _walk(given, out, seen_files, {(st.st_dev, st.st_ino)}, excluded, library_root)
+            _walk(given, out, seen_files, {(st.st_dev, st.st_ino)}, excluded, library_root,
+                  given)
         elif not stat.S_ISREG(st.st_mode):
             out.failures.append((given, f"{given} is not a regular file."))
         elif (owner := _sidecar_owner_beside(given)) is not None:
@@ -84,7 +85,9 @@ def collect_paths(paths: list[Path], exclude: Path | None = None) -> Collected:
         elif (st.st_dev, st.st_ino) not in seen_files:
             seen_files.add((st.st_dev, st.st_ino))
             out.files.append(given.absolute())
-            found = sidecars_of(given.absolute(), _regular_file_names(given.parent))
+            beside = [name for name in _regular_file_names(given.parent)
+                      if not link_leads_outside(given.parent / name, given.parent)]
+            found = sidecars_of(given.absolute(), beside)
             if found:
                 out.sidecars[given.absolute()] = found
     # `import ~/Downloads/*` names sidecars too: each travels with its model, and is only
@@ -145,7 +148,9 @@ def _walk(
     seen_dirs: set[tuple[int, int]],
     excluded: tuple[int, int] | None,
     library_root: Path | None = None,
+    boundary: Path | None = None,
 ) -> None:
+    boundary = boundary or folder
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as exc:
@@ -153,6 +158,11 @@ def _walk(
         return
     listed: list[tuple[os.DirEntry[str], os.stat_result]] = []
     for entry in entries:
+        if link_leads_outside(Path(entry.path), boundary) and not (
+            library_root is not None and is_within(entry.path, library_root)  # reported below
+        ):
+            out.skipped.append((Path(entry.path), "a link leading outside the folder named"))
+            continue
         try:
             listed.append((entry, entry.stat(follow_symlinks=True)))
         except OSError as exc:
@@ -165,7 +175,7 @@ def _walk(
     dir_names = [e.name for e, st in listed if stat.S_ISDIR(st.st_mode)]
     found = detect_bundle(folder, file_names, dir_names)
     if found is not None:
-        out.bundles.append(read_bundle(folder, *found, exclude=excluded))
+        out.bundles.append(read_bundle(folder, *found, exclude=excluded, boundary=boundary))
         return
     cache_repo = "snapshots" in dir_names and bool(HF_CACHE_REPO_FOLDER.fullmatch(folder.name))
     candidates = {name for name in file_names if is_candidate_name(name)}
@@ -186,7 +196,7 @@ def _walk(
                 out.skipped.append((path, "the Hugging Face cache's own storage"))
                 continue
             seen_dirs.add(ident)
-            _walk(path, out, seen_files, seen_dirs, excluded, library_root)
+            _walk(path, out, seen_files, seen_dirs, excluded, library_root, boundary)
         elif not stat.S_ISREG(st.st_mode):
             out.skipped.append((path, "not a regular file"))
         elif entry.name not in candidates:

@@ -80,7 +80,7 @@ def is_within(path: Path | str, root: Path) -> bool:
     as originals, or made an app's folder."""
     try:
         target, base = Path(path).resolve(), root.resolve()
-    except OSError:
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop, before Python 3.13
         return False
     return target == base or base in target.parents
 

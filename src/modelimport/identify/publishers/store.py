@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from modelimport.errors import ModelImportError
 from modelimport.identify.hub.answers import MalformedAnswer, repo_listing
 from modelimport.identify.hub.cache import default_cache_dir
 from modelimport.identify.hub.records import LocalFile, RepoListing
@@ -282,6 +284,13 @@ def open_index(
     endpoint = endpoint.rstrip("/")
     if not write and not path.is_file():
         return None
+    if write and os.path.islink(path):
+        # SQLite would write its tables into whatever the link names (another program's
+        # database, or a new file wherever a dangling link points)
+        raise ModelImportError(
+            f"{path} is a link, which the publisher index is never written through; remove "
+            "it and run `modelimport index update` again."
+        )
     try:
         if write:
             path.parent.mkdir(parents=True, exist_ok=True)

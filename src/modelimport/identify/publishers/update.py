@@ -26,10 +26,11 @@ from typing import Any
 import httpx2
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
+from modelimport.errors import ModelImportError
 from modelimport.identify.hub.answers import MalformedAnswer, repo_listing, text
 from modelimport.identify.hub.candidates import valid_repo_id
 from modelimport.identify.hub.client import get_json
-from modelimport.identify.publishers.store import IndexStats, open_index
+from modelimport.identify.publishers.store import IndexStats, index_path, open_index
 
 MAX_AGE_S = 7 * 24 * 3600.0  # an online import refreshes an index older than this
 REFRESH_BUDGET_S = 30.0  # what an import may spend refreshing; the rest waits for the next
@@ -106,7 +107,8 @@ def update_index(
     report = UpdateReport(list(publishers))
     index = open_index(endpoint, cache_dir, write=True)
     if index is None:
-        raise OSError(f"The publisher index cannot be written under {cache_dir}.")
+        where = index_path(cache_dir)
+        raise ModelImportError(f"The publisher index {where} cannot be written.")
     try:
 
         def call(url: str, params: dict[str, Any] | None) -> tuple[Any, httpx2.Response]:
