@@ -197,6 +197,30 @@ def test_a_folder_without_models_is_refused_in_one_sentence(
     )
 
 
+def test_stability_matrix_with_its_models_moved_elsewhere_is_refused_naming_them(
+    tmp_path: Path, lib: Path
+) -> None:
+    """Its settings.json's ModelDirectoryOverride: links in <data>/Models would never show."""
+    data = app_folder(tmp_path, "stabilitymatrix")
+    moved = app_folder(tmp_path / "big-disk", "stabilitymatrix") / "Models"
+    settings = data / "settings.json"
+    settings.write_text(json.dumps({"ModelDirectoryOverride": str(moved), "Theme": "Dark"}))
+    run = mi(lib, "apps", "add", "sm", data, "--kind", "stabilitymatrix")
+    assert run.code == 2
+    assert run.stderr.strip() == (
+        f"Error: Stability Matrix reads its models from {moved} (ModelDirectoryOverride in "
+        f"{settings}), not {data / 'Models'}; give {moved.parent}, the folder that holds it."
+    )
+    assert mi(lib, "apps", "list", "--json").json["apps"] == []
+    models.sdxl_lora(tmp_path / "src" / "add-detail-xl.safetensors")
+    assert mi(lib, "apps", "add", "sm", moved.parent, "--kind", "stabilitymatrix").code == 0
+    imported(mi(lib, "import", tmp_path / "src", "--yes", "--json"))
+    assert (moved / "Lora" / "add-detail-xl.safetensors").is_symlink()
+    # A setting that names no absolute folder is not one Stability Matrix would use either.
+    settings.write_text(json.dumps({"ModelDirectoryOverride": None}))
+    assert mi(lib, "apps", "add", "sm2", data, "--kind", "stabilitymatrix").code == 0
+
+
 def test_apps_add_stabilitymatrix_without_a_folder_finds_its_data_folder(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()

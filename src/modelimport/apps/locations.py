@@ -13,7 +13,9 @@ person names only a kind. Read from each app's own code, not guessed:
   folder is the one its first start proposes (`SelectDataDirectoryViewModel.
   DefaultInstallLocation`): that settings home, but `~/StabilityMatrix` on Linux. The data
   folder holds the shared `Models/`; ComfyUI installed by it is `<data>/Packages/ComfyUI`.
-  (A portable install keeps `Data/` beside its program, which nothing here can know.)
+  (A portable install keeps `Data/` beside its program, which nothing here can know.) Its
+  `settings.json` there may move the shared models elsewhere (`ModelDirectoryOverride`,
+  read by `SettingsManager.ModelsDirectory`).
 
 What these files say is untrusted like any input: only an absolute path in a string is used,
 and a candidate is offered only if it is a folder.
@@ -77,6 +79,15 @@ def stability_matrix_data(system: str, home: Path, env: Mapping[str, str]) -> Pa
     if chosen is not None:
         return chosen
     return home / "StabilityMatrix" if system not in ("win32", "darwin") else settings_home
+
+
+def stability_matrix_models_override(data: Path) -> Path | None:
+    """The models folder Stability Matrix uses instead of `<data>/Models`, if its settings
+    say so (absolute paths only, as everywhere here)."""
+    chosen = _setting(data / "settings.json", "ModelDirectoryOverride")
+    if chosen is None or chosen == data / "Models":
+        return None
+    return chosen
 
 
 def existing_default(kind: str) -> tuple[str, Path] | None:

@@ -167,6 +167,8 @@ def add_target(target: AppTarget, path: Path | None = None) -> Path:
         raise UsageError("A folder app needs at least one --map TYPE=SUBDIR (e.g. lora=loras).")
     if not target.path.is_dir():
         raise UsageError(f"{target.path} is not a folder.")
+    if target.kind == "stabilitymatrix":  # before Models/: a moved one may leave none here
+        _refuse_moved_matrix_models(target.path)
     models = MODELS_FOLDER.get(target.kind)
     if models is not None and not (target.path / models).is_dir():
         # Links would land in <path>/models/models/...: the app would never see them.
@@ -208,6 +210,25 @@ def add_target(target: AppTarget, path: Path | None = None) -> Path:
     apps[target.name] = table
     write_text_atomic(path, tomlkit.dumps(doc))
     return path
+
+
+def _refuse_moved_matrix_models(data: Path) -> None:
+    """Stability Matrix set to read its models from another folder would never see links in
+    <data>/Models: say which folder it reads, and what to give instead."""
+    from modelimport.apps.locations import stability_matrix_models_override
+
+    moved = stability_matrix_models_override(data)
+    if moved is None:
+        return
+    hint = (
+        f"give {moved.parent}, the folder that holds it"
+        if moved.name.lower() == "models"
+        else "add it as --kind folder with a --map TYPE=SUBDIR for each of its folders"
+    )
+    raise UsageError(
+        f"Stability Matrix reads its models from {moved} (ModelDirectoryOverride in "
+        f"{data / 'settings.json'}), not {data / 'Models'}; {hint}."
+    )
 
 
 def _refuse_duplicate(target: AppTarget, existing: dict[str, AppTarget]) -> bool:
