@@ -112,15 +112,18 @@ def test_folders_are_fsynced_where_the_system_can_and_skipped_where_it_cannot(
 
 
 @pytest.mark.parametrize(
-    ("system", "desktop_settings", "matrix_home"),
+    ("system", "desktop_settings", "matrix_home", "matrix_settings"),
     [
-        ("win32", "AppData/Roaming/ComfyUI", "AppData/Roaming/StabilityMatrix"),
-        ("darwin", "Library/Application Support/ComfyUI", ".config/StabilityMatrix"),
-        ("linux", ".config/ComfyUI", "StabilityMatrix"),
+        ("win32", "AppData/Roaming/ComfyUI", "AppData/Roaming/StabilityMatrix",
+         "AppData/Roaming/StabilityMatrix"),
+        ("darwin", "Library/Application Support/ComfyUI", ".config/StabilityMatrix",
+         ".config/StabilityMatrix"),
+        # Its first start proposes ~/StabilityMatrix on Linux; library.json stays in ~/.config.
+        ("linux", ".config/ComfyUI", "StabilityMatrix", ".config/StabilityMatrix"),
     ],
 )
 def test_usual_app_folders_per_system(
-    tmp_path: Path, system: str, desktop_settings: str, matrix_home: str
+    tmp_path: Path, system: str, desktop_settings: str, matrix_home: str, matrix_settings: str
 ):
     home = tmp_path
     assert default_folders("lmstudio", system, home, {}) == [
@@ -134,11 +137,17 @@ def test_usual_app_folders_per_system(
     chosen, library = tmp_path / "D" / "Comfy", tmp_path / "E" / "SM"
     (home / desktop_settings).mkdir(parents=True)
     (home / desktop_settings / "config.json").write_text(json.dumps({"basePath": str(chosen)}))
-    (home / matrix_home).mkdir(parents=True, exist_ok=True)
-    (home / matrix_home / "library.json").write_text(json.dumps({"LibraryPath": str(library)}))
+    assert default_folders("stabilitymatrix", system, home, {}) == [
+        ("Stability Matrix", home / matrix_home)
+    ]
+    (home / matrix_settings).mkdir(parents=True, exist_ok=True)
+    (home / matrix_settings / "library.json").write_text(
+        json.dumps({"LibraryPath": str(library)})
+    )
     found = default_folders("comfyui", system, home, {})
     assert found[0] == ("ComfyUI Desktop", chosen)
     assert found[-1] == ("Stability Matrix", library / "Packages" / "ComfyUI")
+    assert default_folders("stabilitymatrix", system, home, {}) == [("Stability Matrix", library)]
 
 
 def test_what_another_app_wrote_is_used_only_if_it_is_an_absolute_path(tmp_path: Path):

@@ -16,6 +16,18 @@ Checked against the apps' own sources:
   models/ControlNet, models/hypernetworks, models/text_encoder (Forge).
 - LM Studio: `<models dir>/<publisher>/<repo>/<file>.gguf`, every file of a split set and
   its mmproj in the same folder (see `lmstudio_folder`); only GGUF files.
+- Stability Matrix (LykosAI/StabilityMatrix): its shared `Models/` folder in its data folder
+  (`SettingsManager.ModelsDirectory` = `<data>/Models`), one subfolder per `SharedFolderType`
+  named exactly as the enum member (`StabilityMatrix.Core/Models/SharedFolderType.cs`, named by
+  `EnumAttributes.GetStringValue`: no member carries a StringValue). It migrates the legacy
+  names (`SharedFolders.cs`: CLIP, Unet, TextualInversion) itself, so only the current ones.
+- SwarmUI (mcmonkeyprojects/SwarmUI): its `Models/` folder (`Paths.ModelRoot`) in its install
+  folder; the first of each default in `src/Core/Settings.cs` (SDModelFolder Stable-Diffusion,
+  SDLoraFolder Lora, SDVAEFolder VAE, SDEmbeddingFolder Embeddings, SDControlNetsFolder
+  controlnet, SDClipFolder text_encoders;clip, SDClipVisionFolder clip_vision); `src/Core/
+  Program.cs` adds diffusion_models (+ unet) to its models and creates upscale_models;
+  hypernetworks, gligen, ipadapter, style_models are the folders it hands to its ComfyUI
+  backend (`ComfyUISelfStartBackend.cs`).
 - folder: no table; the user's `--map TYPE=SUBDIR` is the whole layout.
 """
 
@@ -25,7 +37,7 @@ from pathlib import Path, PurePosixPath
 
 from modelimport.probe.tables import MODEL_TYPES
 
-KINDS = ("comfyui", "a1111", "lmstudio", "folder")
+KINDS = ("comfyui", "a1111", "stabilitymatrix", "swarmui", "lmstudio", "folder")
 
 COMFYUI: dict[str, tuple[str, ...]] = {
     "checkpoint": ("models/checkpoints",),
@@ -62,7 +74,59 @@ A1111: dict[str, tuple[str, ...]] = {
     "hypernetwork": ("models/hypernetworks",),
 }
 
-TABLES: dict[str, dict[str, tuple[str, ...]]] = {"comfyui": COMFYUI, "a1111": A1111}
+# From StabilityMatrix.Core/Models/SharedFolderType.cs (folder = enum member name).
+STABILITY_MATRIX: dict[str, tuple[str, ...]] = {
+    "checkpoint": ("Models/StableDiffusion",),
+    "diffusion_model": ("Models/DiffusionModels",),
+    "lora": ("Models/Lora",),
+    "vae": ("Models/VAE",),
+    "vae_approx": ("Models/ApproxVAE",),
+    "text_encoder": ("Models/TextEncoders",),
+    "clip_vision": ("Models/ClipVision",),
+    "controlnet": ("Models/ControlNet",),
+    "t2i_adapter": ("Models/T2IAdapter",),
+    "style_model": ("Models/StyleModels",),
+    "embedding": ("Models/Embeddings",),
+    # ESRGAN, RealESRGAN and SwinIR all feed ComfyUI's upscale_models; ESRGAN is the one
+    # every package (A1111's models/ESRGAN too) reads.
+    "upscaler": ("Models/ESRGAN",),
+    "hypernetwork": ("Models/Hypernetwork",),
+    "gligen": ("Models/GLIGEN",),
+    "ipadapter": ("Models/IpAdapter",),
+    "diffusers": ("Models/Diffusers",),
+}
+
+# From SwarmUI src/Core/Settings.cs (PathsData defaults), src/Core/Program.cs and
+# src/BuiltinExtensions/ComfyUIBackend/ComfyUISelfStartBackend.cs.
+SWARMUI: dict[str, tuple[str, ...]] = {
+    "checkpoint": ("Models/Stable-Diffusion",),
+    # GGUF and other backbone-only models must be in diffusion_models, not Stable-Diffusion.
+    "diffusion_model": ("Models/diffusion_models", "Models/unet"),
+    "lora": ("Models/Lora",),
+    "vae": ("Models/VAE",),
+    "text_encoder": ("Models/text_encoders", "Models/clip"),
+    "clip_vision": ("Models/clip_vision",),
+    "controlnet": ("Models/controlnet",),
+    "t2i_adapter": ("Models/controlnet",),
+    "style_model": ("Models/style_models",),
+    "embedding": ("Models/Embeddings",),
+    "upscaler": ("Models/upscale_models",),
+    "hypernetwork": ("Models/hypernetworks",),
+    "gligen": ("Models/gligen",),
+    "ipadapter": ("Models/ipadapter",),
+}
+
+TABLES: dict[str, dict[str, tuple[str, ...]]] = {
+    "comfyui": COMFYUI,
+    "a1111": A1111,
+    "stabilitymatrix": STABILITY_MATRIX,
+    "swarmui": SWARMUI,
+}
+
+# The folder an app's FOLDER must hold for its table to land where the app reads: the
+# install folder's models/ (ComfyUI, A1111), the data or install folder's Models/.
+MODELS_FOLDER = {"comfyui": "models", "a1111": "models", "stabilitymatrix": "Models",
+                 "swarmui": "Models"}
 
 # Bundle kinds (issue 9: whole folders) that an app reads as one folder, and the table key
 # of the folder that holds them. Other bundles are linked by their model type.

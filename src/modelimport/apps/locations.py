@@ -6,10 +6,16 @@ person names only a kind. Read from each app's own code, not guessed:
   (macOS `~/Library/Application Support/ComfyUI/config.json`, Linux `~/.config/ComfyUI`),
   whose `basePath` is the folder the person chose at install (it holds `models/`); the
   installer proposes `Documents/ComfyUI`.
-- Stability Matrix (LykosAI/StabilityMatrix): its data folder is `%APPDATA%\\StabilityMatrix`
-  on Windows and `~/.config/StabilityMatrix` on macOS (.NET's ApplicationData there),
-  `~/StabilityMatrix` on Linux, unless `library.json` in that folder names another
-  (`LibraryPath`); ComfyUI installed by it is `<data>/Packages/ComfyUI`.
+- Stability Matrix (LykosAI/StabilityMatrix): its settings home is .NET's ApplicationData +
+  StabilityMatrix (`Compat.AppDataHome`: `%APPDATA%\\StabilityMatrix` on Windows,
+  `~/.config/StabilityMatrix` on macOS and Linux), where `library.json`'s `LibraryPath` names
+  the data folder the person chose (`SettingsManager.TryFindLibrary`). Without it the data
+  folder is the one its first start proposes (`SelectDataDirectoryViewModel.
+  DefaultInstallLocation`): that settings home, but `~/StabilityMatrix` on Linux. The data
+  folder holds the shared `Models/`; ComfyUI installed by it is `<data>/Packages/ComfyUI`.
+  (A portable install keeps `Data/` beside its program, which nothing here can know.) Its
+  `settings.json` there may move the shared models elsewhere (`ModelDirectoryOverride`,
+  read by `SettingsManager.ModelsDirectory`).
 
 What these files say is untrusted like any input: only an absolute path in a string is used,
 and a candidate is offered only if it is a folder.
@@ -38,25 +44,50 @@ def default_folders(
     home = home or Path.home()
     if kind == "lmstudio":
         return [("LM Studio", home / ".lmstudio" / "models")]
+    if kind == "stabilitymatrix":
+        return [("Stability Matrix", stability_matrix_data(system, home, env))]
     if kind != "comfyui":
         return []
     if system == "win32":
         app_data = Path(env.get("APPDATA") or home / "AppData" / "Roaming")
-        desktop_settings, matrix_home = app_data / "ComfyUI", app_data / "StabilityMatrix"
+        desktop_settings = app_data / "ComfyUI"
     elif system == "darwin":
         desktop_settings = home / "Library" / "Application Support" / "ComfyUI"
-        matrix_home = home / ".config" / "StabilityMatrix"
     else:
         desktop_settings = home / ".config" / "ComfyUI"
-        matrix_home = home / "StabilityMatrix"
     found = []
     chosen = _setting(desktop_settings / "config.json", "basePath")
     if chosen is not None:
         found.append(("ComfyUI Desktop", chosen))
     found.append(("ComfyUI Desktop", home / "Documents" / "ComfyUI"))
-    matrix_data = _setting(matrix_home / "library.json", "LibraryPath") or matrix_home
+    matrix_data = stability_matrix_data(system, home, env)
     found.append(("Stability Matrix", matrix_data / "Packages" / "ComfyUI"))
     return found
+
+
+def stability_matrix_data(system: str, home: Path, env: Mapping[str, str]) -> Path:
+    """Stability Matrix's data folder (the one holding Models/ and Packages/)."""
+    if system == "win32":
+        settings_home = Path(env.get("APPDATA") or home / "AppData" / "Roaming") / "StabilityMatrix"
+    elif system == "darwin":
+        settings_home = home / ".config" / "StabilityMatrix"
+    else:  # .NET's ApplicationData on Linux is XDG_CONFIG_HOME, else ~/.config
+        config_home = env.get("XDG_CONFIG_HOME") or ""
+        base = Path(config_home) if os.path.isabs(config_home) else home / ".config"
+        settings_home = base / "StabilityMatrix"
+    chosen = _setting(settings_home / "library.json", "LibraryPath")
+    if chosen is not None:
+        return chosen
+    return home / "StabilityMatrix" if system not in ("win32", "darwin") else settings_home
+
+
+def stability_matrix_models_override(data: Path) -> Path | None:
+    """The models folder Stability Matrix uses instead of `<data>/Models`, if its settings
+    say so (absolute paths only, as everywhere here)."""
+    chosen = _setting(data / "settings.json", "ModelDirectoryOverride")
+    if chosen is None or chosen == data / "Models":
+        return None
+    return chosen
 
 
 def existing_default(kind: str) -> tuple[str, Path] | None:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelimport.apps.layouts import KINDS, TABLES, is_relative_subdir
+from modelimport.apps.layouts import KINDS, MODELS_FOLDER, TABLES, is_relative_subdir
 from modelimport.config import user_config_dir
 from modelimport.errors import ModelImportError, UsageError
 from modelimport.probe.tables import MODEL_TYPES
@@ -38,7 +38,6 @@ SUBFOLDER_MODES = ("none", "family")
 # library (kinds that read one: ComfyUI's extra_model_paths.yaml).
 VIA_MODES = ("links", "config")
 CONFIG_KINDS = ("comfyui",)
-MODELS_FOLDER_KINDS = ("comfyui", "a1111")  # kinds whose PATH is the folder holding models/
 APP_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # What --map may name: the model types the probe records, and the apps' own folder keys
 # (`diffusers` for a pipeline folder, `hypernetwork`, `vae_approx`, ...).
@@ -168,16 +167,20 @@ def add_target(target: AppTarget, path: Path | None = None) -> Path:
         raise UsageError("A folder app needs at least one --map TYPE=SUBDIR (e.g. lora=loras).")
     if not target.path.is_dir():
         raise UsageError(f"{target.path} is not a folder.")
-    if target.kind in MODELS_FOLDER_KINDS and not (target.path / "models").is_dir():
+    if target.kind == "stabilitymatrix":  # before Models/: a moved one may leave none here
+        _refuse_moved_matrix_models(target.path)
+    models = MODELS_FOLDER.get(target.kind)
+    if models is not None and not (target.path / models).is_dir():
         # Links would land in <path>/models/models/...: the app would never see them.
         hint = (
             f" (give {target.path.parent}, the folder that holds it)"
-            if target.path.name == "models"
+            if target.path.name.lower() == models.lower()
             else ""
         )
+        which = "data folder" if target.kind == "stabilitymatrix" else "install folder"
         raise UsageError(
-            f"{target.path} has no models/ folder; a {target.kind} app is its install folder, "
-            f"the one holding models/{hint}."
+            f"{target.path} has no {models}/ folder; a {target.kind} app is its {which}, "
+            f"the one holding {models}/{hint}."
         )
     if target.kind == "lmstudio" and (target.path / "models").is_dir():
         # ~/.lmstudio itself: LM Studio reads <publisher>/<repo>/ folders from its models/
@@ -207,6 +210,25 @@ def add_target(target: AppTarget, path: Path | None = None) -> Path:
     apps[target.name] = table
     write_text_atomic(path, tomlkit.dumps(doc))
     return path
+
+
+def _refuse_moved_matrix_models(data: Path) -> None:
+    """Stability Matrix set to read its models from another folder would never see links in
+    <data>/Models: say which folder it reads, and what to give instead."""
+    from modelimport.apps.locations import stability_matrix_models_override
+
+    moved = stability_matrix_models_override(data)
+    if moved is None:
+        return
+    hint = (
+        f"give {moved.parent}, the folder that holds it"
+        if moved.name.lower() == "models"
+        else "add it as --kind folder with a --map TYPE=SUBDIR for each of its folders"
+    )
+    raise UsageError(
+        f"Stability Matrix reads its models from {moved} (ModelDirectoryOverride in "
+        f"{data / 'settings.json'}), not {data / 'Models'}; {hint}."
+    )
 
 
 def _refuse_duplicate(target: AppTarget, existing: dict[str, AppTarget]) -> bool:

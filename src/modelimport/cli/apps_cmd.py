@@ -16,7 +16,8 @@ from modelimport.errors import UsageError
 
 apps_app = typer.Typer(
     name="apps",
-    help="The apps the library is linked into (ComfyUI, A1111/Forge, LM Studio, a folder).",
+    help="The apps the library is linked into (ComfyUI, A1111/Forge, Stability Matrix, "
+    "SwarmUI, LM Studio, a folder).",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -30,6 +31,12 @@ Examples:
   modelimport apps add comfy ~/ComfyUI --kind comfyui --subfolders family
 
   modelimport apps add forge ~/stable-diffusion-webui-forge --kind a1111
+
+  modelimport apps add sm ~/StabilityMatrix --kind stabilitymatrix
+
+  modelimport apps add sm --kind stabilitymatrix      # its usual data folder
+
+  modelimport apps add swarm ~/SwarmUI --kind swarmui
 
   modelimport apps add lms ~/.lmstudio/models --kind lmstudio
 
@@ -49,7 +56,9 @@ def apps_add(
     kind: Annotated[
         str,
         typer.Option(
-            "--kind", metavar="KIND", help="comfyui, a1111 (also Forge), lmstudio or folder."
+            "--kind",
+            metavar="KIND",
+            help="comfyui, a1111 (also Forge), stabilitymatrix, swarmui, lmstudio or folder.",
         ),
     ],
     path: Annotated[
@@ -57,9 +66,11 @@ def apps_add(
         typer.Argument(
             metavar="[FOLDER]",
             help="The app's folder: ComfyUI's or A1111/Forge's install folder (the one "
-            "holding models/), LM Studio's models folder, or any folder for --kind folder. "
-            "Left out for lmstudio or comfyui: the app's usual folder on this system "
-            "(~/.lmstudio/models; ComfyUI Desktop's or Stability Matrix's ComfyUI).",
+            "holding models/), Stability Matrix's data folder or SwarmUI's install folder "
+            "(the one holding Models/), LM Studio's models folder, or any folder for --kind "
+            "folder. Left out for lmstudio, comfyui or stabilitymatrix: the app's usual "
+            "folder on this system (~/.lmstudio/models; ComfyUI Desktop's or Stability "
+            "Matrix's ComfyUI; Stability Matrix's data folder).",
         ),
     ] = None,
     mapping: Annotated[
