@@ -1,14 +1,27 @@
-"""Run the real `modelimport` CLI in a subprocess, as a user or a script would."""
+"""Run the real `modelimport` CLI as a user or a script would: in a subprocess (`run_cli`,
+`start_cli`), or in this process (`run_cli_here`) where a real process is not the point.
+
+Both run this interpreter's `modelimport` (the one of the environment the tests run in),
+never whatever `modelimport` comes first on the caller's PATH.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+# The folder of this interpreter's scripts: `modelimport` there is the console script of the
+# install under test (a venv's bin, or the system's).
+SCRIPTS = Path(sys.executable).parent
+CONSOLE_SCRIPT = SCRIPTS / "modelimport"
 
 
 @dataclass
@@ -23,14 +36,18 @@ class CliRun:
 
 
 def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    # MODELIMPORT_CONFIG_DIR is kept: conftest points it at the test's own folder, so no
-    # test ever links into the apps registered in the real user's config.
+    # MODELIMPORT_CONFIG_DIR and MODELIMPORT_CACHE_DIR... are dropped and set again by the
+    # caller: conftest points the config folder at the test's own, so no test ever links
+    # into the apps registered in the real user's config.
     env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("MODELIMPORT_", "HF_")) or k == "MODELIMPORT_CONFIG_DIR"
     }
     env["HF_HUB_OFFLINE"] = "1"  # tests that want a Hub point HF_ENDPOINT at the fake one
+    # conftest gave the test its own HF_HOME; keep it (huggingface_hub writes there).
+    if "HF_HOME" in os.environ:
+        env["HF_HOME"] = os.environ["HF_HOME"]
     # CivitAI is off unless a test turns it on with the fake (`fake_civitai_env`); even on,
     # nothing listens at this endpoint, so a stray call fails at once instead of going out.
     env["MODELIMPORT_CIVITAI"] = "0"
@@ -38,6 +55,8 @@ def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env.pop("CIVITAI_API_TOKEN", None)
     env["NO_COLOR"] = "1"
     env["COLUMNS"] = "200"
+    # A test that runs `modelimport` by name (the console script) gets this install's.
+    env["PATH"] = os.pathsep.join([str(SCRIPTS), env.get("PATH", os.defpath)])
     env.update(extra or {})
     return env
 
@@ -69,6 +88,91 @@ def start_cli(*args: str | Path, env: dict[str, str] | None = None) -> subproces
         text=True,
         env=cli_env(env),
     )
+
+
+def run_cli_here(
+    *args: str | Path,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> CliRun:
+    """`run_cli` without the process: `modelimport.cli.app:main` in this process, with the
+    environment, working folder, argv and standard streams a subprocess would have, all put
+    back afterwards. About 0.25 s faster a call than starting Python.
+
+    For what reads only its arguments, files and environment. Use `run_cli` for signals,
+    the pseudo-terminal, kills, concurrency, and faults (MODELIMPORT_FAULTS is read once a
+    process, so it is refused here).
+    """
+    from modelimport.cli.app import main
+
+    full_env = cli_env(env)
+    if full_env.get("MODELIMPORT_FAULTS"):
+        raise ValueError("fault injection needs a real process: use run_cli")
+    stdout, stderr = _stream(), _stream()
+    with _isolated(full_env, cwd, ["modelimport", *map(str, args)], stdout, stderr):
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = _exit_code(exc.code, stderr)
+    return CliRun(code, _text(stdout), _text(stderr))
+
+
+def _stream() -> io.TextIOWrapper:
+    # A text stream over bytes, like a pipe's: code that writes to `.buffer` works too.
+    return io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="replace", write_through=True)
+
+
+def _text(stream: io.TextIOWrapper) -> str:
+    stream.flush()
+    raw = stream.buffer.getvalue()  # type: ignore[attr-defined]
+    return raw.decode("utf-8", errors="replace").replace("\r\n", "\n")
+
+
+def _exit_code(code: object, stderr: io.TextIOWrapper) -> int:
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    stderr.write(f"{code}\n")  # sys.exit("message"), as the interpreter would print it
+    return 1
+
+
+@contextlib.contextmanager
+def _isolated(
+    env: dict[str, str],
+    cwd: Path | None,
+    argv: list[str],
+    stdout: io.TextIOWrapper,
+    stderr: io.TextIOWrapper,
+) -> Iterator[None]:
+    """Swap in what a fresh process would have, and put everything back, even on error."""
+    import huggingface_hub.constants as hf_constants
+
+    from modelimport import faults
+
+    saved_env = dict(os.environ)
+    saved_cwd = os.getcwd()
+    saved_streams = sys.stdin, sys.stdout, sys.stderr, sys.argv
+    saved_endpoint = hf_constants.ENDPOINT
+    os.environ.clear()
+    os.environ.update(env)
+    # huggingface_hub reads HF_ENDPOINT at import: a fresh process would see this one.
+    hf_constants.ENDPOINT = env.get("HF_ENDPOINT", saved_endpoint)
+    faults._plan.cache_clear()
+    sys.stdin = io.TextIOWrapper(io.BytesIO(b""), encoding="utf-8")  # like /dev/null
+    sys.stdout, sys.stderr, sys.argv = stdout, stderr, argv
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        yield
+    finally:
+        sys.stdin, sys.stdout, sys.stderr, sys.argv = saved_streams
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        hf_constants.ENDPOINT = saved_endpoint
+        faults._plan.cache_clear()
 
 
 def library_files(root: Path) -> list[Path]:

@@ -5,21 +5,71 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import huggingface_hub.constants
-import pytest
-from cli import CliRun, cli_env
-from fakecivitai import FakeCivitai
-from fakehub import FakeHub
+# Hermetic from the first line: HOME, the XDG folders, HF_HOME and our own folders point into
+# a folder of this test process before any library reads them (huggingface_hub computes its
+# paths when imported, platformdirs whenever asked). Each test then gets its own copies under
+# its tmp_path (`_isolated_home`). Nothing a test does reads or writes the user's real ones.
+HERMETIC_ROOT = Path(tempfile.mkdtemp(prefix="modelimport-tests-"))
+HOME_FOLDERS = {
+    "HOME": "home",
+    "XDG_CONFIG_HOME": "home/.config",
+    "XDG_CACHE_HOME": "home/.cache",
+    "XDG_DATA_HOME": "home/.local/share",
+    "XDG_STATE_HOME": "home/.local/state",
+    "XDG_RUNTIME_DIR": "run",
+    "HF_HOME": "home/.cache/huggingface",
+    "MODELIMPORT_CACHE_DIR": "home/.cache/modelimport",
+    "MODELIMPORT_CONFIG_DIR": "home/.config/modelimport",
+}
+
+
+def _point_home_at(root: Path, setenv) -> None:
+    for var, sub in HOME_FOLDERS.items():
+        folder = root / sub
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        setenv(var, str(folder))
+
+
+_point_home_at(HERMETIC_ROOT, os.environ.__setitem__)
+for _var in list(os.environ):
+    # What the user's shell may carry that changes what the CLI does (their library, tokens,
+    # an offline switch, faults): the tests set what they need themselves.
+    if _var.startswith(("MODELIMPORT_", "HF_", "HUGGING_FACE_", "CIVITAI_")) and (
+        _var not in HOME_FOLDERS
+    ):
+        del os.environ[_var]
+
+import huggingface_hub.constants  # noqa: E402  (after HF_HOME is set, on purpose)
+import pytest  # noqa: E402
+from cli import CliRun, cli_env  # noqa: E402
+from fakecivitai import FakeCivitai  # noqa: E402
+from fakehub import FakeHub  # noqa: E402
 
 NO_HUB = "http://127.0.0.1:9"  # nothing listens there: a stray Hub call fails at once
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(HERMETIC_ROOT, ignore_errors=True)
+
+
 @pytest.fixture(autouse=True)
-def _isolated_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test has its own empty HOME, XDG folders and HF_HOME (what the CLI, a
+    subprocess of it, and huggingface_hub would write into)."""
+    home = tmp_path / "isolated"
+    _point_home_at(home, monkeypatch.setenv)
+    return home / "home"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_hub(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _isolated_home: Path
+) -> Path:
     """No test reaches huggingface.co, and each gets its own Hub lookup cache.
 
     huggingface_hub reads HF_ENDPOINT into `constants.ENDPOINT` at import time and uses it
@@ -37,7 +87,9 @@ def _isolated_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def _isolated_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _isolated_home: Path
+) -> Path:
     """Each test has its own config folder (apps.toml), never the user's real one."""
     config = tmp_path / "config"
     monkeypatch.setenv("MODELIMPORT_CONFIG_DIR", str(config))
@@ -141,11 +193,11 @@ class OtherUser:
         import sys
 
         extra = {
-            "HOME": str(self.home),
+            **{var: str(self.home / sub.removeprefix("home").lstrip("/"))
+               for var, sub in HOME_FOLDERS.items()},
             "MODELIMPORT_CACHE_DIR": str(self.home / ".cache"),
-            "MODELIMPORT_CONFIG_DIR": str(self.home / ".config" / "modelimport"),
             **(env or {}),
-        }
+        }  # fmt: skip
         proc = subprocess.run(
             ["setpriv", f"--reuid={self.name}", f"--regid={self.name}", "--clear-groups",
              sys.executable, "-m", "modelimport", *map(str, args)],
