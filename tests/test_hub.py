@@ -330,3 +330,14 @@ def test_same_size_renamed_file_is_low_until_settled(hub: FakeHub) -> None:
     refuted = settle_verification(pending, {local.name: "0" * 64})
     assert (refuted.trust, refuted.match_method) == (TrustLevel.LOW, "filename_fuzzy")
     assert not refuted.pending_verification and refuted.metadata["hash_mismatch"] is False
+
+
+def test_an_unrelated_file_in_a_named_repo_is_no_match(hub: FakeHub) -> None:
+    """The file names the repo, but none of the repo's files is like it: the name of a model
+    file in that repo is no evidence (below the minimum similarity), so no low-confidence
+    match is made up from it (issue 25: dropping the minimum made this a 0.5 match)."""
+    unrelated = LocalFile("cat-photo-classifier.safetensors", 4321)
+    result = HubSession().identify(request("whatever", unrelated, embedded=[LLAMA]))
+    assert (result.trust, result.match_method, result.confidence) == (TrustLevel.NONE, None, 0.0)
+    assert result.repo_id is None
+    assert hub.counts["model_info"] == 1  # the named repo was read and compared
