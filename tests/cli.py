@@ -18,10 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import modelimport
+
 # The folder of this interpreter's scripts: `modelimport` there is the console script of the
 # install under test (a venv's bin, or the system's).
 SCRIPTS = Path(sys.executable).parent
 CONSOLE_SCRIPT = SCRIPTS / "modelimport"
+# The folder the `modelimport` package under test was imported from.
+CODE_ROOT = Path(modelimport.__file__).resolve().parent.parent
 
 
 @dataclass
@@ -57,6 +61,8 @@ def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env["COLUMNS"] = "200"
     # A test that runs `modelimport` by name (the console script) gets this install's.
     env["PATH"] = os.pathsep.join([str(SCRIPTS), env.get("PATH", os.defpath)])
+    # And the CLI runs the very code this process imports (under mutmut, the mutated copy).
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CODE_ROOT), env.get("PYTHONPATH")]))
     env.update(extra or {})
     return env
 
