@@ -287,3 +287,65 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_sep("-", f"crash matrix: {len(ran)} kill points recovered")
         for line in ran:
             terminalreporter.write_line(line)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def sshfs_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A folder on a real network filesystem: sshfs (FUSE, `fuse.sshfs` in /proc/mounts)
+    over SSH to an sshd of the test's own on 127.0.0.1. Needs root, /dev/fuse and the
+    Debian packages sshfs and openssh-server; skips, saying which is missing, otherwise."""
+    import socket
+
+    tools = ("sshfs", "ssh-keygen", "fusermount")
+    missing = [t for t in tools if not shutil.which(t)] + (
+        [] if Path("/usr/sbin/sshd").exists() else ["sshd"]
+    )
+    if os.geteuid() != 0 or missing or not Path("/dev/fuse").exists():
+        pytest.skip(f"needs root, /dev/fuse, sshfs and openssh-server (missing: {missing})")
+    base = tmp_path_factory.mktemp("sshfs")
+    export, mount = base / "export", base / "mnt"
+    export.mkdir()
+    mount.mkdir()
+    for key in ("host_key", "user_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(base / key)],
+                       check=True, capture_output=True)  # fmt: skip
+    port = _free_port()
+    config = base / "sshd_config"
+    config.write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {base / 'host_key'}\n"
+        f"AuthorizedKeysFile {base / 'user_key.pub'}\nPidFile {base / 'sshd.pid'}\n"
+        "PermitRootLogin prohibit-password\nPasswordAuthentication no\nUsePAM no\n"
+        "StrictModes no\nSubsystem sftp internal-sftp\n"
+    )
+    Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation folder
+    sshd = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(config)],
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        for _ in range(100):  # until it listens (or has died)
+            with socket.socket() as sock:
+                if sshd.poll() is not None or sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        mounted = sshd.poll() is None and subprocess.run(
+            ["sshfs", "-p", str(port), f"root@127.0.0.1:{export}", str(mount), "-o",
+             f"IdentityFile={base / 'user_key'},StrictHostKeyChecking=no,"
+             "UserKnownHostsFile=/dev/null,BatchMode=yes,LogLevel=ERROR"],
+            capture_output=True, text=True, timeout=30,
+        ).returncode == 0  # fmt: skip
+        if not mounted:
+            pytest.skip("could not start an sshd on 127.0.0.1 and mount it with sshfs here")
+        try:
+            yield mount
+        finally:
+            subprocess.run(["fusermount", "-u", "-z", str(mount)], check=False)
+    finally:
+        sshd.terminate()
+        sshd.wait(timeout=10)
