@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
@@ -35,6 +36,8 @@ def _point_home_at(root: Path, setenv) -> None:
         setenv(var, str(folder))
 
 
+NO_HUB = "http://127.0.0.1:9"  # nothing listens there: a stray Hub call fails at once
+
 _point_home_at(HERMETIC_ROOT, os.environ.__setitem__)
 for _var in list(os.environ):
     # What the user's shell may carry that changes what the CLI does (their library, tokens,
@@ -43,25 +46,29 @@ for _var in list(os.environ):
         _var not in HOME_FOLDERS
     ):
         del os.environ[_var]
+# huggingface_hub derives its API and download addresses from HF_ENDPOINT when imported:
+# nothing in this process may ever reach huggingface.co.
+os.environ["HF_ENDPOINT"] = NO_HUB
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
 import huggingface_hub.constants  # noqa: E402  (after HF_HOME is set, on purpose)
 import pytest  # noqa: E402
-from cli import CliRun, cli_env  # noqa: E402
+from cli import CliRun, cli_env, set_hub_endpoint  # noqa: E402
 from fakecivitai import FakeCivitai  # noqa: E402
 from fakehub import FakeHub  # noqa: E402
 
-NO_HUB = "http://127.0.0.1:9"  # nothing listens there: a stray Hub call fails at once
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    shutil.rmtree(HERMETIC_ROOT, ignore_errors=True)
+# Removed when this process ends, not when a pytest session does: a tool that runs several
+# sessions in one process (mutmut) keeps the folders huggingface_hub computed at import.
+atexit.register(shutil.rmtree, HERMETIC_ROOT, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
-def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def _isolated_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     """Each test has its own empty HOME, XDG folders and HF_HOME (what the CLI, a
-    subprocess of it, and huggingface_hub would write into)."""
-    home = tmp_path / "isolated"
+    subprocess of it, and huggingface_hub would write into), beside its tmp_path."""
+    home = tmp_path_factory.mktemp("home")
     _point_home_at(home, monkeypatch.setenv)
     return home / "home"
 
@@ -76,7 +83,7 @@ def _isolated_hub(
     for calls of its own (e.g. its daily agent-registry fetch), so that is patched too.
     """
     monkeypatch.setenv("HF_ENDPOINT", NO_HUB)
-    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", NO_HUB)
+    _set_hub_endpoint(monkeypatch, NO_HUB)
     cache = tmp_path / "hub-cache"
     monkeypatch.setenv("MODELIMPORT_CACHE_DIR", str(cache))
     # Nor civitai.com: CivitAI is off unless a test uses `fake_civitai`.
@@ -96,6 +103,13 @@ def _isolated_config(
     return config
 
 
+def _set_hub_endpoint(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
+    constants = huggingface_hub.constants
+    for name in ("ENDPOINT", "HUGGINGFACE_CO_URL_TEMPLATE"):
+        monkeypatch.setattr(constants, name, getattr(constants, name))  # put back after
+    set_hub_endpoint(endpoint)
+
+
 @pytest.fixture
 def fake_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
     """A running fake Hub; HF_ENDPOINT points at it for in-process sessions.
@@ -105,7 +119,7 @@ def fake_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHu
     """
     hub = FakeHub().start()
     monkeypatch.setenv("HF_ENDPOINT", hub.url)
-    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", hub.url)
+    _set_hub_endpoint(monkeypatch, hub.url)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))

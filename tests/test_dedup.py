@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cli import library_files, run_cli
+from cli import library_files
+from cli import run_cli_here as run_cli  # in this process (tests/cli.py)
 from factories import make_safetensors
 
 from modelimport.hashing import fast_hash

@@ -12,7 +12,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cli import library_files, run_cli
+from cli import library_files
+from cli import run_cli_here as run_cli  # in this process (tests/cli.py)
 from factories import make_gguf, make_safetensors, make_sharded_safetensors
 
 

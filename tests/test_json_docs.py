@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from cli import run_cli
+from cli import run_cli_here as run_cli  # in this process (tests/cli.py)
 from factories import make_gguf, make_safetensors, make_sharded_safetensors
 
 from modelimport.cli.app import _register, app

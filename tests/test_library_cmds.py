@@ -7,7 +7,8 @@ import json
 import subprocess
 from pathlib import Path
 
-from cli import CONSOLE_SCRIPT, cli_env, library_files, run_cli
+from cli import CONSOLE_SCRIPT, cli_env, library_files
+from cli import run_cli_here as run_cli  # in this process (tests/cli.py)
 from factories import make_gguf, make_safetensors
 
 
