@@ -8,6 +8,7 @@ never whatever `modelimport` comes first on the caller's PATH.
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import json
 import os
@@ -167,8 +168,6 @@ def _isolated(
     """Swap in what a fresh process would have, and put everything back, even on error."""
     import huggingface_hub.constants as hf_constants
 
-    from modelimport import faults
-
     saved_env = dict(os.environ)
     saved_cwd = os.getcwd()
     saved_streams = sys.stdin, sys.stdout, sys.stderr, sys.argv
@@ -177,7 +176,7 @@ def _isolated(
     os.environ.update(env)
     # huggingface_hub reads HF_ENDPOINT at import: a fresh process would see this one.
     set_hub_endpoint(env.get("HF_ENDPOINT") or saved_endpoint[0])
-    faults._plan.cache_clear()
+    _clear_process_caches()
     sys.stdin = io.TextIOWrapper(io.BytesIO(b""), encoding="utf-8")  # like /dev/null
     sys.stdout, sys.stderr, sys.argv = stdout, stderr, argv
     try:
@@ -190,7 +189,22 @@ def _isolated(
         os.environ.clear()
         os.environ.update(saved_env)
         hf_constants.ENDPOINT, hf_constants.HUGGINGFACE_CO_URL_TEMPLATE = saved_endpoint
-        faults._plan.cache_clear()
+        _clear_process_caches()
+        # What the command left open (SQLite connections above all) is closed now, as the
+        # end of a process would: an open WAL connection would serve a later command pages
+        # of an index file that has since been replaced.
+        gc.collect()
+
+
+def _clear_process_caches() -> None:
+    """Forget what modelimport computes once a process (functools caches: the fault plan,
+    the catalog, ...), so that each run reads its environment afresh."""
+    for name, module in list(sys.modules.items()):
+        if name == "modelimport" or name.startswith("modelimport."):
+            for value in list(vars(module).values()):
+                clear = getattr(value, "cache_clear", None)
+                if callable(clear) and getattr(value, "__module__", None) == name:
+                    clear()
 
 
 def library_files(root: Path) -> list[Path]:

@@ -9,7 +9,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from cli import CONSOLE_SCRIPT, cli_env, run_cli, start_cli
+from cli import CONSOLE_SCRIPT, cli_env, start_cli
+from cli import run_cli_here as run_cli  # in this process (tests/cli.py)
 from factories import make_safetensors
 
 ROOT = Path(__file__).resolve().parents[1]

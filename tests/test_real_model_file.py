@@ -17,7 +17,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from cli import run_cli
+from cli import run_cli_here as run_cli  # in this process (tests/cli.py)
 from testdata import package_file
 
 from modelimport.formats import inspect_file
