@@ -4,11 +4,14 @@ unpinned; docs/testing.md)."""
 
 from __future__ import annotations
 
-from modelimport.identify.hub import TrustLevel
+from modelimport.identify.hub import LocalFile, LookupRequest, TrustLevel
+from modelimport.identify.hub.records import RepoFileEntry, RepoListing
 from modelimport.identify.hub.scoring import (
     fuzzy_confidence,
+    match_listing,
     name_only_match,
     repo_name_similarity,
+    same_file_name,
 )
 
 
@@ -27,9 +30,42 @@ def test_a_repo_name_alone_is_compared_without_its_owner():
     assert match.repo_id == "madebyollin/sdxl-vae"
     unrelated = name_only_match("sdxl-vae", "someone/llama-3-8b-instruct")
     assert (unrelated.trust, unrelated.method, unrelated.confidence) == (TrustLevel.NONE, None, 0.0)
+    assert unrelated.repo_id == "someone/llama-3-8b-instruct"
 
 
 def test_a_repo_name_exactly_at_the_minimum_similarity_counts():
     assert repo_name_similarity("abcde", "o/abcxy") == 0.6  # 2 * 3 matching / 10 characters
     match = name_only_match("abcde", "o/abcxy")
     assert (match.trust, match.confidence, match.repo_id) == (TrustLevel.LOW, 0.5, "o/abcxy")
+
+
+def test_a_bundle_file_is_the_repo_file_at_the_same_relative_path():
+    # A bare name: the repo file's name, in any folder, in any case.
+    assert same_file_name("models/Model.Safetensors", "model.safetensors")
+    assert not same_file_name("models/model.safetensors.bak", "model.safetensors")
+    # A bundle's relative name: the whole repo path, or its tail after a "/".
+    unet = "unet/diffusion_pytorch_model.safetensors"
+    assert same_file_name("UNet/diffusion_pytorch_model.safetensors", unet)
+    assert same_file_name("sdxl/unet/diffusion_pytorch_model.safetensors", unet)
+    assert not same_file_name("vae/diffusion_pytorch_model.safetensors", unet)
+    assert not same_file_name("diffusion_pytorch_model.safetensors", unet)
+    assert not same_file_name("xunet/diffusion_pytorch_model.safetensors", unet)
+
+
+def _listing(*files: RepoFileEntry) -> RepoListing:
+    return RepoListing("org/repo", None, 1, (), None, None, False, {}, files)
+
+
+def test_a_set_matched_partly_by_hash_and_partly_by_a_similar_name_is_low():
+    listing = _listing(
+        RepoFileEntry("model-00001-of-00002.safetensors", 10, "a" * 64),
+        RepoFileEntry("model-00002-of-00002.safetensors", 20, "b" * 64),
+    )
+    request = LookupRequest("model", (
+        LocalFile("model-00001-of-00002.safetensors", 10, sha256="a" * 64),
+        LocalFile("model-0002-of-0002.safetensors", 21),  # renamed, another size
+    ))  # fmt: skip
+    match = match_listing(request, listing, "model")
+    assert (match.trust, match.method) == (TrustLevel.LOW, "filename_fuzzy")
+    assert [e.method for e in match.evidence] == ["hash", "filename_fuzzy"]
+    assert match.confidence == match.evidence[1].confidence < 0.85
