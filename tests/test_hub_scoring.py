@@ -69,3 +69,16 @@ def test_a_set_matched_partly_by_hash_and_partly_by_a_similar_name_is_low():
     assert (match.trust, match.method) == (TrustLevel.LOW, "filename_fuzzy")
     assert [e.method for e in match.evidence] == ["hash", "filename_fuzzy"]
     assert match.confidence == match.evidence[1].confidence < 0.85
+
+
+def test_a_modified_file_names_the_repo_file_it_differs_from():
+    listing = _listing(RepoFileEntry("weights/model.safetensors", 10, "a" * 64))
+    for local in (
+        LocalFile("model.safetensors", 10, sha256="f" * 64),  # same name and size, other bytes
+        LocalFile("model.safetensors", 11),  # same name, another size
+    ):
+        match = match_listing(LookupRequest("model", (local,)), listing, "model")
+        assert (match.trust, match.method, match.confidence) == (
+            TrustLevel.MODIFIED, "hash_mismatch", 0.7)
+        assert match.matched_files == {"model.safetensors": "weights/model.safetensors"}
+        assert match.expected_sha256 == {}  # not this file's hash: it was changed
