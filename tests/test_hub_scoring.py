@@ -61,14 +61,15 @@ def test_a_set_matched_partly_by_hash_and_partly_by_a_similar_name_is_low():
         RepoFileEntry("model-00001-of-00002.safetensors", 10, "a" * 64),
         RepoFileEntry("model-00002-of-00002.safetensors", 20, "b" * 64),
     )
-    request = LookupRequest("model", (
-        LocalFile("model-00001-of-00002.safetensors", 10, sha256="a" * 64),
-        LocalFile("model-0002-of-0002.safetensors", 21),  # renamed, another size
-    ))  # fmt: skip
-    match = match_listing(request, listing, "model")
-    assert (match.trust, match.method) == (TrustLevel.LOW, "filename_fuzzy")
-    assert [e.method for e in match.evidence] == ["hash", "filename_fuzzy"]
-    assert match.confidence == match.evidence[1].confidence < 0.85
+    renamed = LocalFile("model-0002-of-0002.safetensors", 21)  # renamed, another size
+    for first, method in (
+        (LocalFile("model-00001-of-00002.safetensors", 10, sha256="a" * 64), "hash"),
+        (LocalFile("model-00001-of-00002.safetensors", 10), "filename_exact"),  # not hashed
+    ):
+        match = match_listing(LookupRequest("model", (first, renamed)), listing, "model")
+        assert (match.trust, match.method) == (TrustLevel.LOW, "filename_fuzzy")
+        assert [e.method for e in match.evidence] == [method, "filename_fuzzy"]
+        assert match.confidence == match.evidence[1].confidence < 0.85
 
 
 def test_a_modified_file_names_the_repo_file_it_differs_from():
