@@ -28,6 +28,8 @@ def test_a_repo_name_alone_is_compared_without_its_owner():
     match = name_only_match("sdxl-vae", "madebyollin/sdxl-vae")
     assert (match.trust, match.method, match.confidence) == (TrustLevel.LOW, "filename_fuzzy", 0.6)
     assert match.repo_id == "madebyollin/sdxl-vae"
+    legacy = name_only_match("gpt2", "gpt2")  # the Hub's old repos have no owner
+    assert (legacy.trust, legacy.confidence, legacy.repo_id) == (TrustLevel.LOW, 0.6, "gpt2")
     unrelated = name_only_match("sdxl-vae", "someone/llama-3-8b-instruct")
     assert (unrelated.trust, unrelated.method, unrelated.confidence) == (TrustLevel.NONE, None, 0.0)
     assert unrelated.repo_id == "someone/llama-3-8b-instruct"
