@@ -85,3 +85,22 @@ def test_a_modified_file_names_the_repo_file_it_differs_from():
             TrustLevel.MODIFIED, "hash_mismatch", 0.7)
         assert match.matched_files == {"model.safetensors": "weights/model.safetensors"}
         assert match.expected_sha256 == {}  # not this file's hash: it was changed
+
+
+def test_a_listing_without_sizes_is_no_evidence_of_a_change_but_a_hash_still_is():
+    listing = _listing(RepoFileEntry("weights/model.safetensors", None, "a" * 64))
+    unread = LocalFile("model.safetensors", 10)
+    match = match_listing(LookupRequest("model", (unread,)), listing, "model")
+    assert (match.trust, match.method, match.confidence) == (
+        TrustLevel.LOW, "filename_fuzzy", 0.85)
+    assert [(e.local, e.method) for e in match.evidence] == [(unread, "filename_fuzzy")]
+    assert match.matched_files == {"model.safetensors": "weights/model.safetensors"}
+    assert match.expected_sha256 == {"model.safetensors": "a" * 64}  # what settles it later
+
+    changed = LocalFile("model.safetensors", 10, sha256="f" * 64)
+    match = match_listing(LookupRequest("model", (changed,)), listing, "model")
+    assert (match.trust, match.method, match.confidence) == (
+        TrustLevel.MODIFIED, "hash_mismatch", 0.7)
+    assert [(e.local, e.method, e.confidence) for e in match.evidence] == [
+        (changed, "hash_mismatch", 0.7)]
+    assert match.matched_files == {"model.safetensors": "weights/model.safetensors"}
