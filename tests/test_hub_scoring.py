@@ -104,3 +104,22 @@ def test_a_listing_without_sizes_is_no_evidence_of_a_change_but_a_hash_still_is(
     assert [(e.local, e.method, e.confidence) for e in match.evidence] == [
         (changed, "hash_mismatch", 0.7)]
     assert match.matched_files == {"model.safetensors": "weights/model.safetensors"}
+
+
+def test_a_renamed_file_is_matched_to_the_most_similar_name_past_a_same_size_one():
+    listing = _listing(
+        RepoFileEntry("other.safetensors", 10, "b" * 64),  # same size, but not these bytes
+        RepoFileEntry("my-model-v2.safetensors", 99, "c" * 64),  # a similar name
+    )
+    local = LocalFile("my-model-v1.safetensors", 10, sha256="a" * 64)
+    match = match_listing(LookupRequest("my-model-v1", (local,)), listing, "my-model-v1")
+    assert (match.trust, match.method) == (TrustLevel.LOW, "filename_fuzzy")
+    assert match.matched_files == {"my-model-v1.safetensors": "my-model-v2.safetensors"}
+
+
+def test_a_file_name_exactly_at_the_minimum_similarity_counts():
+    listing = _listing(RepoFileEntry("abcxy.safetensors", 99, "c" * 64))
+    local = LocalFile("abcde.safetensors", 10)  # 2 * 3 matching / 10 characters: 0.6
+    match = match_listing(LookupRequest("abcde", (local,)), listing, "abcde")
+    assert (match.trust, match.confidence) == (TrustLevel.LOW, 0.5)
+    assert match.matched_files == {"abcde.safetensors": "abcxy.safetensors"}
