@@ -17,7 +17,7 @@ from modelimport.identify.hub.scoring import (
 
 def test_fuzzy_confidence_maps_the_similarity_range_onto_the_fuzzy_range():
     assert fuzzy_confidence(0.6) == 0.5  # the least similarity that counts: the least trust
-    assert fuzzy_confidence(1.0) == 0.85  # the same name: still below filename_exact (0.9)
+    assert fuzzy_confidence(1.0) == 0.85  # the same name: still below filename_exact (0.95)
     assert fuzzy_confidence(0.8) == 0.675  # linear in between
     assert fuzzy_confidence(2 / 3) == 0.558  # to three decimals, as metadata.json shows it
     assert fuzzy_confidence(0.3) == 0.5 and fuzzy_confidence(1.5) == 0.85  # clamped
@@ -83,6 +83,7 @@ def test_a_modified_file_names_the_repo_file_it_differs_from():
         match = match_listing(LookupRequest("model", (local,)), listing, "model")
         assert (match.trust, match.method, match.confidence) == (
             TrustLevel.MODIFIED, "hash_mismatch", 0.7)
+        assert match.repo_id == "org/repo"
         assert match.matched_files == {"model.safetensors": "weights/model.safetensors"}
         assert match.expected_sha256 == {}  # not this file's hash: it was changed
 
@@ -123,3 +124,24 @@ def test_a_file_name_exactly_at_the_minimum_similarity_counts():
     match = match_listing(LookupRequest("abcde", (local,)), listing, "abcde")
     assert (match.trust, match.confidence) == (TrustLevel.LOW, 0.5)
     assert match.matched_files == {"abcde.safetensors": "abcxy.safetensors"}
+
+
+def test_a_set_is_judged_by_its_weakest_file_and_the_share_of_files_matched():
+    listing = _listing(
+        RepoFileEntry("model-00001-of-00003.safetensors", 10, "a" * 64),
+        RepoFileEntry("model-00002-of-00003.safetensors", 20, "b" * 64),
+        RepoFileEntry("renamed-copy.safetensors", 30, "c" * 64),
+    )
+    hashed = LocalFile("model-00001-of-00003.safetensors", 10, sha256="a" * 64)
+    exact = LocalFile("model-00002-of-00003.safetensors", 20)  # name and size, not hashed
+    same_size = LocalFile("totally-other-name.safetensors", 30)  # a renamed copy? 0.85
+    unknown = LocalFile("zzzz.safetensors", 7)  # matches nothing
+
+    both = match_listing(LookupRequest("model", (hashed, exact)), listing, "model")
+    assert (both.trust, both.method, both.confidence) == (TrustLevel.HIGH, "filename_exact", 0.95)
+
+    two_of_three = match_listing(
+        LookupRequest("model", (same_size, exact, unknown)), listing, "model")
+    assert (two_of_three.trust, two_of_three.confidence) == (TrustLevel.LOW, 0.567)  # .85 * 2/3
+    one_of_two = match_listing(LookupRequest("model", (same_size, unknown)), listing, "model")
+    assert (one_of_two.trust, one_of_two.confidence) == (TrustLevel.LOW, 0.5)  # at least 0.5
