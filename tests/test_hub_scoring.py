@@ -12,6 +12,7 @@ from modelimport.identify.hub.scoring import (
     name_only_match,
     repo_name_similarity,
     same_file_name,
+    to_candidate,
 )
 
 
@@ -145,3 +146,13 @@ def test_a_set_is_judged_by_its_weakest_file_and_the_share_of_files_matched():
     assert (two_of_three.trust, two_of_three.confidence) == (TrustLevel.LOW, 0.567)  # .85 * 2/3
     one_of_two = match_listing(LookupRequest("model", (same_size, unknown)), listing, "model")
     assert (one_of_two.trust, one_of_two.confidence) == (TrustLevel.LOW, 0.5)  # at least 0.5
+
+
+def test_a_candidate_shows_the_match_and_the_repo_file_it_rests_on():
+    listing = _listing(RepoFileEntry("weights/model.safetensors", 10, "a" * 64))
+    local = LocalFile("model.safetensors", 10)
+    candidate = to_candidate(match_listing(LookupRequest("m", (local,)), listing, "m"), 42)
+    assert (candidate.repo_id, candidate.matched_file, candidate.size) == (
+        "org/repo", "weights/model.safetensors", 10)
+    assert (candidate.match_method, candidate.confidence, candidate.trust, candidate.downloads) == (
+        "filename_exact", 0.95, TrustLevel.HIGH, 42)
