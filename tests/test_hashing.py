@@ -323,3 +323,20 @@ def test_direct_io_stays_on_for_aligned_chunks(tmp_path: Path):
         os.close(fd)
     data = bytes(chunk.buf)
     assert (tmp_path / "dst").read_bytes() == data + data + data[:100]
+
+
+def test_blake3_file_is_the_blake3_of_every_byte(tmp_path: Path):
+    """What `verify` recomputes: the same digest as the copy recorded, with its progress."""
+    size = 2 * hashing.CHUNK_SIZE + 4321
+    data = _write(tmp_path / "f", size)
+    seen: list[int] = []
+    assert hashing.blake3_file(tmp_path / "f", on_bytes=seen.append) == (
+        blake3.blake3(data).hexdigest())
+    assert seen[-1] == size
+
+
+def test_can_clone_tells_a_filesystem_that_clones_from_one_that_cannot(
+    small_fs: Path, reflink_dir: Path
+):
+    assert hashing.can_clone(reflink_dir) is True  # XFS with reflink
+    assert hashing.can_clone(small_fs) is False  # ext4 (or tmpfs): no clones
