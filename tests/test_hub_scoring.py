@@ -156,3 +156,16 @@ def test_a_candidate_shows_the_match_and_the_repo_file_it_rests_on():
         "org/repo", "weights/model.safetensors", 10)
     assert (candidate.match_method, candidate.confidence, candidate.trust, candidate.downloads) == (
         "filename_exact", 0.95, TrustLevel.HIGH, 42)
+
+
+def test_only_model_files_of_the_same_format_are_compared_by_name():
+    local = LocalFile("my-model-v1.safetensors", 10)
+    listing = _listing(
+        RepoFileEntry("README.md", 5),  # not a model file: passed over, the scan goes on
+        RepoFileEntry("my-model-v2.gguf", 99),  # another format: a similar name is no evidence
+        RepoFileEntry("my-model-v2.safetensors", 99),
+    )
+    match = match_listing(LookupRequest("my-model-v1", (local,)), listing, "my-model-v1")
+    assert match.matched_files == {"my-model-v1.safetensors": "my-model-v2.safetensors"}
+    other_format = _listing(RepoFileEntry("my-model-v2.gguf", 99))
+    assert match_listing(LookupRequest("x", (local,)), other_format, "x").trust is TrustLevel.NONE
