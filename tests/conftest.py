@@ -2,22 +2,66 @@
 
 from __future__ import annotations
 
+import atexit
 import inspect
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import huggingface_hub.constants
-import pytest
-from cli import CliRun, cli_env
-from fakecivitai import FakeCivitai
-from fakehub import FakeHub
+# Hermetic from the first line: HOME, the XDG folders, HF_HOME and our own folders point into
+# a folder of this test process before any library reads them (huggingface_hub computes its
+# paths when imported, platformdirs whenever asked). Each test then gets its own copies under
+# its tmp_path (`_isolated_home`). Nothing a test does reads or writes the user's real ones.
+HERMETIC_ROOT = Path(tempfile.mkdtemp(prefix="modelimport-tests-"))
+HOME_FOLDERS = {
+    "HOME": "home",
+    "XDG_CONFIG_HOME": "home/.config",
+    "XDG_CACHE_HOME": "home/.cache",
+    "XDG_DATA_HOME": "home/.local/share",
+    "XDG_STATE_HOME": "home/.local/state",
+    "XDG_RUNTIME_DIR": "run",
+    "HF_HOME": "home/.cache/huggingface",
+    "MODELIMPORT_CACHE_DIR": "home/.cache/modelimport",
+    "MODELIMPORT_CONFIG_DIR": "home/.config/modelimport",
+}
+
+
+def _point_home_at(root: Path, setenv) -> None:
+    for var, sub in HOME_FOLDERS.items():
+        folder = root / sub
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        setenv(var, str(folder))
+
 
 NO_HUB = "http://127.0.0.1:9"  # nothing listens there: a stray Hub call fails at once
+
+_point_home_at(HERMETIC_ROOT, os.environ.__setitem__)
+for _var in list(os.environ):
+    # What the user's shell may carry that changes what the CLI does (their library, tokens,
+    # an offline switch, faults): the tests set what they need themselves.
+    if _var.startswith(("MODELIMPORT_", "HF_", "HUGGING_FACE_", "CIVITAI_")) and (
+        _var not in HOME_FOLDERS
+    ):
+        del os.environ[_var]
+# huggingface_hub derives its API and download addresses from HF_ENDPOINT when imported:
+# nothing in this process may ever reach huggingface.co.
+os.environ["HF_ENDPOINT"] = NO_HUB
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+
+import huggingface_hub.constants  # noqa: E402  (after HF_HOME is set, on purpose)
+import pytest  # noqa: E402
+from cli import CliRun, cli_env, set_hub_endpoint  # noqa: E402
+from fakecivitai import FakeCivitai  # noqa: E402
+from fakehub import FakeHub  # noqa: E402
+
+# Removed when this process ends, not when a pytest session does: a tool that runs several
+# sessions in one process (mutmut) keeps the folders huggingface_hub computed at import.
+atexit.register(shutil.rmtree, HERMETIC_ROOT, ignore_errors=True)
 
 
 # What some tests need that only Linux and macOS offer. On Windows (CI) those are skipped
@@ -71,14 +115,27 @@ def _is_root() -> bool:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def _isolated_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Each test has its own empty HOME, XDG folders and HF_HOME (what the CLI, a
+    subprocess of it, and huggingface_hub would write into), beside its tmp_path."""
+    home = tmp_path_factory.mktemp("home")
+    _point_home_at(home, monkeypatch.setenv)
+    return home / "home"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_hub(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _isolated_home: Path
+) -> Path:
     """No test reaches huggingface.co, and each gets its own Hub lookup cache.
 
     huggingface_hub reads HF_ENDPOINT into `constants.ENDPOINT` at import time and uses it
     for calls of its own (e.g. its daily agent-registry fetch), so that is patched too.
     """
     monkeypatch.setenv("HF_ENDPOINT", NO_HUB)
-    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", NO_HUB)
+    _set_hub_endpoint(monkeypatch, NO_HUB)
     cache = tmp_path / "hub-cache"
     monkeypatch.setenv("MODELIMPORT_CACHE_DIR", str(cache))
     # Nor civitai.com: CivitAI is off unless a test uses `fake_civitai`.
@@ -89,11 +146,20 @@ def _isolated_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def _isolated_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _isolated_home: Path
+) -> Path:
     """Each test has its own config folder (apps.toml), never the user's real one."""
     config = tmp_path / "config"
     monkeypatch.setenv("MODELIMPORT_CONFIG_DIR", str(config))
     return config
+
+
+def _set_hub_endpoint(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
+    constants = huggingface_hub.constants
+    for name in ("ENDPOINT", "HUGGINGFACE_CO_URL_TEMPLATE"):
+        monkeypatch.setattr(constants, name, getattr(constants, name))  # put back after
+    set_hub_endpoint(endpoint)
 
 
 @pytest.fixture
@@ -105,7 +171,7 @@ def fake_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHu
     """
     hub = FakeHub().start()
     monkeypatch.setenv("HF_ENDPOINT", hub.url)
-    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", hub.url)
+    _set_hub_endpoint(monkeypatch, hub.url)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
@@ -209,11 +275,11 @@ class OtherUser:
         import sys
 
         extra = {
-            "HOME": str(self.home),
+            **{var: str(self.home / sub.removeprefix("home").lstrip("/"))
+               for var, sub in HOME_FOLDERS.items()},
             "MODELIMPORT_CACHE_DIR": str(self.home / ".cache"),
-            "MODELIMPORT_CONFIG_DIR": str(self.home / ".config" / "modelimport"),
             **(env or {}),
-        }
+        }  # fmt: skip
         proc = subprocess.run(
             ["setpriv", f"--reuid={self.name}", f"--regid={self.name}", "--clear-groups",
              sys.executable, "-m", "modelimport", *map(str, args)],
@@ -322,3 +388,65 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_sep("-", f"crash matrix: {len(ran)} kill points recovered")
         for line in ran:
             terminalreporter.write_line(line)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def sshfs_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A folder on a real network filesystem: sshfs (FUSE, `fuse.sshfs` in /proc/mounts)
+    over SSH to an sshd of the test's own on 127.0.0.1. Needs root, /dev/fuse and the
+    Debian packages sshfs and openssh-server; skips, saying which is missing, otherwise."""
+    import socket
+
+    tools = ("sshfs", "ssh-keygen", "fusermount")
+    missing = [t for t in tools if not shutil.which(t)] + (
+        [] if Path("/usr/sbin/sshd").exists() else ["sshd"]
+    )
+    if os.geteuid() != 0 or missing or not Path("/dev/fuse").exists():
+        pytest.skip(f"needs root, /dev/fuse, sshfs and openssh-server (missing: {missing})")
+    base = tmp_path_factory.mktemp("sshfs")
+    export, mount = base / "export", base / "mnt"
+    export.mkdir()
+    mount.mkdir()
+    for key in ("host_key", "user_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(base / key)],
+                       check=True, capture_output=True)  # fmt: skip
+    port = _free_port()
+    config = base / "sshd_config"
+    config.write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {base / 'host_key'}\n"
+        f"AuthorizedKeysFile {base / 'user_key.pub'}\nPidFile {base / 'sshd.pid'}\n"
+        "PermitRootLogin prohibit-password\nPasswordAuthentication no\nUsePAM no\n"
+        "StrictModes no\nSubsystem sftp internal-sftp\n"
+    )
+    Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation folder
+    sshd = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(config)],
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        for _ in range(100):  # until it listens (or has died)
+            with socket.socket() as sock:
+                if sshd.poll() is not None or sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        mounted = sshd.poll() is None and subprocess.run(
+            ["sshfs", "-p", str(port), f"root@127.0.0.1:{export}", str(mount), "-o",
+             f"IdentityFile={base / 'user_key'},StrictHostKeyChecking=no,"
+             "UserKnownHostsFile=/dev/null,BatchMode=yes,LogLevel=ERROR"],
+            capture_output=True, text=True, timeout=30,
+        ).returncode == 0  # fmt: skip
+        if not mounted:
+            pytest.skip("could not start an sshd on 127.0.0.1 and mount it with sshfs here")
+        try:
+            yield mount
+        finally:
+            subprocess.run(["fusermount", "-u", "-z", str(mount)], check=False)
+    finally:
+        sshd.terminate()
+        sshd.wait(timeout=10)

@@ -519,3 +519,23 @@ class _Handler(BaseHTTPRequestHandler):
             content = content[start : end + 1]
             status = 206
         self._send(status, content, headers, content_type="application/octet-stream")
+
+
+class FakeClock:
+    """A clock for `HubSession(sleep=clock.sleep, clock=clock.monotonic)`: time moves only
+    when the session sleeps, so a test reads how long it waited (`slept`) without waiting."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+    def session(self) -> dict[str, Any]:
+        """The HubSession keyword arguments that make it use this clock."""
+        return {"sleep": self.sleep, "clock": self.monotonic}

@@ -11,7 +11,7 @@ from pathlib import Path
 import app_models as models
 import pytest
 from app_models import assert_relative_link_to, tree
-from cli import run_cli
+from cli import run_cli_here as run_cli  # in this process (tests/cli.py)
 from factories import make_gguf
 
 COMFY_FOLDERS = ("checkpoints", "loras", "vae", "text_encoders", "upscale_models")

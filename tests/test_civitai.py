@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cli import run_cli
+from cli import run_cli_here as run_cli  # in this process (tests/cli.py)
 from factories import make_safetensors
 from fakecivitai import FakeCivitai
 from fakehub import FakeHub

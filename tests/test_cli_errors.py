@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 import typer
-from cli import CliRun, cli_env, run_cli
+from cli import CliRun, cli_env
+from cli import run_cli_here as run_cli  # in this process (tests/cli.py)
 from factories import make_gguf, make_safetensors
 from fakehub import FakeHub
 

@@ -9,7 +9,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from cli import cli_env, run_cli, start_cli
+from cli import CONSOLE_SCRIPT, cli_env, start_cli
+from cli import run_cli_here as run_cli  # in this process (tests/cli.py)
 from factories import make_safetensors
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +34,7 @@ def test_help_lists_every_command_with_examples():
 
 def test_console_script_and_module_agree():
     script = subprocess.run(
-        ["modelimport", "--help"], capture_output=True, text=True, env=cli_env()
+        [CONSOLE_SCRIPT, "--help"], capture_output=True, text=True, env=cli_env()
     )
     assert script.returncode == 0
     assert script.stdout == run_cli("--help").stdout
@@ -50,7 +51,7 @@ def test_shell_completion_scripts_exist_and_complete_commands():
             "COMP_CWORD": "1",
         }
     )
-    out = subprocess.run(["modelimport"], capture_output=True, text=True, env=env)
+    out = subprocess.run([CONSOLE_SCRIPT], capture_output=True, text=True, env=env)
     assert out.stdout.split() == ["status"]
 
 
@@ -167,7 +168,7 @@ def test_completion_scripts_are_current():
     > completions/modelimport.$s; done` when a command or option changes."""
     for shell in ("bash", "zsh", "fish"):
         env = cli_env({"_MODELIMPORT_COMPLETE": f"source_{shell}"})
-        out = subprocess.run(["modelimport"], capture_output=True, text=True, env=env)
+        out = subprocess.run([CONSOLE_SCRIPT], capture_output=True, text=True, env=env)
         assert out.returncode == 0, out.stderr
         shipped = (ROOT / "completions" / f"modelimport.{shell}").read_text()
         assert out.stdout.strip() == shipped.strip(), f"completions/modelimport.{shell} is stale"

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from cli import run_cli, start_cli
+from cli import run_cli_here as run_cli  # in this process (tests/cli.py)
+from cli import start_cli
 from conftest import OtherUser
 from factories import make_safetensors
 

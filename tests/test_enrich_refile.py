@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 from app_models import assert_relative_link_to
-from cli import run_cli, start_cli
+from cli import run_cli_here as run_cli  # in this process (tests/cli.py)
+from cli import start_cli
 from factories import make_safetensors
 from fakecivitai import FakeCivitai
 from fakehub import FakeHub

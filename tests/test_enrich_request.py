@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from cli import run_cli
+from cli import run_cli_here as run_cli  # in this process (tests/cli.py)
 from factories import make_diffusers_sdxl
 from fakehub import FakeHub
 from test_bundles import hf_download_folder

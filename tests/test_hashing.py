@@ -264,6 +264,28 @@ def test_fast_hash(tmp_path: Path):
     assert hashing.fast_hash(tmp_path / "c") == hashlib.sha256(b"0").hexdigest()
 
 
+@pytest.mark.parametrize("spans", [0.5, 1.5, 2.5, 3.5])
+def test_fast_hash_is_the_first_and_last_8_mib_and_the_size(tmp_path: Path, spans: float):
+    """The index keeps fast hashes: what one is must not change between versions, or a
+    library's duplicates are no longer found (the middle of a big file is never read)."""
+    span = hashing.FAST_HASH_SPAN
+    data = os.urandom(int(spans * span))
+    (tmp_path / "f").write_bytes(data)
+    read = data if len(data) <= 2 * span else data[:span] + data[-span:]
+    expected = hashlib.sha256(read + str(len(data)).encode()).hexdigest()
+    assert hashing.fast_hash(tmp_path / "f") == expected
+
+
+def test_hash_file_reports_every_byte_it_reads(tmp_path: Path):
+    size = 2 * hashing.CHUNK_SIZE + 12345
+    _write(tmp_path / "f", size)
+    seen: list[int] = []
+    digests = hashing.hash_file(tmp_path / "f", on_bytes=seen.append)
+    assert digests == hashing.hash_file(tmp_path / "f")
+    # Bytes done so far, growing, up to the whole file: the progress bar reaches the end.
+    assert seen == sorted(seen) and seen[-1] == size
+
+
 def test_memory_is_bounded_by_the_pool(
     tmp_path: Path, small_chunks: int, monkeypatch: pytest.MonkeyPatch
 ):
@@ -302,3 +324,20 @@ def test_direct_io_stays_on_for_aligned_chunks(tmp_path: Path):
         os.close(fd)
     data = bytes(chunk.buf)
     assert (tmp_path / "dst").read_bytes() == data + data + data[:100]
+
+
+def test_blake3_file_is_the_blake3_of_every_byte(tmp_path: Path):
+    """What `verify` recomputes: the same digest as the copy recorded, with its progress."""
+    size = 2 * hashing.CHUNK_SIZE + 4321
+    data = _write(tmp_path / "f", size)
+    seen: list[int] = []
+    assert hashing.blake3_file(tmp_path / "f", on_bytes=seen.append) == (
+        blake3.blake3(data).hexdigest())
+    assert seen[-1] == size
+
+
+def test_can_clone_tells_a_filesystem_that_clones_from_one_that_cannot(
+    small_fs: Path, reflink_dir: Path
+):
+    assert hashing.can_clone(reflink_dir) is True  # XFS with reflink
+    assert hashing.can_clone(small_fs) is False  # ext4 (or tmpfs): no clones

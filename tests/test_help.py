@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from cli import run_cli
+from cli import run_cli_here as run_cli  # in this process (tests/cli.py)
 from factories import make_safetensors
 
 COMMANDS = ["import", "status", "rescan", "mark-manual", "shards", "list", "lookup", "edit",

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import time
 from dataclasses import replace
 
 import pytest
-from fakehub import FakeHub
+from fakehub import FakeClock, FakeHub
 
 from modelimport.identify.hub import (
     HubSession,
@@ -16,6 +15,7 @@ from modelimport.identify.hub import (
     TrustLevel,
     settle_verification,
 )
+from modelimport.identify.hub.client import RETRY_BACKOFF_S
 from modelimport.identify.hub.records import FileStamp
 
 NAME = "Meta-Llama-3-8B-Instruct"
@@ -163,10 +163,10 @@ def test_generic_file_name_is_searched_by_folder(fake_hub: FakeHub) -> None:
 
 def test_hub_500_fails_fast_and_opens_the_breaker(hub: FakeHub) -> None:
     hub.fail(500)
-    session = HubSession()
-    started = time.monotonic()
+    clock = FakeClock()
+    session = HubSession(**clock.session())
     result = session.identify(request("Meta-Llama-3-8B-Instruct", llama_file()))
-    assert time.monotonic() - started < 3
+    assert clock.slept == [RETRY_BACKOFF_S]  # one short pause before the one retry
     assert result.hub_error and "500" in result.hub_error
     assert result.trust is TrustLevel.NONE
     calls = hub.total
@@ -183,27 +183,32 @@ def test_transient_500_is_retried(hub: FakeHub) -> None:
 
 
 def test_429_retry_after_is_honoured(hub: FakeHub) -> None:
-    hub.fail(429, times=1, retry_after=1)
-    started = time.monotonic()
-    result = HubSession().identify(request("Meta-Llama-3-8B-Instruct", llama_file()))
+    hub.fail(429, times=1, retry_after=7)
+    clock = FakeClock()
+    result = HubSession(**clock.session()).identify(
+        request("Meta-Llama-3-8B-Instruct", llama_file())
+    )
     assert result.trust is TrustLevel.HIGH
-    assert 1 <= time.monotonic() - started < 4
+    assert clock.slept == [7.0]  # what the Hub asked for, once, before the retry
 
 
 def test_429_with_long_retry_after_gives_up_at_once(hub: FakeHub) -> None:
     hub.fail(429, retry_after=3600)
-    started = time.monotonic()
-    result = HubSession().identify(request("Meta-Llama-3-8B-Instruct", llama_file()))
-    assert time.monotonic() - started < 2
+    clock = FakeClock()
+    result = HubSession(**clock.session()).identify(
+        request("Meta-Llama-3-8B-Instruct", llama_file())
+    )
+    assert clock.slept == []  # an hour is too long to wait: the Hub counts as down
+    assert hub.total == 1
     assert result.hub_error and "429" in result.hub_error
 
 
 def test_slow_hub_times_out(hub: FakeHub) -> None:
-    hub.latency = 2.0
-    started = time.monotonic()
-    result = HubSession(timeout=0.3).identify(request("Meta-Llama-3-8B-Instruct", llama_file()))
-    assert time.monotonic() - started < 1.5
-    assert result.hub_error and "did not answer" in result.hub_error
+    hub.latency = 2.0  # longer than the timeout: only the timeout can end the call early
+    session = HubSession(timeout=0.3)
+    result = session.identify(request("Meta-Llama-3-8B-Instruct", llama_file()))
+    assert result.hub_error and "did not answer within 0.3 s" in result.hub_error
+    assert sum(session.calls.values()) == 1  # a timeout is not retried: the breaker opens
 
 
 def test_unreachable_hub(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -330,3 +335,14 @@ def test_same_size_renamed_file_is_low_until_settled(hub: FakeHub) -> None:
     refuted = settle_verification(pending, {local.name: "0" * 64})
     assert (refuted.trust, refuted.match_method) == (TrustLevel.LOW, "filename_fuzzy")
     assert not refuted.pending_verification and refuted.metadata["hash_mismatch"] is False
+
+
+def test_an_unrelated_file_in_a_named_repo_is_no_match(hub: FakeHub) -> None:
+    """The file names the repo, but none of the repo's files is like it: the name of a model
+    file in that repo is no evidence (below the minimum similarity), so no low-confidence
+    match is made up from it (issue 25: dropping the minimum made this a 0.5 match)."""
+    unrelated = LocalFile("cat-photo-classifier.safetensors", 4321)
+    result = HubSession().identify(request("whatever", unrelated, embedded=[LLAMA]))
+    assert (result.trust, result.match_method, result.confidence) == (TrustLevel.NONE, None, 0.0)
+    assert result.repo_id is None
+    assert hub.counts["model_info"] == 1  # the named repo was read and compared

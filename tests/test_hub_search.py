@@ -9,7 +9,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from cli import run_cli
+from cli import run_cli_here as run_cli  # in this process (tests/cli.py)
 from factories import make_gguf, make_safetensors
 from fakehub import FakeHub
 

@@ -12,7 +12,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cli import library_files, run_cli
+from cli import library_files
+from cli import run_cli_here as run_cli  # in this process (tests/cli.py)
 from factories import make_gguf, make_safetensors, make_sharded_safetensors
 
 
@@ -64,26 +65,35 @@ def test_mixed_folder_imports_three_models_and_rejects_two(tmp_path: Path, mixed
     )
 
 
-def test_metadata_hashes_equal_sha256sum_and_b3sum(tmp_path: Path, mixed_folder: Path):
-    if shutil.which("b3sum") is None:
-        pytest.skip("b3sum is not installed (apt-get install b3sum)")
-    lib = tmp_path / "lib"
+def _imported_files(lib: Path, mixed_folder: Path) -> list[tuple[dict, Path, Path]]:
+    """(metadata entry, source, library copy) of every file the import of `mixed_folder` took."""
     report = run_cli("--library", lib, "import", mixed_folder, "--yes", "--json").json
-    checked = 0
+    files = []
     for result in report["results"]:
         if result["status"] != "imported":
             continue
         meta = json.loads((lib / result["model_id"] / "metadata.json").read_text())
         assert meta["model_id"] == result["model_id"]
         sources = {Path(s).name: Path(s) for s in result["sources"]}
+        folder = lib / meta["model_id"]
         for entry in meta["files"]:
-            source = sources[entry["original_name"]]
-            assert entry["sha256"] == _sha256sum(source)
-            assert entry["blake3"] == _b3sum(source)
-            assert entry["size"] == source.stat().st_size
-            assert _sha256sum(lib / result["model_id"] / entry["name"]) == entry["sha256"]
-            checked += 1
-    assert checked == 6  # 1 safetensors + 1 gguf + 3 shards + index json
+            files.append((entry, sources[entry["original_name"]], folder / entry["name"]))
+    assert len(files) == 6  # 1 safetensors + 1 gguf + 3 shards + index json
+    return files
+
+
+def test_metadata_hashes_equal_sha256sum(tmp_path: Path, mixed_folder: Path):
+    for entry, source, copy in _imported_files(tmp_path / "lib", mixed_folder):
+        assert entry["sha256"] == _sha256sum(source)
+        assert entry["size"] == source.stat().st_size
+        assert _sha256sum(copy) == entry["sha256"]
+
+
+def test_metadata_hashes_equal_b3sum(tmp_path: Path, mixed_folder: Path):
+    if shutil.which("b3sum") is None:  # only this check needs it; sha256sum's runs anyway
+        pytest.skip("b3sum is not installed (apt-get install b3sum)")
+    for entry, source, copy in _imported_files(tmp_path / "lib", mixed_folder):
+        assert entry["blake3"] == _b3sum(source) == _b3sum(copy)
 
 
 def test_second_import_is_all_duplicates_and_copies_nothing(tmp_path: Path, mixed_folder: Path):

@@ -12,7 +12,8 @@ import re
 from pathlib import Path
 
 import pytest
-from cli import run_cli, trust_fields
+from cli import run_cli_here as run_cli  # in this process (tests/cli.py)
+from cli import trust_fields
 from factories import make_safetensors
 from fakehub import FakeHub
 

@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from cli import library_files, run_cli, start_cli
+from cli import library_files, start_cli
+from cli import run_cli_here as run_cli  # in this process (tests/cli.py)
 from conftest import OtherUser
 from factories import make_safetensors
 

@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from cli import run_cli
+from cli import run_cli_here as run_cli  # in this process (tests/cli.py)
 from factories import make_gguf, make_safetensors, make_sharded_safetensors
 from fakehub import FakeHub
 
@@ -50,9 +50,15 @@ def _shape_problems(doc: Any, real: Any, path: str = "$") -> list[str]:
     if isinstance(doc, list):
         if not isinstance(real, list):
             return [f"{path}: the docs show a list, the output has {type(real).__name__}"]
-        if doc and real:
-            return _shape_problems(doc[0], real[0], f"{path}[0]")
-        return []
+        if not doc:
+            return []
+        # Every element of the output has the shape of one of the documented elements (a
+        # list may mix shapes: results that were imported, rejected, duplicates...).
+        problems = []
+        for index, item in enumerate(real):
+            tries = [_shape_problems(d, item, f"{path}[{index}]") for d in doc]
+            problems += min(tries, key=len)
+        return problems
     kinds = (bool, (int, float), str)
     for kind in kinds:
         if isinstance(doc, kind) != isinstance(real, kind):

@@ -7,7 +7,8 @@ import json
 import subprocess
 from pathlib import Path
 
-from cli import cli_env, library_files, run_cli
+from cli import CONSOLE_SCRIPT, cli_env, library_files
+from cli import run_cli_here as run_cli  # in this process (tests/cli.py)
 from factories import make_gguf, make_safetensors
 
 
@@ -147,7 +148,7 @@ def test_model_ids_complete_in_the_shell(tmp_path: Path):
             "COMP_WORDS": f"modelimport --library {lib} {command} {prefix}",
             "COMP_CWORD": "4",
         })
-        out = subprocess.run(["modelimport"], capture_output=True, text=True, env=env)
+        out = subprocess.run([CONSOLE_SCRIPT], capture_output=True, text=True, env=env)
         assert out.stdout.split() == [r["model_id"]], (command, out.stdout, out.stderr)
 
 

@@ -8,7 +8,8 @@ import os
 from pathlib import Path
 
 import pytest
-from cli import library_files, run_cli
+from cli import library_files
+from cli import run_cli_here as run_cli  # in this process (tests/cli.py)
 from factories import make_safetensors
 
 

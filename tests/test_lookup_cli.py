@@ -6,7 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from cli import run_cli
+from cli import run_cli_here as run_cli  # in this process (tests/cli.py)
 from factories import make_safetensors
 from fakecivitai import FakeCivitai
 from fakehub import FakeHub

@@ -1,9 +1,12 @@
 """A library on a network filesystem (NFS, SMB, sshfs) keeps its index in the rollback
-journal, not WAL, whose shared memory cannot work across machines."""
+journal, not WAL, whose shared memory cannot work across machines. The filesystems are real
+mounts: a tmpfs, and sshfs to an sshd on 127.0.0.1 (conftest `sshfs_dir`)."""
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -54,23 +57,43 @@ def _journal_mode(index: Path) -> str:
         db.close()
 
 
-def test_library_on_a_network_filesystem_uses_the_rollback_journal(tmp_path: Path):
-    lib = tmp_path / "lib"
+def test_a_real_tmpfs_is_found_and_is_local(tmp_path: Path):
+    mount = tmp_path / "tmpfs"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:  # fmt: skip
+        pytest.skip("could not mount a tmpfs here (needs root)")
+    try:
+        found = filesystem_type(mount / "lib")  # not made yet: its parent's filesystem
+        assert (found, is_network(found)) == ("tmpfs", False)
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_library_on_a_network_filesystem_uses_the_rollback_journal(
+    tmp_path: Path, sshfs_dir: Path
+):
+    lib = sshfs_dir / tmp_path.name / "lib"  # sshfs over SSH to 127.0.0.1: a real one
+    assert filesystem_type(lib) == "fuse.sshfs"
     src = make_safetensors(tmp_path / "m.safetensors")
-    nfs = {"MODELIMPORT_TEST_FSTYPE": "nfs4"}
-    assert run_cli("--library", lib, "import", src, "--yes", env=nfs).code == 0
+    assert run_cli("--library", lib, "import", src, "--yes").code == 0
     index = lib / ".modelimport" / "index.sqlite"
     assert _journal_mode(index) == "delete"
     assert not Path(f"{index}-wal").exists()
 
-    status = run_cli("--library", lib, "status", "--json", env=nfs).json
-    assert status["filesystem"] == "nfs4" and status["network_filesystem"] is True
+    status = run_cli("--library", lib, "status", "--json").json
+    assert status["filesystem"] == "fuse.sshfs" and status["network_filesystem"] is True
     assert status["index_journal_mode"] == "delete"
-    human = run_cli("--library", lib, "status", env=nfs).stdout
-    assert "Filesystem: nfs4 (a network filesystem: the index uses the DELETE journal" in human
+    human = run_cli("--library", lib, "status").stdout
+    assert "Filesystem: fuse.sshfs (a network filesystem: the index uses the DELETE journal" in (
+        human)  # fmt: skip
 
-    # Moved back to a local disk (or was local first): WAL again, and the reverse.
-    assert run_cli("--library", lib, "status", "--json").json["index_journal_mode"] == "wal"
-    assert _journal_mode(index) == "wal"
-    assert run_cli("--library", lib, "list", env=nfs).code == 0
-    assert _journal_mode(index) == "delete"
+    # Copied to a local disk: WAL there; and copied back onto the network one, DELETE again.
+    local = tmp_path / "local-lib"
+    shutil.copytree(lib, local)
+    assert run_cli("--library", local, "status", "--json").json["index_journal_mode"] == "wal"
+    assert _journal_mode(local / ".modelimport" / "index.sqlite") == "wal"
+    back = sshfs_dir / tmp_path.name / "back"
+    shutil.copytree(local, back)
+    assert run_cli("--library", back, "list").code == 0
+    assert _journal_mode(back / ".modelimport" / "index.sqlite") == "delete"

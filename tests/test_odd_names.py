@@ -9,7 +9,8 @@ import unicodedata
 from pathlib import Path
 
 import pytest
-from cli import library_files, run_cli
+from cli import library_files
+from cli import run_cli_here as run_cli  # in this process (tests/cli.py)
 from factories import make_safetensors
 
 from modelimport.names import MAX_COMPONENT_BYTES

@@ -10,7 +10,8 @@ import json
 import sqlite3
 from pathlib import Path
 
-from cli import library_files, run_cli
+from cli import library_files
+from cli import run_cli_here as run_cli  # in this process (tests/cli.py)
 from conftest import OtherUser
 from factories import make_evil_pickle, make_safetensors, make_sharded_safetensors
 

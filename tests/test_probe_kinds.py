@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
-from cli import run_cli
+from cli import run_cli_here as run_cli  # in this process (tests/cli.py)
 from factories import make_gguf, make_safetensors, make_torch_zip, nested_state_dict_pickle
 
 from modelimport.formats import inspect_file

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from cli import run_cli
+from cli import run_cli_here as run_cli  # in this process (tests/cli.py)
 from factories import make_safetensors
 from rich.console import Console
 

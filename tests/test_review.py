@@ -7,10 +7,12 @@ import os
 import pty
 import re
 import select
+import signal
 import sys
 import time
 from pathlib import Path
 
+import pytest
 from cli import cli_env, library_files
 from factories import make_gguf, make_safetensors
 from fakehub import FakeHub
@@ -30,22 +32,31 @@ def _run_on_terminal(
     seen = b""
     answered: set[str] = set()
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    ended = False  # the terminal closed: the CLI exited
+    while not ended and time.monotonic() < deadline:
         ready, _, _ = select.select([fd], [], [], 0.1)
         if ready:
             try:
                 chunk = os.read(fd, 4096)
             except OSError:
-                break
-            if not chunk:
-                break
+                chunk = b""
+            ended = not chunk
             seen += chunk
         text = seen.decode(errors="replace")
         for prompt, reply in answers.items():
             if prompt not in answered and prompt in text:
                 answered.add(prompt)
                 os.write(fd, reply.encode())
+    if not ended:
+        # Still waiting for input it will never get (or hung): kill it rather than wait for
+        # it forever in waitpid, and fail with what it showed.
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(fd)
+        shown = seen.decode(errors="replace")
+        pytest.fail(f"the CLI was still running after {timeout} s; it showed:\n{shown}")
     _, status = os.waitpid(pid, 0)
+    os.close(fd)
     return os.waitstatus_to_exitcode(status), seen.decode(errors="replace")
 
 

@@ -97,7 +97,7 @@ def test_a_set_is_named_by_its_base_name_not_its_first_shard(tmp_path: Path):
 
 
 def test_shards_command_counts_shards_without_the_index(tmp_path: Path):
-    from cli import run_cli
+    from cli import run_cli_here as run_cli  # in this process (tests/cli.py)
 
     files = make_sharded_safetensors(tmp_path / "hf", total=3)
     files[1].unlink()
@@ -113,7 +113,7 @@ def test_shards_command_counts_shards_without_the_index(tmp_path: Path):
 def test_a_set_keeps_the_shard_names_its_index_lists(tmp_path: Path):
     """`My Model-00001-of-00002.safetensors`: the index json names each shard; a renamed
     shard (spaces made dashes) would leave the set unloadable."""
-    from cli import run_cli
+    from cli import run_cli_here as run_cli  # in this process (tests/cli.py)
 
     make_sharded_safetensors(tmp_path / "dl", total=2, stem="My Model")
     run = run_cli("--library", tmp_path / "lib", "import", tmp_path / "dl", "--yes", "--json",

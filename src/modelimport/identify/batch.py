@@ -44,9 +44,11 @@ class LookupBatch:
         workers: int = LOOKUP_WORKERS,
         budget_s: float | None = LOOKUP_BUDGET_S,
         on_done: Callable[[int, Any], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.source = source
-        self.deadline = None if budget_s is None else time.monotonic() + budget_s
+        self._clock = clock  # passed in so that a test can run the budget out when it likes
+        self.deadline = None if budget_s is None else clock() + budget_s
         self._on_done = on_done
         self._count = len(requests)
         self._results: dict[int, Any] = {}
@@ -65,7 +67,7 @@ class LookupBatch:
                 index, request = self._todo.get_nowait()
             except queue.Empty:
                 return
-            if self.deadline is not None and time.monotonic() > self.deadline:
+            if self.deadline is not None and self._clock() > self.deadline:
                 result = self._spent()  # reached past the budget: no call at all
             else:
                 result = self._identify(request)
@@ -95,7 +97,7 @@ class LookupBatch:
 
     def result(self, index: int) -> Any:
         """Lookup `index`'s result, waiting at most until the budget runs out."""
-        timeout = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+        timeout = None if self.deadline is None else max(0.0, self.deadline - self._clock())
         if not self._done[index].wait(timeout):
             return self._settle(index, self._spent())
         with self._lock:

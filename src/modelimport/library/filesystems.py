@@ -18,10 +18,6 @@ NETWORK_FILESYSTEMS = {
     "fuse.rclone", "fuse.gcsfuse", "davfs", "fuse.davfs2",
 }  # fmt: skip
 
-# For tests only: pretend the library is on this filesystem type (one cannot mount an NFS
-# export in a test), like MODELIMPORT_FAULTS.
-TEST_OVERRIDE_ENV = "MODELIMPORT_TEST_FSTYPE"
-
 
 def _unescape(field: str) -> str:
     # /proc/mounts writes space, tab, newline and backslash in paths as octal escapes.
@@ -33,9 +29,6 @@ def _unescape(field: str) -> str:
 def filesystem_type(path: Path, mounts: str | None = None) -> str | None:
     """The fstype of the mount holding `path` (the longest mount point above it), or None
     where /proc/mounts cannot be read (not Linux)."""
-    override = os.environ.get(TEST_OVERRIDE_ENV)
-    if override:
-        return override
     if mounts is None:
         try:
             mounts = Path("/proc/mounts").read_text(encoding="utf-8", errors="replace")

@@ -176,6 +176,7 @@ class HubSession:
         token: str | bool | None = None,
         search_limit: int = DEFAULT_SEARCH_LIMIT,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.offline = offline or _env_offline()
         self.timeout = timeout
@@ -192,7 +193,10 @@ class HubSession:
         # a Hub that did not answer (said once per batch with the failure).
         self.failed_after: float | None = None
         self._first_request: float | None = None
+        # Waiting and the time it is now, passed in so that tests can count the seconds
+        # waited without waiting them.
         self._sleep = sleep
+        self._clock = clock
         # The batch budget: each identify() adds MAX_CALLS_PER_MODEL to the pool and takes
         # an allowance from it (its own calls live in a per-thread counter); what it does
         # not spend goes back. So a batch never averages more than MAX_CALLS_PER_MODEL.
@@ -206,7 +210,7 @@ class HubSession:
         self._listings: dict[str, RepoListing | None] = {}
         self._empty_queries: set[str] = set()
         self._key_locks: dict[str, threading.Lock] = {}
-        self._not_before = 0.0  # time.monotonic() before which no request starts
+        self._not_before = 0.0  # the clock's time before which no request starts
         self._gap = 0.0  # seconds between request starts while the quota is nearly spent
         # The publisher file index (`identify.publishers`), opened on first use; the repos
         # whose listing a lookup took from it (free, and said so in the record).
@@ -595,7 +599,7 @@ class HubSession:
             self._budget -= 1
             with self._lock:
                 self.calls[kind] += 1
-                self._first_request = self._first_request or time.monotonic()
+                self._first_request = self._first_request or self._clock()
             try:
                 return fn()
             except (RepositoryNotFoundError, RevisionNotFoundError):
@@ -635,13 +639,13 @@ class HubSession:
     def _hold(self, seconds: float) -> None:
         """No request of this session starts for `seconds` (a 429, a spent quota)."""
         with self._lock:
-            self._not_before = max(self._not_before, time.monotonic() + seconds)
+            self._not_before = max(self._not_before, self._clock() + seconds)
 
     def _wait_turn(self) -> None:
         """Wait for this request's turn: after any hold, and `_gap` after the previous start
         while the Hub's quota is nearly spent (each thread reserves its own start time)."""
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             start = max(now, self._not_before)
             if self._gap:
                 self._not_before = start + self._gap
@@ -677,7 +681,7 @@ class HubSession:
     def _trip(self, reason: str) -> None:
         with self._lock:
             if self.failed_after is None and self._first_request is not None:
-                self.failed_after = time.monotonic() - self._first_request
+                self.failed_after = self._clock() - self._first_request
         self.failure = reason
         raise HubUnavailable(reason)
 
