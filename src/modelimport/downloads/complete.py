@@ -141,8 +141,8 @@ def resolve_target(library: Library, db: sqlite3.Connection, target: str) -> lis
 
 
 def _imported_from(library: Library, db: sqlite3.Connection, path: Path, target: str) -> list[str]:
-    from modelimport.importer.collect import collect_paths
-    from modelimport.importer.shards import group_files
+    from modelimport.readers.collect import collect_paths
+    from modelimport.readers.shards import group_files
 
     found: list[str] = []
     for group in group_files(collect_paths([path], exclude=library.root).files):

@@ -26,8 +26,8 @@ from typing import Any
 from modelimport.errors import ModelImportError
 from modelimport.identify.hub.answers import repo_path as safe_repo_path
 from modelimport.identify.hub.records import RepoListing
-from modelimport.importer.shards import INDEX_SUFFIX, parse_shard_name
 from modelimport.names import sanitize_component
+from modelimport.readers.shard_names import INDEX_SUFFIX, parse_shard_name
 
 MAX_DEPTH = 3  # `1_Pooling/config.json` is two; deeper trees are not "related files"
 # huggingface_hub writes `<name>.<etag>.incomplete` and `<name>.metadata` next to a download;

@@ -88,8 +88,8 @@ def _looked_up_files(record: dict[str, Any]) -> list[dict[str, Any]]:
     """The files the import looked up: the weights a reader of ours read (not a set's index,
     a sidecar, a bundle's configs, tokenizers, README, nor its ONNX weights), a bundle's in
     the order the import reads them (`bundles.detect.weights_order`)."""
-    from modelimport.bundles.detect import weights_order
     from modelimport.formats import READ_FORMATS
+    from modelimport.readers.bundles.detect import weights_order
 
     every = [f for f in record.get("files") or [] if f.get("format") != "index-json"]
     files = [
@@ -110,7 +110,7 @@ def _folder_name(record: dict[str, Any], weights: list[dict[str, Any]]) -> str |
     bundle = record.get("bundle") or {}
     sources = record.get("sources") or []
     if bundle.get("root"):
-        from modelimport.bundles.detect import search_folder_name
+        from modelimport.readers.bundles.detect import search_folder_name
 
         # The bundle's folder, found on its first source's path: the name the import
         # searched by (a Hub-cache snapshot's repo folder rather than its commit hash).

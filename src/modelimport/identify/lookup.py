@@ -83,7 +83,7 @@ def lookup_files(
     paths: Sequence[Path], sources: LookupSources, progress: ProgressSink = ignore_progress
 ) -> dict[str, Any]:
     """One report per path, in order, and the calls each source made."""
-    from modelimport.importer.collect import unreadable_reason
+    from modelimport.readers.collect import unreadable_reason
 
     # All paths are checked before any is looked up, so a folder is bad usage up front.
     problems = [_file_problem(p) for p in paths]
@@ -108,7 +108,7 @@ def lookup_files(
 
 def _file_problem(path: Path) -> str | None:
     """Why `path` cannot be looked up, found without opening it (opening a fifo blocks)."""
-    from modelimport.importer.collect import unreadable_reason
+    from modelimport.readers.collect import unreadable_reason
 
     try:
         st = path.stat()

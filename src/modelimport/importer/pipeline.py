@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelimport.bundles.describe import BundleDescription, describe_bundle
 from modelimport.errors import (
     InvalidModelFile,
     ModelImportError,
@@ -50,8 +49,6 @@ from modelimport.formats import GGUF_MAGIC, PICKLE_PROTOCOLS, ZIP_MAGIC, FileFac
 from modelimport.formats.torch_file import scan_folder_pickle
 from modelimport.hashing import FileDigests, copy_and_hash, fast_hash, hash_file
 from modelimport.identify.batch import LOOKUP_BUDGET_S
-from modelimport.importer.collect import collect_paths
-from modelimport.importer.shards import ModelFiles, group_bundle, group_files
 from modelimport.importer.sources import SourceStamp, open_as_reviewed, replaced, stamp_source
 from modelimport.library import index, staging
 from modelimport.library.contained import OutsideLibrary, model_file
@@ -66,6 +63,9 @@ from modelimport.names import (
     sanitize_component,
 )
 from modelimport.probe import ModelProbe, probe_model
+from modelimport.readers.bundles.describe import BundleDescription, describe_bundle
+from modelimport.readers.collect import collect_paths
+from modelimport.readers.shards import ModelFiles, group_bundle, group_files
 
 # Result statuses, as the JSON contract names them.
 IMPORTED, DUPLICATE, FAILED, REJECTED, SKIPPED = (
@@ -510,10 +510,10 @@ def _bundle_name(root: Path, description: BundleDescription, probe: ModelProbe) 
 
 
 def _lookup_request(planned: PlannedModel) -> Any:
-    from modelimport.bundles.detect import search_folder_name
     from modelimport.identify.hub import LocalFile
     from modelimport.identify.hub.candidates import request_for
     from modelimport.probe.provenance import as_repo_id
+    from modelimport.readers.bundles.detect import search_folder_name
 
     group = planned.group
     names = [group.original_name(f.path) for f in planned.facts]

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from modelimport.events import ProgressEvent, ProgressSink, Stage, ignore_progress
-from modelimport.importer.collect import is_candidate_name
 from modelimport.library import index, index_file
 from modelimport.library.contained import (
     OutsideLibrary,
@@ -41,6 +40,7 @@ from modelimport.library.layout import META_DIR, METADATA_NAME, Library, write_j
 from modelimport.library.maintenance import OpenLibrary, _read_record
 from modelimport.library.metadata import now_iso
 from modelimport.locks import try_lock, unlock_and_close
+from modelimport.readers.collect import is_candidate_name
 
 VERIFIED_STATE = "verified.json"  # in .modelimport: when the whole library was last verified
 
@@ -334,7 +334,7 @@ def _bundle_folder_of(root: Path, path: Path) -> Path | None:
     """The folder a hand-dropped model file is part of, when that folder is one model (a
     Hugging Face folder with its config and tokenizer, a diffusers pipeline): adopted
     whole, as an import would take it, so the library copy still loads."""
-    from modelimport.bundles import detect_bundle
+    from modelimport.readers.bundles import detect_bundle
 
     for folder in path.parents:
         if folder == root or root not in folder.parents:

@@ -1,10 +1,8 @@
 """Sharded sets: grouping the files of one model and checking the set is complete.
 
-Recognised patterns (knowledge as data in SHARD_PATTERNS):
-- `name-00001-of-00005.ext`: Hugging Face shards and llama.cpp GGUF splits;
-- `name.ext.part1`, `name.ext.part2`, ...: split files with no declared total;
-- `name.safetensors.index.json` / `name.bin.index.json`: the weight map joins its set and
-  names every shard the set must have.
+Which names are shards is decided by readers.shard_names; the weight map of an index json
+(`name.safetensors.index.json` / `name.bin.index.json`) joins its set and names every shard
+the set must have.
 """
 
 from __future__ import annotations
@@ -14,33 +12,11 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from modelimport.bundles import Bundle
+from modelimport.readers.bundles.detect import Bundle, weights_order
+from modelimport.readers.shard_names import INDEX_SUFFIX, ShardName, parse_shard_name
 
-INDEX_SUFFIX = ".index.json"
 MAX_INDEX_BYTES = 64 * 1024 * 1024
-
-# pattern -> how to read (base, number, total) from a file name
-_NUMBERED = re.compile(r"^(?P<base>.+?)-(?P<num>\d{1,5})-of-(?P<total>\d{1,5})(?P<ext>\.[^.]+)$")
-_PART = re.compile(r"^(?P<base>.+?)(?P<ext>\.[A-Za-z0-9]+)\.part(?P<num>\d{1,5})$", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class ShardName:
-    base: str
-    ext: str
-    number: int
-    total: int | None  # None for `.partN`, which declares no total
-
-
-def parse_shard_name(filename: str) -> ShardName | None:
-    if m := _NUMBERED.match(filename):
-        return ShardName(m["base"], m["ext"].lower(), int(m["num"]), int(m["total"]))
-    if m := _PART.match(filename):
-        return ShardName(m["base"], m["ext"].lower(), int(m["num"]), None)
-    return None
 
 
 def is_index_file(path: Path) -> bool:
@@ -246,8 +222,6 @@ def bundle_sets(bundle: Bundle) -> list[ModelFiles]:
 def group_bundle(bundle: Bundle) -> ModelFiles:
     """A bundle as one model: its weights (read by the probe; a GGUF folder's model before its
     projector) and the shard sets among them, so a bundle missing shards is reported."""
-    from modelimport.bundles.detect import weights_order
-
     weights = [f.path for f in bundle.files if f.role == "weights"]
     sets = bundle_sets(bundle)
     shards = tuple(

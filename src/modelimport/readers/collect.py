@@ -7,7 +7,7 @@ skipped and counted. A file or folder that cannot be read (named, or met while w
 `unreadable`: the import reports it as failed with the reason, never as skipped, because
 the person asked for what is inside it and did not get it.
 
-A folder that is one model (a bundle: see modelimport.bundles) is not walked file by file:
+A folder that is one model (a bundle: see modelimport.readers.bundles) is not walked file by file:
 it is collected whole, with the reason it was taken as one model. Beside a single model
 file, its sidecars (<stem>.civitai.info, <stem>.preview.png, ...) are collected with it.
 """
@@ -20,12 +20,12 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modelimport.bundles import Bundle, detect_bundle, read_bundle
-from modelimport.bundles.detect import HF_CACHE_REPO_FOLDER, link_leads_outside
-from modelimport.bundles.sidecars import model_stem, sidecar_owner_stem, sidecars_of
-from modelimport.importer.shards import INDEX_SUFFIX, parse_shard_name
 from modelimport.library.layout import is_within
 from modelimport.names import MODEL_EXTENSIONS
+from modelimport.readers.bundles import Bundle, detect_bundle, read_bundle
+from modelimport.readers.bundles.detect import HF_CACHE_REPO_FOLDER, link_leads_outside
+from modelimport.readers.bundles.sidecars import model_stem, sidecar_owner_stem, sidecars_of
+from modelimport.readers.shard_names import INDEX_SUFFIX, parse_shard_name
 
 SKIPPED_DIR_NAMES = {".modelimport", ".git", "__pycache__"}
 # The Hugging Face cache keeps a repo as models--<org>--<name>/ with snapshots/<commit>/ (the

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelimport.bundles.detect import Bundle, read_description
+from modelimport.readers.bundles.detect import Bundle, read_description
 
 PIPELINE_CLASSES: tuple[tuple[str, str, str], ...] = (
     (r"^StableDiffusionXL.*Pipeline$", "checkpoint", "sdxl"),

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any
 
-from modelimport.importer.shards import parse_shard_name
+from modelimport.readers.shard_names import parse_shard_name
 
 MAX_DESCRIPTION_BYTES = 4 * 1024 * 1024  # a config.json is kilobytes; refuse to read a huge one
 

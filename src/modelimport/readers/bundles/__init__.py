@@ -22,13 +22,13 @@ Invariants:
   one model, its mmproj and small companions.
 """
 
-from modelimport.bundles.detect import (
+from modelimport.readers.bundles.detect import (
     Bundle,
     BundleFile,
     detect_bundle,
     read_bundle,
 )
-from modelimport.bundles.sidecars import is_sidecar_name, sidecar_owner_stem, sidecars_of
+from modelimport.readers.bundles.sidecars import is_sidecar_name, sidecar_owner_stem, sidecars_of
 
 __all__ = [
     "Bundle",
