@@ -20,7 +20,7 @@ from pathlib import Path
 import blake3
 import pytest
 
-from modelimport import faults, hashing
+from modelimport import fastpaths, faults, hashing
 
 SMALL_CHUNK = 64 * 1024
 
@@ -339,5 +339,5 @@ def test_blake3_file_is_the_blake3_of_every_byte(tmp_path: Path):
 def test_can_clone_tells_a_filesystem_that_clones_from_one_that_cannot(
     small_fs: Path, reflink_dir: Path
 ):
-    assert hashing.can_clone(reflink_dir) is True  # XFS with reflink
-    assert hashing.can_clone(small_fs) is False  # ext4 (or tmpfs): no clones
+    assert fastpaths.can_clone(reflink_dir) is True  # XFS with reflink
+    assert fastpaths.can_clone(small_fs) is False  # ext4 (or tmpfs): no clones

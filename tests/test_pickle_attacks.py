@@ -217,10 +217,21 @@ def _table(folder: Path) -> dict[str, Path]:
 
 
 def _run_measured(*args: str | Path) -> tuple[subprocess.CompletedProcess, int]:
-    """The CLI in a child that prints its own peak RSS (KiB) to stderr's last line."""
+    """The CLI in a child that prints its own peak RSS (KiB) to stderr's last line.
+
+    Linux's VmHWM, not ru_maxrss: ru_maxrss survives exec, so a child forked from a test
+    worker that has grown to 500 MB reports those 500 MB as its own."""
     code = ("import resource, runpy, sys\nsys.argv = ['modelimport', *sys.argv[1:]]\n"
+            "def peak():\n"
+            "    try:\n"
+            "        for line in open('/proc/self/status'):\n"
+            "            if line.startswith('VmHWM:'):\n"
+            "                return int(line.split()[1])\n"
+            "    except OSError:\n"
+            "        pass\n"
+            "    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
             "try:\n    runpy.run_module('modelimport', run_name='__main__')\nfinally:\n"
-            "    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)")
+            "    print(peak(), file=sys.stderr)")
     proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True,
                           text=True, env=cli_env(), stdin=subprocess.DEVNULL, timeout=300)
     return proc, int(proc.stderr.strip().splitlines()[-1])

@@ -13,6 +13,7 @@ import app_models as models
 import pytest
 from app_models import assert_relative_link_to, tree
 from cli import cli_env, library_files
+from cli import run_cli as run_cli_process
 from cli import run_cli_here as run_cli  # in this process (tests/cli.py)
 
 
@@ -186,7 +187,8 @@ def test_remove_while_another_process_holds_the_index_says_the_library_is_busy(
     holder = sqlite3.connect(lib / ".modelimport" / "index.sqlite", isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")  # this test's process: a long transaction of another
     try:
-        run = mi(lib, "remove", "--yes", model_id, timeout=180)
+        # Another process, as the sentence names it (this one holds the transaction).
+        run = run_cli_process("--library", lib, "remove", "--yes", model_id, timeout=180)
     finally:
         holder.execute("ROLLBACK")
         holder.close()

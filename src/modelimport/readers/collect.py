@@ -158,8 +158,13 @@ def _walk(
         return
     listed: list[tuple[os.DirEntry[str], os.stat_result]] = []
     for entry in entries:
-        if link_leads_outside(Path(entry.path), boundary) and not (
-            library_root is not None and is_within(entry.path, library_root)  # reported below
+        if (
+            link_leads_outside(Path(entry.path), boundary)
+            and not (library_root is not None and is_within(entry.path, library_root))
+            # A link to a model file elsewhere (a folder of links to another disk) is read:
+            # its content must prove it a model. What is copied whatever its content (a
+            # sidecar, a folder's configs and tokenizer) never comes from outside.
+            and not (is_candidate_name(entry.name) and _is_file(Path(entry.path)))
         ):
             out.skipped.append((Path(entry.path), "a link leading outside the folder named"))
             continue
@@ -208,3 +213,10 @@ def _walk(
         elif ident not in seen_files:
             seen_files.add(ident)
             out.files.append(path.absolute())
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        return False
