@@ -6,12 +6,12 @@ Public API (what the importer and the `lookup` command use):
     result = session.identify(LookupRequest(name, files, folder_name, embedded_repos))
     result = settle_verification(result, {"file.safetensors": sha256})
 
-Submodules: `records` (dataclasses), `client` (HubSession, settle_verification), `candidates`
-(search queries, generic names), `scoring` (per-file evidence -> trust level), `describe`
-(metadata from a repo), `cache` (disk cache). Hashing of local files is `modelimport.hashing`.
+Submodules: `records` (dataclasses), `client` (HubSession), `settle` (settle_verification),
+`http` (one bounded GET), `candidates` (search queries, generic names), `scoring` (per-file
+evidence -> trust level), `describe` (metadata from a repo), `cache` (disk cache). Hashing of local files is `modelimport.hashing`.
 """
 
-from modelimport.identify.hub.client import HubSession, HubUnavailable, settle_verification
+from modelimport.identify.hub.client import HubSession, HubUnavailable
 from modelimport.identify.hub.records import (
     Candidate,
     LocalFile,
@@ -19,6 +19,7 @@ from modelimport.identify.hub.records import (
     LookupResult,
     TrustLevel,
 )
+from modelimport.identify.hub.settle import settle_verification
 
 __all__ = [
     "Candidate",

@@ -24,7 +24,6 @@ Invariants:
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import threading
@@ -46,9 +45,6 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 from huggingface_hub.utils import (
-    build_hf_headers,
-    get_session,
-    hf_raise_for_status,
     parse_ratelimit_headers,
 )
 
@@ -63,6 +59,7 @@ from modelimport.identify.hub.candidates import (
     valid_repo_id,
 )
 from modelimport.identify.hub.describe import repo_metadata
+from modelimport.identify.hub.http import get_json
 from modelimport.identify.hub.records import (
     CONFIDENCE,
     SELECTION_RANK,
@@ -76,6 +73,7 @@ from modelimport.identify.hub.records import (
     no_match,
 )
 from modelimport.identify.hub.scoring import RepoMatch, match_listing, name_only_match, to_candidate
+from modelimport.identify.hub.settle import _other_bytes_same_size
 from modelimport.identify.unreachable import unreachable_reason
 
 T = TypeVar("T")
@@ -100,7 +98,6 @@ MAX_429_RETRIES = 1
 # When the Hub says this few requests are left in its window, spread them over the time left
 # instead of letting every thread spend them at once and meet a wall of 429s.
 PACE_BELOW_REMAINING = 16
-MAX_ANSWER_BYTES = 64 << 20  # a listing of a repo with 10 000 files is a few MiB
 DECISIVE = (TrustLevel.VERIFIED, TrustLevel.HIGH)
 
 
@@ -686,54 +683,6 @@ class HubSession:
         raise HubUnavailable(reason)
 
 
-def get_json(
-    url: str,
-    params: dict[str, Any] | None,
-    *,
-    token: str | bool | None,
-    timeout: float,
-    observe: Callable[[httpx2.Response], None] | None = None,
-) -> tuple[Any, httpx2.Response]:
-    """One GET of the Hub API through huggingface_hub's session: (decoded JSON, response).
-
-    httpx's timeout bounds each read, not the answer: a Hub that trickles a byte at a time
-    would hold a lookup for ever, and one that sends gigabytes would fill memory. So the
-    answer must be whole within about `timeout` seconds and at most MAX_ANSWER_BYTES.
-    `observe` sees every response before its status is judged (the RateLimit headers of a
-    429 matter). Raises huggingface_hub's errors for HTTP errors, MalformedAnswer for what
-    is not JSON.
-    """
-    deadline = time.monotonic() + timeout
-    with get_session().stream(
-        "GET", url, params=params, headers=build_hf_headers(token=token), timeout=timeout
-    ) as streamed:
-        body = bytearray()
-        for chunk in streamed.iter_bytes():
-            body += chunk
-            if len(body) > MAX_ANSWER_BYTES:
-                raise MalformedAnswer(f"an answer over {MAX_ANSWER_BYTES >> 20} MiB")
-            if time.monotonic() > deadline:
-                raise httpx2.ReadTimeout("answer too slow", request=streamed.request)
-    # The body is decoded already; a whole response for huggingface_hub's error mapping.
-    response = httpx2.Response(
-        streamed.status_code,
-        headers=[
-            (k, v)
-            for k, v in streamed.headers.multi_items()
-            if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
-        ],
-        content=bytes(body),
-        request=streamed.request,
-    )
-    if observe is not None:
-        observe(response)
-    hf_raise_for_status(response)
-    try:
-        return json.loads(body), response
-    except (ValueError, RecursionError) as exc:  # an HTML page, a cut body, [[[[...
-        raise MalformedAnswer("an answer that is not JSON") from exc
-
-
 def _namesakes(
     evaluated: dict[str, tuple[RepoMatch, RepoListing | None, int]],
     hits: dict[str, SearchHit],
@@ -751,95 +700,3 @@ def _namesakes(
         if hit.repo_id not in evaluated and hit.repo_id.split("/")[-1].lower() in names
     ]
     return sorted(found, key=lambda hit: -hit.downloads)
-
-
-def _other_bytes_same_size(result: LookupResult, others: list[LookupResult]) -> bool:
-    """Does another candidate list a file of the same name and size with another sha256?"""
-    mine = result.expected_sha256
-    sizes = {
-        f["path"]: f["size"] for f in result.metadata.get("repo_files") or [] if "path" in f
-    }
-    for other in others:
-        other_sizes = {
-            f["path"]: f["size"] for f in other.metadata.get("repo_files") or [] if "path" in f
-        }
-        for name, sha in other.expected_sha256.items():
-            here = result.matched_files.get(name)
-            there = other.matched_files.get(name)
-            if (
-                name in mine
-                and mine[name].lower() != sha.lower()
-                and here is not None
-                and there is not None
-                and sizes.get(here) == other_sizes.get(there)
-            ):
-                return True
-    return False
-
-
-def settle_verification(
-    result: LookupResult, sha256_by_name: dict[str, str], *, whole_set: bool = True
-) -> LookupResult:
-    """Decide a pending verification; when these bytes are not the chosen repo's, the other
-    candidates holding files of the same names (`alternates`) are tried before Modified:
-    Modified means no candidate holds these bytes."""
-    settled = _settle_one(result, sha256_by_name, whole_set=whole_set)
-    if settled.trust is TrustLevel.VERIFIED or not result.alternates:
-        return settled
-    for alternate in result.alternates:
-        other = _settle_one(alternate, sha256_by_name, whole_set=whole_set)
-        if other.trust is TrustLevel.VERIFIED:
-            return replace(other, candidates=result.candidates, alternates=())
-    return settled
-
-
-def _settle_one(
-    result: LookupResult, sha256_by_name: dict[str, str], *, whole_set: bool = True
-) -> LookupResult:
-    """Decide a pending verification once the full sha256s are known (from the copy stream).
-
-    Verified only when every file of the result has a sha256 equal to the one the Hub lists
-    and the set is whole (`whole_set`: no shard missing). Any different -> Modified version
-    (hash_mismatch), except for a fuzzy match, which stays Low confidence. A file the Hub
-    lists no sha256 for, or a missing shard, was not compared: at most High confidence.
-    Nothing to compare -> unchanged.
-    """
-    expected = result.expected_sha256
-    compared = {
-        name: sha256_by_name[name].lower() == sha.lower()
-        for name, sha in expected.items()
-        if sha256_by_name.get(name)
-    }
-    if not all(compared.values()):
-        if result.match_method == "filename_fuzzy":
-            # Only the guess "same size, so a renamed copy" is refuted; the similar name
-            # remains what it was: low-confidence evidence, not a modified version.
-            return replace(result, pending_verification=False, expected_sha256={})
-        return replace(
-            result,
-            trust=TrustLevel.MODIFIED,
-            match_method="hash_mismatch",
-            confidence=CONFIDENCE["hash_mismatch"],
-            pending_verification=False,
-            metadata={**result.metadata, "hash_mismatch": True},
-        )
-    every_file = result.local_files or tuple(result.matched_files)
-    if whole_set and every_file and all(compared.get(name) for name in every_file):
-        return replace(
-            result,
-            trust=TrustLevel.VERIFIED,
-            match_method="hash",
-            confidence=CONFIDENCE["hash"],
-            pending_verification=False,
-            metadata={**result.metadata, "hash_mismatch": False},
-        )
-    if compared and len(compared) == len(expected):
-        result = replace(result, pending_verification=False)  # nothing left to compare
-    if result.trust is TrustLevel.VERIFIED and not whole_set:
-        result = replace(
-            result,
-            trust=TrustLevel.HIGH,
-            match_method="filename_exact",
-            confidence=CONFIDENCE["filename_exact"],
-        )
-    return result

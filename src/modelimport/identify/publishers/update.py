@@ -29,7 +29,7 @@ from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 from modelimport.errors import ModelImportError
 from modelimport.identify.hub.answers import MalformedAnswer, repo_listing, text
 from modelimport.identify.hub.candidates import valid_repo_id
-from modelimport.identify.hub.client import get_json
+from modelimport.identify.hub.http import get_json
 from modelimport.identify.publishers.store import IndexStats, index_path, open_index
 
 MAX_AGE_S = 7 * 24 * 3600.0  # an online import refreshes an index older than this
