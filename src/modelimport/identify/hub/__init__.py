@@ -8,7 +8,8 @@ Public API (what the importer and the `lookup` command use):
 
 Submodules: `records` (dataclasses), `client` (HubSession), `settle` (settle_verification),
 `http` (one bounded GET), `candidates` (search queries, generic names), `scoring` (per-file
-evidence -> trust level), `describe` (metadata from a repo), `cache` (disk cache). Hashing of local files is `modelimport.hashing`.
+evidence -> trust level), `describe` (metadata from a repo), `cache` (disk cache). Hashing
+of local files is `modelimport.hashing`.
 """
 
 from modelimport.identify.hub.client import HubSession, HubUnavailable
