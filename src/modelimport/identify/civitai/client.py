@@ -41,6 +41,7 @@ from modelimport.identify.civitai.answers import (
     versions_list,
 )
 from modelimport.identify.hub.cache import HubCache
+from modelimport.identify.hub.http import read_bounded
 from modelimport.identify.hub.records import (
     CONFIDENCE,
     LookupRequest,
@@ -350,14 +351,8 @@ class CivitaiSession:
         with self._http().stream(
             method, f"{self.endpoint}{path}", json=body if method == "POST" else None
         ) as streamed:
-            raw = bytearray()
-            for chunk in streamed.iter_bytes():
-                raw += chunk
-                if len(raw) > MAX_ANSWER_BYTES:
-                    raise MalformedAnswer(f"an answer over {MAX_ANSWER_BYTES >> 20} MiB")
-                if time.monotonic() > deadline:
-                    raise httpx2.ReadTimeout("answer too slow", request=streamed.request)
-            return streamed.status_code, streamed, bytes(raw)
+            raw = read_bounded(streamed, deadline, MAX_ANSWER_BYTES)
+            return streamed.status_code, streamed, raw
 
     def _trip(self, reason: str) -> NoReturn:
         with self._lock:
